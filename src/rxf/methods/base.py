@@ -1,0 +1,256 @@
+"""What every fine-tuning method shares: task types, the task loss, and the method interface.
+
+A method is a config dataclass (its hyper-parameters, validated on construction) whose
+``build()`` gives a :class:`Method`: the code that turns a model and a batch into a loss. Methods
+that need several backward passes per step (FreeLB) override :meth:`Method.training_step`
+instead; everything else only implements :meth:`Method.compute_loss`.
+
+The task loss is computed here from the logits rather than by the model, so that every method
+and task type treats labels, padding and label smoothing the same way:
+
+* ``classification``: cross-entropy over classes;
+* ``regression``: mean squared error (``num_labels == 1``);
+* ``multi_label``: binary cross-entropy per label;
+* ``seq2seq``: token cross-entropy over labels ≠ −100 (decoder logits align with labels);
+* ``causal_lm``: token cross-entropy over labels ≠ −100 after the one-token shift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rxf.errors import RxfError, closest
+from rxf.noise import unwrap_model
+
+TaskType = Literal["classification", "regression", "multi_label", "seq2seq", "causal_lm"]
+TASK_TYPES: tuple[str, ...] = ("classification", "regression", "multi_label", "seq2seq", "causal_lm")
+GENERATION_TASKS = ("seq2seq", "causal_lm")
+
+Batch = Mapping[str, Any]
+
+
+def infer_task_type(model: nn.Module) -> TaskType:
+    """The task type a Hugging Face model is built for, from its config and class name."""
+    model = unwrap_model(model)
+    config = getattr(model, "config", None)
+    name = type(model).__name__
+    if getattr(config, "is_encoder_decoder", False) and "SequenceClassification" not in name:
+        return "seq2seq"
+    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
+        return "causal_lm"
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression" or (problem is None and getattr(config, "num_labels", 2) == 1):
+        return "regression"
+    if problem == "multi_label_classification":
+        return "multi_label"
+    return "classification"
+
+
+def prediction_logits(logits: torch.Tensor, task_type: TaskType) -> torch.Tensor:
+    """Logits aligned with the labels: causal LMs predict token t+1 at position t."""
+    return logits[:, :-1] if task_type == "causal_lm" else logits
+
+
+def prediction_labels(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:
+    return labels[:, 1:] if task_type == "causal_lm" else labels
+
+
+def target_mask(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor | None:
+    """Positions that count, for token-level tasks: labels ≠ −100 (prompt and padding excluded)."""
+    if task_type in GENERATION_TASKS:
+        return prediction_labels(labels, task_type) != -100
+    return None
+
+
+def task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: TaskType,
+    *,
+    label_smoothing: float = 0.0,
+    normalizer: int | float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The supervised loss, in fp32, averaged over examples (or target tokens), or summed and divided by ``normalizer``."""
+    logits = prediction_logits(logits, task_type).float()
+    labels = prediction_labels(labels, task_type)
+    if task_type == "regression":
+        per_item = (logits.reshape(-1) - labels.reshape(-1).float()).pow(2)
+    elif task_type == "multi_label":
+        per_item = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(-1)
+    else:
+        per_item = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+            label_smoothing=label_smoothing,
+        )
+        per_item = per_item[labels.reshape(-1) != -100]
+    if normalizer is not None:
+        return per_item.sum() / normalizer
+    return per_item.sum() / max(per_item.numel(), 1)
+
+
+@dataclass
+class LossOutput:
+    """What a method computed on one batch: the loss to back-propagate and its parts, for logging."""
+
+    loss: torch.Tensor
+    task_loss: torch.Tensor
+    regularizer: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # clean-pass logits, detached
+
+
+def model_inputs(model: nn.Module, batch: Batch, task_type: TaskType) -> tuple[dict[str, Any], torch.Tensor]:
+    """Split a batch into the model's inputs (without labels) and the labels.
+
+    Labels are kept out of the forward pass so the model does not compute a loss we don't use.
+    Encoder-decoder models then need ``decoder_input_ids``, which they make from the labels.
+    """
+    if "labels" not in batch:
+        raise RxfError("the batch has no 'labels': rxf methods need labels to compute the task loss")
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    labels = batch["labels"]
+    if task_type == "seq2seq" and "decoder_input_ids" not in inputs and "decoder_inputs_embeds" not in inputs:
+        inner = unwrap_model(model)
+        if not hasattr(inner, "prepare_decoder_input_ids_from_labels"):
+            raise RxfError(
+                f"{type(inner).__name__} cannot make decoder_input_ids from labels: put decoder_input_ids in the batch "
+                "(DataCollatorForSeq2Seq(model=…) does)"
+            )
+        inputs["decoder_input_ids"] = inner.prepare_decoder_input_ids_from_labels(labels=labels)
+    return inputs, labels
+
+
+def output_logits(outputs: Any) -> torch.Tensor:
+    return outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False, positive: bool = False) -> None:
+    """Validate a numeric hyper-parameter; RxfError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RxfError(f"{name} must be a number, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise RxfError(f"{name} must be a whole number, got {value!r}")
+    if positive and value <= 0:
+        raise RxfError(f"{name} must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise RxfError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RxfError(f"{name} must be one of {', '.join(choices)}; got {value!r}{closest(str(value), choices)}")
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config. Subclasses set ``name`` and may add fields."""
+
+    name: ClassVar[str] = ""
+    # The task type (classification, regression, multi_label, seq2seq, causal_lm); None infers it from the model.
+    task_type: str | None = None
+    # Label smoothing of the task cross-entropy (the paper's summarization recipe uses 0.1).
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.task_type is not None:
+            check_choice("task_type", self.task_type, TASK_TYPES)
+        check_number("label_smoothing", self.label_smoothing, minimum=0.0)
+        if self.label_smoothing >= 1:
+            raise RxfError(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+
+    def build(self) -> Method:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.name, **dataclasses.asdict(self)}
+
+
+class Method:
+    """A method bound to its config. ``compute_loss`` is the whole method for single-backward methods."""
+
+    #: True for methods whose step needs several backward passes (they implement ``training_step``).
+    multi_backward: ClassVar[bool] = False
+    #: Name under which the regulariser is logged (e.g. "r3f_divergence").
+    regularizer_name: ClassVar[str] = "regularizer"
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Changes the method makes to the model before training (R4F: spectral norm). Default: none."""
+        return model
+
+    def task_type(self, model: nn.Module) -> TaskType:
+        return self.config.task_type or infer_task_type(model)  # type: ignore[return-value]
+
+    def clean_loss(
+        self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
+    ) -> LossOutput:
+        """One ordinary forward pass and the task loss: Standard fine-tuning."""
+        task_type = self.task_type(model)
+        inputs, labels = model_inputs(model, batch, task_type)
+        logits = output_logits(model(**inputs))
+        loss = task_loss(logits, labels, task_type, label_smoothing=self.config.label_smoothing, normalizer=normalizer)
+        return LossOutput(loss=loss, task_loss=loss.detach(), logits=logits.detach())
+
+    def compute_loss(
+        self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
+    ) -> LossOutput:
+        """The training loss on ``batch``. ``normalizer`` replaces the per-batch item count (gradient accumulation)."""
+        raise NotImplementedError
+
+    def training_step(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        backward: Callable[[torch.Tensor], None],
+        *,
+        normalizer: int | float | torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Compute the loss and call ``backward`` on it. Multi-backward methods override this."""
+        out = self.compute_loss(model, batch, normalizer=normalizer)
+        backward(out.loss)
+        return out
+
+
+# ---- registry -------------------------------------------------------------------------------
+
+METHODS: dict[str, type[MethodConfig]] = {}
+
+
+def register(config_class: type[MethodConfig]) -> type[MethodConfig]:
+    """Class decorator: make a method config available by its ``name``."""
+    METHODS[config_class.name] = config_class
+    return config_class
+
+
+def method_config(name: str | MethodConfig, **options: Any) -> MethodConfig:
+    """A method's config by name, with options; an RxfError names any unknown method or option."""
+    if isinstance(name, MethodConfig):
+        return dataclasses.replace(name, **options) if options else name
+    key = str(name).lower()
+    if key not in METHODS:
+        raise RxfError(f"unknown method {name!r}{closest(key, METHODS)}; available: {', '.join(sorted(METHODS))}")
+    config_class = METHODS[key]
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    for option in options:
+        if option not in fields:
+            raise RxfError(
+                f"method {key!r} has no option {option!r}{closest(option, fields)}; its options: {', '.join(sorted(fields))}"
+            )
+    return config_class(**options)
+
+
+def build_method(method: str | MethodConfig | Method | None, **options: Any) -> Method:
+    if isinstance(method, Method):
+        return method
+    return method_config(method or "standard", **options).build()

@@ -1,0 +1,140 @@
+"""The methods inside Hugging Face ``Trainer`` and ``Seq2SeqTrainer``.
+
+>>> trainer = RxfTrainer(model=model, args=TrainingArguments(...), train_dataset=..., method=R3FConfig(lambda_=1.0))
+>>> trainer.train()
+
+or mix :class:`RxfTrainerMixin` into a Trainer subclass of your own (it must come first in the
+bases). What the mixin changes:
+
+* the training loss is the method's (evaluation keeps the model's own loss);
+* the task loss and the regulariser are logged beside ``loss`` (e.g. ``task_loss`` and
+  ``r3f_divergence``), averaged over the logging interval;
+* the method prepares the model before training (R4F: spectral norm on the head);
+* saved checkpoints carry plain weights (spectral norm folded in), loadable without rxf, plus
+  the raw spectral-norm state in ``rxf_spectral_norm.safetensors`` so that a resumed run goes on
+  exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Seq2SeqTrainer, Trainer
+
+from rxf.methods.base import GENERATION_TASKS, LossOutput, Method, MethodConfig, build_method
+from rxf.spectral import folded_state_dict, has_spectral_norm
+
+SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
+
+
+class RxfTrainerMixin:
+    """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
+
+    def __init__(self, *args: Any, method: str | MethodConfig | Method | None = None, **kwargs: Any):
+        self.rxf_method = build_method(method)
+        model = kwargs.get("model", args[0] if args else None)
+        if model is not None:
+            self.rxf_method.prepare_model(model)
+        super().__init__(*args, **kwargs)
+        self._rxf_log_sums: dict[str, float] = {}
+        self._rxf_log_count = 0
+
+    # ---- loss ---------------------------------------------------------------------------------
+
+    def _rxf_normalizer(self, model: nn.Module, num_items_in_batch: Any) -> Any:
+        # Token-level tasks average over the target tokens of the whole accumulated batch, as
+        # Trainer does for models that take num_items_in_batch; sequence-level tasks over the batch.
+        if self.rxf_method.task_type(model) in GENERATION_TASKS:
+            return num_items_in_batch
+        return None
+
+    def _rxf_finish(self, out: LossOutput, normalizer: Any) -> torch.Tensor:
+        self._rxf_record(out)
+        self.loss_is_scaled_for_ga = normalizer is not None
+        loss = out.loss
+        if normalizer is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts tokens on all ranks; DDP averages gradients over ranks.
+            loss = loss * self.accelerator.num_processes
+        return loss
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        if return_outputs or not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        normalizer = self._rxf_normalizer(model, num_items_in_batch)
+        out = self.rxf_method.compute_loss(model, inputs, normalizer=normalizer)
+        return self._rxf_finish(out, normalizer)
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        if not self.rxf_method.multi_backward:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        normalizer = self._rxf_normalizer(model, num_items_in_batch)
+        steps = 1 if normalizer is not None else self.current_gradient_accumulation_steps
+
+        def backward(loss: torch.Tensor) -> None:
+            self.accelerator.backward(loss / steps)
+
+        with self.compute_loss_context_manager():
+            out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer)
+        self._rxf_record(out)
+        return out.loss.detach() / steps
+
+    # ---- logging ------------------------------------------------------------------------------
+
+    def _rxf_record(self, out: LossOutput) -> None:
+        parts = {"task_loss": out.task_loss}
+        if out.regularizer is not None:
+            parts[self.rxf_method.regularizer_name] = out.regularizer
+        for key, value in parts.items():
+            self._rxf_log_sums[key] = self._rxf_log_sums.get(key, 0.0) + float(value)
+        self._rxf_log_count += 1
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs and self._rxf_log_count:
+            for key, total in self._rxf_log_sums.items():
+                logs[key] = round(total / self._rxf_log_count, 6)
+            self._rxf_log_sums, self._rxf_log_count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not has_spectral_norm(self.model):
+            return super()._save(output_dir, state_dict)
+        super()._save(output_dir, folded_state_dict(self.model))
+        if self.args.should_save:
+            raw = {k: v.detach().contiguous() for k, v in self.model.state_dict().items() if ".parametrizations." in k}
+            save_file(raw, os.path.join(output_dir, SPECTRAL_STATE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        model = model if model is not None else self.model
+        raw_path = os.path.join(resume_from_checkpoint, SPECTRAL_STATE_FILE)
+        weights_path = os.path.join(resume_from_checkpoint, "model.safetensors")
+        if not (has_spectral_norm(model) and os.path.isfile(raw_path) and os.path.isfile(weights_path)):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        raw = load_file(raw_path)
+        folded_keys = {k.replace(".parametrizations.", ".").rsplit(".", 1)[0] for k in raw}
+        plain = {k: v for k, v in load_file(weights_path).items() if k not in folded_keys}
+        missing, unexpected = model.load_state_dict({**plain, **raw}, strict=False)
+        if unexpected:
+            raise RuntimeError(f"checkpoint {resume_from_checkpoint} has weights the model lacks: {unexpected[:5]}")
+
+
+class RxfTrainer(RxfTrainerMixin, Trainer):
+    """``transformers.Trainer`` training with an rxf method (``method=`` a name or config)."""
+
+
+class RxfSeq2SeqTrainer(RxfTrainerMixin, Seq2SeqTrainer):
+    """``transformers.Seq2SeqTrainer`` training with an rxf method (R3F for summarization)."""

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from transformers import BertForSequenceClassification, RobertaForSequenceClassification
+
+from rxf import RxfError, method_config
+from rxf.spectral import (
+    apply_spectral_norm,
+    classification_head,
+    folded_state_dict,
+    head_linears,
+    largest_singular_value,
+    refresh_spectral_norm,
+    remove_spectral_norm,
+)
+from tiny_models import tiny_bert, tiny_distilbert, tiny_gpt2, tiny_roberta
+
+
+def test_head_discovery():
+    assert [n for n, _ in head_linears(tiny_bert()[0])] == ["classifier"]
+    assert [n for n, _ in head_linears(tiny_roberta()[0])] == ["classifier.dense", "classifier.out_proj"]
+    assert [n for n, _ in classification_head(tiny_distilbert()[0], "final")] == ["classifier"]
+    assert [n for n, _ in classification_head(tiny_distilbert()[0], "head")] == ["pre_classifier", "classifier"]
+
+
+def test_r4f_on_a_model_without_head_is_a_clear_error():
+    with pytest.raises(RxfError, match="R4F"):
+        method_config("r4f").build().prepare_model(tiny_gpt2()[0])
+
+
+@pytest.mark.parametrize("scope,lr,refresh", [("final", 1e-3, False), ("head", 1e-3, False), ("head", 1e-2, True)])
+def test_head_spectral_norm_stays_at_most_one_during_training(scope, lr, refresh):
+    """σ_max(head) ≤ 1 + 1e-3 after training steps; at a huge learning rate, after the refresh rxf runs before eval/save."""
+    model, batch = tiny_roberta()
+    with torch.no_grad():  # start far from 1, so normalisation has work to do
+        model.classifier.out_proj.weight.mul_(50)
+        model.classifier.dense.weight.mul_(50)
+    method = method_config("r4f", spectral_norm_scope=scope, sigma=1e-2).build()
+    method.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(20):
+        out = method.compute_loss(model, batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    if refresh:
+        refresh_spectral_norm(model)
+    model.eval()
+    names = ["classifier.out_proj"] + (["classifier.dense"] if scope == "head" else [])
+    for name in names:
+        sigma = largest_singular_value(model.get_submodule(name).weight)
+        assert sigma <= 1 + 1e-3, f"{name}: largest singular value {sigma}"
+        assert sigma > 0.9
+    if scope == "final":
+        assert largest_singular_value(model.classifier.dense.weight) > 10
+
+
+def test_saved_r4f_model_loads_in_plain_transformers(tmp_path):
+    model, batch = tiny_bert()
+    method = method_config("r4f", sigma=1e-2).build()
+    method.prepare_model(model)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        method.compute_loss(model, batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    state = folded_state_dict(model)  # brings the spectral-norm estimate up to date, as saving does
+    model.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    model.save_pretrained(tmp_path, state_dict=state)
+    reloaded = BertForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert not any("parametrizations" in k for k in reloaded.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**inputs).logits, expected, atol=1e-6)
+    # Folding in place gives the same plain model.
+    remove_spectral_norm(model)
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, expected, atol=1e-6)
+    assert "classifier.weight" in model.state_dict()
