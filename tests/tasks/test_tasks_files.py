@@ -1,0 +1,155 @@
+"""Tasks from the user's CSV/TSV/JSON/JSONL files and from (faked) hub datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from rxf.errors import RxfError
+from rxf.tasks import load_task
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+TRAIN_CSV = 'sentence,second,sentiment\n"good, really",yes,pos\nbad,no,neg\nmeh,so so,neutral\nfine,ok,pos\n'
+EVAL_CSV = "sentence,second,sentiment\ngreat,yes,pos\nawful,no,neg\n"
+
+
+def test_csv_with_pair_and_string_labels(tmp_path):
+    task = load_task(
+        train_file=write_csv(tmp_path / "train.csv", TRAIN_CSV),
+        eval_file=write_csv(tmp_path / "dev.csv", EVAL_CSV),
+        text_column="sentence",
+        text_pair_column="second",
+        label_column="sentiment",
+    )
+    assert task.name == "csv" and task.main_metric == "accuracy"
+    assert task.label_names == ["neg", "neutral", "pos"]  # sorted label set of train
+    assert task.has_text_pair and not task.is_regression
+    assert task.train["text"] == ["good, really", "bad", "meh", "fine"]
+    assert task.train["text_pair"] == ["yes", "no", "so so", "ok"]
+    assert task.train["label"] == [2, 0, 1, 2]
+    assert task.eval["validation"]["label"] == [2, 0]
+    assert set(task.compute_metrics([2, 1], task.eval["validation"]["label"])) == {"accuracy", "macro_f1"}
+
+
+def test_jsonl_and_tsv_with_default_columns(tmp_path):
+    rows = [{"text": f"t{i}", "text_pair": f"p{i}", "label": i % 3} for i in range(30)]
+    task = load_task("json", train_file=write_jsonl(tmp_path / "train.jsonl", rows),
+                     eval_file=write_jsonl(tmp_path / "dev.jsonl", rows[:6]), text_pair_column="text_pair")
+    assert task.name == "json" and task.label_names == ["0", "1", "2"]
+    assert task.train["label"] == [i % 3 for i in range(30)] and len(task.eval["validation"]) == 6
+    tsv = write_csv(tmp_path / "train.tsv", "text\tlabel\nit's \"quoted\", ok\t1\nno\t0\nyes\t1\n")
+    task = load_task(train_file=tsv)
+    assert sorted([*task.train["text"], *task.eval["validation"]["text"]]) == ["it's \"quoted\", ok", "no", "yes"]
+
+
+def test_numeric_labels_sort_numerically_and_regression_is_inferred(tmp_path):
+    rows = [{"text": f"t{i}", "label": [2, 10, 1][i % 3]} for i in range(9)]
+    task = load_task(train_file=write_jsonl(tmp_path / "a.jsonl", rows))
+    assert task.label_names == ["1", "2", "10"]
+    rows = [{"text": f"t{i}", "label": i / 4} for i in range(20)]
+    task = load_task(train_file=write_jsonl(tmp_path / "r.jsonl", rows))
+    assert task.is_regression and task.num_labels == 1 and task.main_metric == "pearson_spearman"
+    assert len(task.train) == 18 and len(task.eval["validation"]) == 2  # fixed 10% held out
+    assert task.train.features["label"].dtype == "float32"
+    # Integer-valued labels are classes unless task_type says otherwise.
+    rows = [{"text": f"t{i}", "label": i % 5} for i in range(20)]
+    assert load_task(train_file=write_jsonl(tmp_path / "i.jsonl", rows), task_type="regression").is_regression
+    assert load_task(train_file=write_jsonl(tmp_path / "i.jsonl", rows)).num_labels == 5
+
+
+def test_held_out_split_is_fixed_and_stratified(tmp_path):
+    rows = [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(100)]
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    a, b = load_task(train_file=path, seed=0), load_task(train_file=path, seed=7)
+    assert a.eval["validation"]["text"] == b.eval["validation"]["text"]
+    assert len(a.eval["validation"]) == 10 and sorted(a.eval["validation"]["label"]) == [0] * 5 + [1] * 5
+    assert not set(a.train["text"]) & set(a.eval["validation"]["text"])
+
+
+def test_eval_label_not_in_train(tmp_path):
+    train = write_csv(tmp_path / "train.csv", "text,label\na,pos\nb,neg\n")
+    dev = write_csv(tmp_path / "dev.csv", "text,label\nc,pos\nd,neutral\n")
+    with pytest.raises(RxfError, match=r"dev\.csv, line 3: label 'neutral' does not occur in .*train\.csv; "
+                                       r"the train labels are: neg, pos"):
+        load_task(train_file=train, eval_file=dev)
+
+
+def test_missing_column_lists_existing_ones(tmp_path):
+    train = write_csv(tmp_path / "train.csv", "text,labels\na,1\n")
+    with pytest.raises(RxfError, match=r"train\.csv has no column 'label' \(did you mean 'labels'\?\): "
+                                       r"its columns are text, labels; set label_column"):
+        load_task(train_file=train)
+    with pytest.raises(RxfError, match=r"has no column 'premise'.*set text_pair_column"):
+        load_task(train_file=train, text_pair_column="premise", label_column="labels")
+
+
+def test_empty_and_unreadable_files(tmp_path):
+    with pytest.raises(RxfError, match=r"train_file .*empty\.csv is empty"):
+        load_task(train_file=write_csv(tmp_path / "empty.csv", ""))
+    with pytest.raises(RxfError, match=r"header\.csv has no data rows \(only a header\)"):
+        load_task(train_file=write_csv(tmp_path / "header.csv", "text,label\n"))
+    with pytest.raises(RxfError, match=r"eval_file .*nope\.csv not found"):
+        load_task(train_file=write_csv(tmp_path / "ok.csv", "text,label\na,1\nb,0\n"), eval_file=tmp_path / "nope.csv")
+    with pytest.raises(RxfError, match=r"unsupported file type '\.txt'"):
+        load_task(train_file=write_csv(tmp_path / "a.txt", "text,label\na,1\n"))
+    with pytest.raises(RxfError, match=r"could not read train_file .*ragged\.csv: .*line 3"):
+        load_task(train_file=write_csv(tmp_path / "ragged.csv", "text,label\na,1\nb,0,extra\n"))
+    with pytest.raises(RxfError, match=r"blank\.csv, line 3: label column 'label' is empty"):
+        load_task(train_file=write_csv(tmp_path / "blank.csv", "text,label\na,x\nb,\n"))
+
+
+def test_option_misuse(tmp_path):
+    train = write_csv(tmp_path / "train.csv", "text,label\na,1\nb,0\n")
+    with pytest.raises(RxfError, match="task_type 'regresion' \\(did you mean 'regression'\\?\\)"):
+        load_task(train_file=train, task_type="regresion")
+    with pytest.raises(RxfError, match="pass train_file"):
+        load_task("csv")
+    with pytest.raises(RxfError, match="eval_file needs a train_file"):
+        load_task(eval_file=train)
+    with pytest.raises(RxfError, match="brings its own"):
+        load_task("glue/rte", train_file=train)
+    with pytest.raises(RxfError, match="max_eval_samples must be a positive integer"):
+        load_task(train_file=train, max_eval_samples=-1)
+
+
+def test_hub_dataset_with_config_and_class_labels(monkeypatch):
+    features = datasets.Features({"content": datasets.Value("string"), "stars": datasets.ClassLabel(names=["bad", "good"])})
+
+    def split(labels):
+        return datasets.Dataset.from_dict({"content": [f"r{i}" for i in range(len(labels))], "stars": labels},
+                                          features=features)
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        calls.append((path, name))
+        return datasets.DatasetDict({"train": split([0, 1, 1, 0]), "test": split([1, 0])})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    task = load_task("someone/reviews:en", text_column="content", label_column="stars")
+    assert calls == [("someone/reviews", "en")]
+    assert task.name == "someone/reviews:en" and task.label_names == ["bad", "good"]
+    assert list(task.eval) == ["test"] and task.eval["test"]["label"] == [1, 0]
+
+
+def test_hub_failure_is_an_rxf_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'imdb' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RxfError, match=r"'imdb' is not a known task and loading it from the Hugging Face hub failed "
+                                       r"\(ConnectionError: Couldn't reach"):
+        load_task("imdb")
