@@ -26,7 +26,7 @@ from torch import nn
 from transformers import Seq2SeqTrainer, Trainer
 
 from rxf.methods.base import GENERATION_TASKS, LossOutput, Method, MethodConfig, build_method
-from rxf.spectral import folded_state_dict, has_spectral_norm
+from rxf.spectral import folded_state_dict, has_spectral_norm, refresh_spectral_norm
 
 SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
 
@@ -89,6 +89,11 @@ class RxfTrainerMixin:
             out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer)
         self._rxf_record(out)
         return out.loss.detach() / steps
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        if has_spectral_norm(self.model):
+            refresh_spectral_norm(self.model)  # evaluate the head with σ_max = 1, not the lagging estimate
+        return super().evaluate(*args, **kwargs)
 
     # ---- logging ------------------------------------------------------------------------------
 
