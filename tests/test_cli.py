@@ -1,0 +1,107 @@
+"""`rxf train` end to end on the packaged model, offline, with a shortened budget."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from rxf.cli import main
+from shared_data import GLUE_DIR, needs_glue
+
+SHORT = ["--max-steps", "3", "--max-train-samples", "48", "--max-eval-samples", "24", "--no-progress"]
+
+
+def test_default_train_runs_end_to_end_offline(tmp_path):
+    """The README's default job, shortened: packaged MiniLM, BBC news, R3F; metrics JSON + safetensors."""
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "rxf.cli", "train", *SHORT, "--output-dir", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "bbc_news" and metrics["method"] == "r3f"
+    assert metrics["num_eval_examples"] == {"validation": 24}
+    assert 0.0 <= metrics["final"]["eval_accuracy"] <= 1.0
+    assert metrics["loss_curve"] and "r3f_divergence" in metrics["loss_curve"][-1]
+    assert (out / "model" / "model.safetensors").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    assert model.config.num_labels == 5 and model.config.id2label[0]
+
+
+@needs_glue
+def test_train_on_glue_tsv_with_r4f(tmp_path):
+    out = tmp_path / "rte"
+    code = main(["train", "--task", "glue/rte", "--data-dir", str(GLUE_DIR), "--method", "r4f", *SHORT, "--output-dir", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method_config"]["method"] == "r4f"
+    weights = AutoModelForSequenceClassification.from_pretrained(out / "model").classifier.weight
+    assert torch.linalg.matrix_norm(weights, ord=2).item() <= 1 + 1e-3
+
+
+def test_train_on_csv_files_with_a_yaml_config_and_overrides(tmp_path):
+    rows = ["text,label"] + [f"sample {i} {'good' if i % 2 else 'bad'} text,{'pos' if i % 2 else 'neg'}" for i in range(40)]
+    (tmp_path / "train.csv").write_text("\n".join(rows))
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"task: null\ntrain_file: {tmp_path / 'train.csv'}\nmethod: r3f\nmethod_options:\n  lambda_: 0.5\n"
+        f"output_dir: {tmp_path / 'csv'}\nsave_model: false\n"
+    )
+    code = main(["train", "--config", str(config), "--sigma", "1e-4", "--set", "max_steps=2", "--no-progress"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "csv" / "metrics.json").read_text())
+    assert metrics["method_config"]["lambda_"] == 0.5 and metrics["method_config"]["sigma"] == 1e-4
+    assert not (tmp_path / "csv" / "model").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--method", "r3ff"], ["unknown method", "r3f"]),
+        (["--lambda", "-1"], ["lambda_", ">= 0"]),
+        (["--sigma", "-0.1"], ["sigma"]),
+        (["--lambda", "big"], ["--lambda", "float"]),
+        (["--max-steps", "1.5"], ["--max-steps", "int"]),
+        (["--set", "max_steps=-2.5"], ["max_steps", "whole number"]),
+        (["--set", "learning_rat=1e-3"], ["learning_rat", "learning_rate"]),
+        (["--set", "nonsense"], ["--set", "key=value"]),
+        (["--noise-type", "gaussian"], ["noise_type"]),
+        (["--model", "./no/such/model"], ["model path", "does not exist"]),
+        (["--task", "glue/rtee"], ["rtee", "glue/rte"]),
+        (["--batch-size", "0"], ["batch_size", "> 0"]),
+        (["--set", "method_options.lamda_=1"], ["lamda_", "lambda_"]),
+        (["--output-dir", "/proc/rxf-cannot-write"], ["output_dir", "cannot be written"]),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_naming_the_problem(argv, words, capsys, tmp_path):
+    if "--output-dir" not in argv:
+        argv = [*argv, "--output-dir", str(tmp_path / "out")]
+    assert main(["train", *argv, "--no-progress"]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("rxf: error:") and message.count("\n") == 1
+    for word in words:
+        assert word in message
+
+
+def test_config_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochz: 3\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "epochz" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    bad.write_text("a: [1,\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_methods_lists_the_registry(capsys):
+    assert main(["methods"]) == 0
+    listing = capsys.readouterr().out
+    assert "r3f:" in listing and "r4f:" in listing and "lambda_=1.0" in listing

@@ -1,0 +1,18 @@
+"""The examples in examples/ run as written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_functional_loop_example_runs():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "functional_loop.py"), "--max-steps", "2", "--max-train-samples", "32"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "step 0: task loss" in done.stdout and "dev accuracy" in done.stdout
