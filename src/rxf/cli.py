@@ -1,149 +1,38 @@
-"""The ``rxf`` command line.
+"""The ``rxf`` command line: one verb per module in rxf/commands/.
 
     rxf train [--config FILE] [--method r3f] [--lambda 1.0] ... [--set key=value ...]
-    rxf methods                                  # the registered methods and their options
+    rxf methods
 
-Settings are applied in order: the defaults of :class:`rxf.train.TrainConfig`, then the YAML
-file, then the flags, then ``--set`` (which reaches every field, and method options as
-``--set method_options.sigma=1e-4``). Mistakes in any of them end with a one-line message and
-exit status 2, never a traceback.
+A verb's mistakes (RxfError) end with a one-line message and exit status 2, never a traceback.
+To add a verb, write ``rxf/commands/<verb>.py`` with ``add_parser(subparsers)`` and list it in
+COMMANDS.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-import yaml
 
 from rxf.errors import RxfError
 
-# Flags for the most used fields: flag -> (field, type). Method options live in method_options.
-TRAIN_FLAGS: dict[str, tuple[str, type]] = {
-    "--model": ("model", str),
-    "--task": ("task", str),
-    "--data-dir": ("data_dir", str),
-    "--train-file": ("train_file", str),
-    "--eval-file": ("eval_file", str),
-    "--text-column": ("text_column", str),
-    "--text-pair-column": ("text_pair_column", str),
-    "--label-column": ("label_column", str),
-    "--task-type": ("task_type", str),
-    "--max-train-samples": ("max_train_samples", int),
-    "--max-eval-samples": ("max_eval_samples", int),
-    "--max-length": ("max_length", int),
-    "--method": ("method", str),
-    "--lr": ("learning_rate", float),
-    "--epochs": ("epochs", float),
-    "--max-steps": ("max_steps", int),
-    "--batch-size": ("batch_size", int),
-    "--eval-steps": ("eval_steps", int),
-    "--seed": ("seed", int),
-    "--output-dir": ("output_dir", str),
-}
-METHOD_FLAGS: dict[str, tuple[str, type]] = {
-    "--lambda": ("lambda_", float),
-    "--sigma": ("sigma", float),
-    "--noise-type": ("noise_type", str),
-    "--gradient-mode": ("gradient_mode", str),
-}
-
-
-def _number_or_text(text: str) -> Any:
-    """A --set value: YAML scalars (1e-5, true, null, [1, 2]) become typed values."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _typed(flag: str, kind: type, text: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
-
-
-def train_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The config mapping from --config, the flags and --set, in that order."""
-    from rxf.train import TrainConfig
-
-    values: dict[str, Any] = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
-    values.setdefault("method_options", {})
-    for flag, (name, kind) in TRAIN_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = _typed(flag, kind, given)
-    for flag, (name, kind) in METHOD_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values["method_options"][name] = _typed(flag, kind, given)
-    if args.bf16:
-        values["bf16"] = True
-    if args.no_progress:
-        values["progress_bar"] = False
-    for item in args.set or []:
-        if "=" not in item:
-            raise RxfError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        if key.startswith("method_options."):
-            values["method_options"][key.split(".", 1)[1]] = _number_or_text(text)
-        else:
-            values[key] = _number_or_text(text)
-    return values
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from rxf.train import TrainConfig, run_training
-
-    config = TrainConfig.from_dict(train_values(args), source="config")
-    result = run_training(config)
-    summary = {k: result[k] for k in ("task", "method", "main_metric", "best_step", "time_to_best_s", "train_runtime_s")}
-    summary["final"] = {k: v for k, v in (result["final"] or {}).items() if k.startswith("eval_")}
-    print(json.dumps(summary, indent=2, default=str))
-    print(f"wrote {config.output_dir}/metrics.json" + (f" and {config.output_dir}/model/" if config.save_model else ""))
-    return 0
-
-
-def cmd_methods(args: argparse.Namespace) -> int:
-    from rxf.methods import METHODS
-
-    for name, config_class in sorted(METHODS.items()):
-        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(config_class))
-        doc = (config_class.__doc__ or "").strip().splitlines()[0]
-        print(f"{name}: {doc}\n    {options}")
-    return 0
+COMMANDS = [
+    "rxf.commands.train",
+    "rxf.commands.methods",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxf", description="Robust fine-tuning: R3F, R4F and their baselines.")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser(
-        "train",
-        help="fine-tune a model with a method",
-        description="Fine-tune a model. With no options: the packaged all-MiniLM-L6-v2 on BBC news with R3F, offline.",
-    )
-    train.add_argument("--config", help="YAML file of TrainConfig fields")
-    for flag, (name, kind) in {**TRAIN_FLAGS, **METHOD_FLAGS}.items():
-        train.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
-    train.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")
-    train.set_defaults(handler=cmd_train)
-
-    methods = commands.add_parser("methods", help="list the methods and their options")
-    methods.set_defaults(handler=cmd_methods)
+    for module in COMMANDS:
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except RxfError as error:
