@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,11 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
-def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate and save; return what ``metrics.json`` holds."""
+def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train, evaluate and save; return what ``metrics.json`` holds.
+
+    ``extra_callbacks``: more TrainerCallbacks, e.g. rxf.probing's representation tracker.
+    """
     config.validate()
     out = prepare_output_dir(config.output_dir)
 
@@ -255,7 +259,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[recorder],
+        callbacks=[recorder, *extra_callbacks],
         method=method_config(config.method, **config.method_options),
     )
     started = time.perf_counter()
