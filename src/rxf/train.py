@@ -33,8 +33,10 @@ from typing import Any
 import yaml
 
 from rxf.errors import RxfError, closest
-from rxf.methods.base import check_number, method_config
+from rxf.methods.base import check_choice, check_number, method_config
 from rxf.models import DEFAULT_MODEL, load_classifier
+
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 
@@ -74,6 +76,7 @@ class TrainConfig:
     adam_epsilon: float = 1e-6
     max_grad_norm: float = 1.0
     seed: int = 42
+    data_seed: int | None = None  # seed of the max_*_samples subsets; None: seed (a new subset per seed)
     bf16: bool = False
 
     # Evaluation, logging and output.
@@ -82,6 +85,12 @@ class TrainConfig:
     output_dir: str = "runs/default"
     save_model: bool = True
     progress_bar: bool = True
+
+    # Reliability.
+    checkpoint_steps: int | None = None  # None: a checkpoint at every evaluation
+    keep_checkpoints: int = 1  # 0: no checkpoints (a crashed run then starts over)
+    resume: bool = True  # continue from the latest checkpoint in output_dir, if there is one
+    on_nonfinite: str = "stop"  # NaN/inf loss: "stop" (save state, then error) or "skip" the step
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -118,7 +127,11 @@ class TrainConfig:
             check_number(name, getattr(self, name), integer=True, positive=True)
         check_number("max_steps", self.max_steps, integer=True)
         check_number("seed", self.seed, integer=True, minimum=0)
-        for name in ("max_train_samples", "max_eval_samples", "eval_steps"):
+        if self.data_seed is not None:
+            check_number("data_seed", self.data_seed, integer=True, minimum=0)
+        check_number("keep_checkpoints", self.keep_checkpoints, integer=True, minimum=0)
+        check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        for name in ("max_train_samples", "max_eval_samples", "eval_steps", "checkpoint_steps"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), integer=True, positive=True)
         if self.max_steps <= 0 and self.epochs <= 0:
@@ -138,35 +151,12 @@ def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
 
 
-def _evaluation_recorder(started: list[float]):
-    """A TrainerCallback recording every evaluation with the wall time since training started."""
-    from transformers import TrainerCallback
-
-    class EvaluationRecorder(TrainerCallback):
-        def __init__(self) -> None:
-            self.history: list[dict[str, Any]] = []
-            self.losses: list[dict[str, Any]] = []
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            started[0] = time.perf_counter()
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            record = {"step": state.global_step, "epoch": state.epoch, "wall_time_s": time.perf_counter() - started[0]}
-            self.history.append({**record, **(metrics or {})})
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.losses.append({"step": state.global_step, **logs})
-
-    return EvaluationRecorder()
-
-
 def prepare_output_dir(path: str) -> Path:
     """Create the output directory now, so an unwritable location fails before training, not after."""
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".rxf-write-test"
+        probe = out / f".rxf-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
@@ -202,7 +192,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         task_type=config.task_type,
         max_train_samples=config.max_train_samples,
         max_eval_samples=config.max_eval_samples,
-        seed=config.seed,
+        seed=config.seed if config.data_seed is None else config.data_seed,
     )
     if task.train is None:
         raise RxfError(f"task {task.name!r} has no training split")
