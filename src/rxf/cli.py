@@ -20,6 +20,7 @@ from rxf.errors import RxfError
 COMMANDS = [
     "rxf.commands.train",
     "rxf.commands.methods",
+    "rxf.commands.probe",
 ]
 
 

@@ -1,0 +1,227 @@
+"""`rxf probe`: representational-collapse experiments (see rxf.probing).
+
+    rxf probe generalization --data-dir ../shared/data/glue --source glue/sst2 --targets glue/mrpc glue/rte
+    rxf probe chain --data-dir ../shared/data/glue --tasks glue/sst2 glue/mrpc glue/cola glue/rte
+    rxf probe cycle --data-dir ../shared/data/glue --tasks glue/sst2 glue/mrpc glue/rte --cycles 3
+    rxf probe similarity runs/r3f/model --task glue/sst2 --data-dir ../shared/data/glue
+
+Settings are applied in order: the defaults of ProbeExperimentConfig, the YAML file
+(``--config``), the flags, then ``--set key=value`` (dotted keys reach nested settings:
+``train.learning_rate=2e-5``, ``probe.c_grid=[0.1,1]``, ``features.pooling=mean``,
+``method_options.r3f.lambda_=0.5``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rxf.errors import RxfError
+
+# flag -> (dotted config key, type)
+COMMON_FLAGS: dict[str, tuple[str, type]] = {
+    "--model": ("model", str),
+    "--data-dir": ("data_dir", str),
+    "--output-dir": ("output_dir", str),
+    "--cache-dir": ("cache_dir", str),
+    "--stage-checkpoint": ("stage_checkpoint", str),
+    "--similarity-samples": ("similarity_samples", int),
+    "--layer": ("features.layer", int),
+    "--pooling": ("features.pooling", str),
+    "--probe-train-samples": ("probe.max_train_samples", int),
+    "--probe-eval-samples": ("probe.max_eval_samples", int),
+    "--max-train-samples": ("train.max_train_samples", int),
+    "--max-eval-samples": ("train.max_eval_samples", int),
+    "--max-steps": ("train.max_steps", int),
+    "--epochs": ("train.epochs", float),
+    "--lr": ("train.learning_rate", float),
+    "--batch-size": ("train.batch_size", int),
+    "--eval-steps": ("train.eval_steps", int),
+}
+
+
+def _typed(flag: str, kind: type, text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _assign(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """values["a"]["b"] = value for "a.b", creating the nested mappings."""
+    *parents, last = dotted.split(".")
+    target = values
+    for part in parents:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RxfError(f"--set {dotted}: {part} is not a group of settings")
+        target = child
+    target[last] = value
+
+
+def experiment_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config mapping from --config, the flags and --set, in that order."""
+    from rxf.probing import ProbeExperimentConfig
+
+    values: dict[str, Any] = ProbeExperimentConfig.from_yaml(args.config).to_dict() if args.config else {}
+    for flag, (key, kind) in COMMON_FLAGS.items():
+        given = getattr(args, key.replace(".", "__"))
+        if given is not None:
+            _assign(values, key, _typed(flag, kind, given))
+    if args.max_length is not None:  # the same truncation for fine-tuning and for the probes' features
+        length = _typed("--max-length", int, args.max_length)
+        _assign(values, "train.max_length", length)
+        _assign(values, "features.max_length", length)
+    if args.methods is not None:
+        values["methods"] = args.methods
+    if args.seeds is not None:
+        values["seeds"] = [_typed("--seeds", int, seed) for seed in args.seeds]
+    if args.keep_models:
+        values["keep_models"] = True
+    if args.no_track_similarity:
+        values["track_similarity"] = False
+    if args.no_pretrained:
+        values["include_pretrained"] = False
+    if args.progress:
+        values["progress_bar"] = True
+    for name in ("tasks", "target_tasks"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    if getattr(args, "source_task", None) is not None:
+        values["source_task"] = args.source_task
+    if getattr(args, "cycles", None) is not None:
+        values["cycles"] = _typed("--cycles", int, args.cycles)
+    if getattr(args, "checkpoint", None):
+        for item in args.checkpoint:
+            label, sep, path = item.partition("=")
+            if not sep or not label or not path:
+                raise RxfError(f"--checkpoint expects LABEL=DIRECTORY, got {item!r}")
+            values.setdefault("checkpoints", {})[label] = path
+        if args.methods is None:
+            values["methods"] = []  # probe the given checkpoints only, unless methods are asked for too
+    for item in args.set or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise RxfError(f"--set expects key=value, got {item!r}")
+        _assign(values, key, _yaml_value(text))
+    return values
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from rxf.probing import EXPERIMENT_RUNNERS, ProbeExperimentConfig
+
+    config = ProbeExperimentConfig.from_dict(experiment_values(args), source="config")
+    EXPERIMENT_RUNNERS[args.experiment](config, command=_command_line())
+    out = Path(config.output_dir)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    print((out / "summary.md").read_text())
+    print(f"wrote {out}/results.json, results.csv, summary.md, {args.experiment}.png and config.yaml "
+          f"(rerun: rxf probe {args.experiment} --config {out}/config.yaml)")
+    return 0
+
+
+def _command_line() -> str | None:
+    """The shell command that started this run, when it came from the `rxf` console script."""
+    program = Path(sys.argv[0]).name
+    if program == "rxf" or (program in ("cli.py", "__main__.py") and "rxf" in sys.argv[0]):
+        return "rxf " + shlex.join(sys.argv[1:])
+    return None
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    """CKA and effective rank of one checkpoint against a reference model, on a task's dev texts."""
+    from rxf.probing import FeatureConfig, FeatureExtractor, similarity_report
+    from rxf.tasks import load_task
+    from rxf.tasks.glue import glue_key
+
+    features = FeatureConfig(
+        layer=_typed("--layer", int, args.layer or "-1"),
+        pooling=args.pooling or "cls",
+        max_length=_typed("--max-length", int, args.max_length or "128"),
+    )
+    samples = _typed("--samples", int, args.samples)
+    task = load_task(args.task, data_dir=args.data_dir if glue_key(args.task) else None, max_eval_samples=samples, seed=0)
+    split, rows = next(iter(task.eval.items()))
+    pairs = rows["text_pair"] if "text_pair" in rows.column_names else None
+    extractor = FeatureExtractor(features, args.cache_dir)
+    reference = extractor(args.reference, rows["text"], pairs, f"{task.name}:{split}")
+    current = extractor(args.checkpoint, rows["text"], pairs, f"{task.name}:{split}")
+    result = {
+        "checkpoint": args.checkpoint,
+        "reference": args.reference,
+        "texts": f"{len(rows)} examples of {task.name} {split}",
+        "features": features.describe(),
+        **similarity_report(reference, current),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of ProbeExperimentConfig fields")
+    for flag, (key, kind) in COMMON_FLAGS.items():
+        parser.add_argument(flag, dest=key.replace(".", "__"), metavar=kind.__name__.upper(), help=f"sets {key}")
+    parser.add_argument("--max-length", metavar="INT", help="sets train.max_length and features.max_length")
+    parser.add_argument("--methods", nargs="+", metavar="METHOD", help="methods to fine-tune with (rxf methods)")
+    parser.add_argument("--seeds", nargs="+", metavar="SEED", help="one fine-tuning per method and seed")
+    parser.add_argument("--keep-models", action="store_true", help="keep every stage's model and encoder")
+    parser.add_argument("--no-track-similarity", action="store_true", help="no CKA/effective rank during training")
+    parser.add_argument("--no-pretrained", action="store_true", help="do not probe the pre-trained model")
+    parser.add_argument("--progress", action="store_true", help="show training progress bars")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, dotted (repeatable)")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    probe = commands.add_parser(
+        "probe",
+        help="representational collapse: linear probes, chains, cycles, CKA",
+        description="The paper's probing experiments (Figures 3-5) and similarity to the pre-trained model.",
+    )
+    experiments = probe.add_subparsers(dest="experiment", required=True)
+
+    generalization = experiments.add_parser(
+        "generalization", help="Figure 3: fine-tune on a source task, probe other tasks on the frozen encoder"
+    )
+    generalization.add_argument("--source", dest="source_task", metavar="TASK", help="task to fine-tune on")
+    generalization.add_argument("--targets", dest="target_tasks", nargs="+", metavar="TASK", help="tasks to probe")
+    generalization.add_argument(
+        "--checkpoint", action="append", metavar="LABEL=DIR", help="also probe this checkpoint (no fine-tuning)"
+    )
+
+    chain = experiments.add_parser("chain", help="Figure 4: train tasks in sequence, probe the first after each")
+    chain.add_argument("--tasks", nargs="+", metavar="TASK", help="the chain, source task first")
+
+    cycle = experiments.add_parser("cycle", help="Figure 5: the chain repeated; probe each task every cycle")
+    cycle.add_argument("--tasks", nargs="+", metavar="TASK", help="the tasks of one cycle")
+    cycle.add_argument("--cycles", metavar="INT", help="how many times to go round (paper: 3)")
+
+    for parser in (generalization, chain, cycle):
+        _add_common(parser)
+        parser.set_defaults(handler=cmd_experiment)
+
+    similarity = experiments.add_parser(
+        "similarity", help="linear CKA and effective rank of a checkpoint against a reference model"
+    )
+    similarity.add_argument("checkpoint", help="fine-tuned model directory")
+    similarity.add_argument("--reference", default="all-MiniLM-L6-v2", help="model to compare with (default: packaged MiniLM)")
+    similarity.add_argument("--task", default="glue/sst2", help="whose dev texts to encode")
+    similarity.add_argument("--data-dir", help="GLUE root for glue/* tasks")
+    similarity.add_argument("--samples", default="512", help="how many dev examples")
+    similarity.add_argument("--layer", help="hidden_states index (default -1, the last layer)")
+    similarity.add_argument("--pooling", help="cls (default) or mean")
+    similarity.add_argument("--max-length", help="tokens per example (default 128)")
+    similarity.add_argument("--cache-dir", help="feature cache directory")
+    similarity.set_defaults(handler=cmd_similarity)

@@ -1,0 +1,586 @@
+"""The paper's probing experiments (Section 4), plus CKA and effective rank to the pre-trained model.
+
+* :func:`run_generalization` (Figure 3): fine-tune on a source task with each method and seed,
+  freeze the encoder, fit a linear probe for each target task, score it on the target's dev split.
+* :func:`run_chain` (Figure 4): fine-tune on ``tasks[0]``, then ``tasks[1]``, ... each stage
+  starting from the previous stage's encoder with a new classification head, and probe the
+  source task ``tasks[0]`` before the first stage (the pre-trained model) and after every stage.
+* :func:`run_cycle` (Figure 5): the same chain repeated ``cycles`` times; each task is probed on
+  the encoder just before it is fine-tuned on, in every cycle (so cycle 1's first probe is the
+  pre-trained model), which measures how much of what an earlier cycle learnt is retained.
+
+Each stage passes on its **best** checkpoint (the paper's choice: the encoder at the evaluation
+with the best dev main metric) or its **final** one (``stage_checkpoint``). Only the encoder
+(``model.base_model``, with BERT's pooler) carries over; the next stage's head is new.
+
+After every fine-tuning the encoder's features on a fixed probe set (``similarity_samples``
+examples of the first task's dev split) are compared with the pre-trained model's: linear CKA
+(plain and debiased) and effective rank, with the same layer and pooling as the probes
+(:mod:`rxf.probing.similarity`); with ``track_similarity`` the same is logged at every evaluation
+during training.
+
+Outputs in ``output_dir``: ``results.json`` (the config, every probe and similarity record),
+``results.csv``, ``summary.md`` (mean ± std over seeds), and the figure as PNG. A finished
+(method, seed) leaves ``runs/<method>-seed<seed>/result.json``; rerunning the same command skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rxf.errors import RxfError, closest
+from rxf.methods.base import check_number, method_config
+from rxf.models import DEFAULT_MODEL
+from rxf.probing import report
+from rxf.probing.features import FeatureConfig, FeatureExtractor, encoder_of
+from rxf.probing.probe import ProbeConfig, fit_probe
+from rxf.probing.similarity import similarity_report, similarity_tracker
+from rxf.tasks.base import TextTask, subsample
+
+EXPERIMENTS = ("generalization", "chain", "cycle")
+STAGE_CHECKPOINTS = ("best", "final")
+# TrainConfig fields that each stage sets itself.
+STAGE_FIELDS = ("model", "task", "data_dir", "method", "method_options", "seed", "output_dir", "save_model")
+PRETRAINED = "pre-trained"
+
+
+@dataclass
+class ProbeExperimentConfig:
+    """One probing experiment. YAML keys = field names; ``features`` and ``probe`` are nested mappings."""
+
+    model: str = DEFAULT_MODEL  # the pre-trained model every chain starts from (and CKA's reference)
+    data_dir: str | None = None  # GLUE root, for glue/* task names
+    methods: list[str] = field(default_factory=lambda: ["standard++", "r3f", "r4f"])
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"r3f": {"lambda_": 0.5}}
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    train: dict[str, Any] = field(default_factory=dict)  # rxf.train.TrainConfig fields for every stage
+    stage_checkpoint: str = "best"  # which checkpoint of a stage is probed and carried over: best | final
+
+    # generalization (Figure 3)
+    source_task: str = "glue/sst2"
+    target_tasks: list[str] = field(default_factory=lambda: ["glue/cola", "glue/mrpc", "glue/rte", "glue/stsb"])
+    checkpoints: dict[str, str] = field(default_factory=dict)  # label -> checkpoint dir: probed as given
+
+    # chain (Figure 4) and cycle (Figure 5)
+    tasks: list[str] = field(default_factory=lambda: ["glue/sst2", "glue/mrpc", "glue/cola", "glue/rte"])
+    cycles: int = 3
+
+    include_pretrained: bool = True  # probe the pre-trained model too (generalization)
+    similarity_samples: int = 512  # probe-set size for CKA / effective rank
+    track_similarity: bool = True  # also log CKA / effective rank at every evaluation during training
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    output_dir: str = "runs/probe"
+    cache_dir: str | None = None  # feature cache; default output_dir/feature_cache
+    keep_models: bool = False  # keep every stage's model/ and encoder/ (hundreds of MB each)
+    progress_bar: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ProbeExperimentConfig:
+        """Build from a mapping (nested ``features``/``probe`` mappings), naming unknown keys."""
+        values = dict(values)
+        for name, config_class in (("features", FeatureConfig), ("probe", ProbeConfig)):
+            nested = values.get(name)
+            if isinstance(nested, dict):
+                values[name] = _dataclass_from(config_class, nested, f"{source} key {name}.")
+            elif nested is not None and not isinstance(nested, config_class):
+                raise RxfError(f"{source} key {name} must be a mapping, got {nested!r}")
+        config = _dataclass_from(cls, values, f"{source} key ")
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ProbeExperimentConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise RxfError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise RxfError(f"config file {path} must be a mapping of keys to values")
+        return cls.from_dict(values, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Check every field (and every stage's training config) before any model is loaded."""
+        for name in ("methods", "seeds", "target_tasks", "tasks"):
+            if not isinstance(getattr(self, name), list):
+                raise RxfError(f"{name} must be a list, got {getattr(self, name)!r}")
+        for seed in self.seeds:
+            check_number("seeds", seed, integer=True, minimum=0)
+        if not self.seeds:
+            raise RxfError("seeds is empty: give at least one seed")
+        if len(set(self.methods)) != len(self.methods):
+            raise RxfError(f"methods lists a method twice: {self.methods}")
+        if self.stage_checkpoint not in STAGE_CHECKPOINTS:
+            raise RxfError(
+                f"stage_checkpoint must be one of {', '.join(STAGE_CHECKPOINTS)}, got {self.stage_checkpoint!r}"
+                f"{closest(str(self.stage_checkpoint), STAGE_CHECKPOINTS)}"
+            )
+        check_number("cycles", self.cycles, integer=True, positive=True)
+        check_number("similarity_samples", self.similarity_samples, integer=True, minimum=4)
+        if not isinstance(self.method_options, dict) or not isinstance(self.checkpoints, dict):
+            raise RxfError("method_options and checkpoints must be mappings")
+        for method, options in self.method_options.items():
+            if method not in self.methods:
+                raise RxfError(f"method_options has options for {method!r}, which is not in methods {self.methods}")
+            if not isinstance(options, dict):
+                raise RxfError(f"method_options.{method} must be a mapping of option: value, got {options!r}")
+        if not isinstance(self.train, dict):
+            raise RxfError(f"train must be a mapping of rxf train settings, got {self.train!r}")
+        for key in self.train:
+            if key in STAGE_FIELDS:
+                raise RxfError(
+                    f"train.{key} is set by each stage of the experiment: use the experiment's "
+                    f"{'methods/method_options' if key.startswith('method') else key + ' / tasks'} instead"
+                )
+        for method in self.methods:
+            method_config(method, **self.method_options.get(method, {}))
+            self.stage_config(self.source_task, method, self.seeds[0], Path(self.output_dir))
+        for label, path in self.checkpoints.items():
+            if not Path(path).expanduser().is_dir():
+                raise RxfError(f"checkpoint {label}={path} is not a directory")
+
+    def stage_config(self, task: str, method: str, seed: int, output_dir: Path, model: str | None = None):
+        """The rxf.train.TrainConfig of one fine-tuning stage."""
+        from rxf.train import TrainConfig
+
+        values = {
+            "progress_bar": self.progress_bar,
+            **self.train,
+            "model": model or self.model,
+            "task": task,
+            "data_dir": self.data_dir if _is_glue(task) else None,
+            "method": method,
+            "method_options": dict(self.method_options.get(method, {})),
+            "seed": seed,
+            "output_dir": str(output_dir),
+            "save_model": True,
+        }
+        return TrainConfig.from_dict(values, source="train")
+
+
+def _dataclass_from(config_class: type, values: dict[str, Any], where: str):
+    names = [f.name for f in dataclasses.fields(config_class)]
+    for key in values:
+        if key not in names:
+            raise RxfError(f"unknown {where}{key!r}{closest(key, names)}")
+    return config_class(**values)
+
+
+def _is_glue(task: str) -> bool:
+    from rxf.tasks.glue import glue_key
+
+    return glue_key(task) is not None
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a task or method name ("glue/sst2" -> "glue-sst2", "standard++" -> "standardpp")."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text.replace("+", "p")).strip("-")
+
+
+def best_encoder_keeper(metric_key: str):
+    """A TrainerCallback keeping (in CPU memory) the encoder weights of the best evaluation by ``metric_key``."""
+    from transformers import TrainerCallback
+
+    class BestEncoderKeeper(TrainerCallback):
+        def __init__(self) -> None:
+            self.best: float | None = None
+            self.step: int | None = None
+            self.state: dict[str, Any] | None = None
+
+        def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+            value = (metrics or {}).get(metric_key)
+            if model is None or value is None or (self.best is not None and value <= self.best):
+                return
+            self.best, self.step = float(value), state.global_step
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in encoder_of(model).state_dict().items()}
+
+    return BestEncoderKeeper()
+
+
+class ProbeSession:
+    """What the experiments share: the config, task data for probes, the feature cache, the reference features."""
+
+    def __init__(self, config: ProbeExperimentConfig, command: str | None = None):
+        from rxf.train import prepare_output_dir
+
+        config.validate()
+        self.config = config
+        self.command = command
+        self.out = prepare_output_dir(config.output_dir)
+        self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
+        self._tasks: dict[str, TextTask] = {}
+        self._tokenizer: Any = None
+        self.similarity_task: str | None = None
+
+    # ---- data ---------------------------------------------------------------------------------
+
+    def task(self, name: str) -> TextTask:
+        """The task's probe data: a fixed subset of train (probe fitting) and of the first dev split (scoring)."""
+        if name not in self._tasks:
+            from rxf.tasks import load_task
+
+            probe = self.config.probe
+            task = load_task(
+                name,
+                data_dir=self.config.data_dir if _is_glue(name) else None,
+                max_train_samples=probe.max_train_samples,
+                max_eval_samples=probe.max_eval_samples,
+                seed=probe.data_seed,
+            )
+            if task.train is None:
+                raise RxfError(f"task {name!r} has no training split to fit a probe on")
+            self._tasks[name] = task
+        return self._tasks[name]
+
+    def _features(self, checkpoint: str, task_name: str, split: str, rows, cache: bool) -> np.ndarray:
+        pairs = rows["text_pair"] if "text_pair" in rows.column_names else None
+        return self.extractor(checkpoint, rows["text"], pairs, f"{task_name}:{split}", cache=cache)
+
+    def _eval_split(self, task: TextTask):
+        split = next(iter(task.eval))
+        return split, task.eval[split]
+
+    # ---- probes and similarity ----------------------------------------------------------------
+
+    def probe(self, checkpoint: str, task_name: str, cache: bool = True) -> dict[str, Any]:
+        """Fit a linear probe for ``task_name`` on ``checkpoint``'s frozen features; its dev metrics."""
+        task = self.task(task_name)
+        split, dev = self._eval_split(task)
+        train_x = self._features(checkpoint, task_name, "train", task.train, cache)
+        eval_x = self._features(checkpoint, task_name, split, dev, cache)
+        fit = fit_probe(
+            train_x, np.asarray(task.train["label"]), eval_x, regression=task.is_regression, config=self.config.probe
+        )
+        metrics = task.compute_metrics(fit.predictions, np.asarray(dev["label"]))
+        return {
+            "task": task_name,
+            "metric": task.main_metric,
+            "value": metrics[task.main_metric],
+            "metrics": metrics,
+            "probe_regularization": fit.regularization,
+            "probe_train_score": fit.train_score,
+            "probe_train_examples": len(task.train),
+            "probe_eval_examples": len(dev),
+        }
+
+    def similarity_set(self):
+        """The fixed texts CKA and effective rank are measured on: part of the first task's dev split."""
+        assert self.similarity_task is not None
+        _, dev = self._eval_split(self.task(self.similarity_task))
+        return subsample(dev, self.config.similarity_samples, self.config.probe.data_seed)
+
+    def reference_features(self) -> np.ndarray:
+        rows = self.similarity_set()
+        return self._features(self.config.model, self.similarity_task, "similarity", rows, cache=True)
+
+    def similarity(self, checkpoint: str, cache: bool = True) -> dict[str, float]:
+        """CKA (plain, debiased) to the pre-trained model and effective rank, on the similarity set."""
+        rows = self.similarity_set()
+        features = self._features(checkpoint, self.similarity_task, "similarity", rows, cache)
+        return similarity_report(self.reference_features(), features)
+
+    # ---- fine-tuning --------------------------------------------------------------------------
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from rxf.models import resolve_model
+
+            self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))
+        return self._tokenizer
+
+    def fine_tune(self, start: str, task_name: str, method: str, seed: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
+        """Fine-tune ``start`` on a task; save the stage's (best or final) encoder; return its dir and a summary."""
+        from rxf.train import run_training
+
+        config = self.config.stage_config(task_name, method, seed, run_dir, model=start)
+        callbacks: list[Any] = []
+        keeper = None
+        if self.config.stage_checkpoint == "best":
+            keeper = best_encoder_keeper(f"eval_{self.task(task_name).main_metric}")
+            callbacks.append(keeper)
+        tracker = None
+        if self.config.track_similarity:
+            rows = self.similarity_set()
+            pairs = rows["text_pair"] if "text_pair" in rows.column_names else None
+            tracker = similarity_tracker(self.tokenizer(), rows["text"], pairs, self.reference_features(), self.config.features)
+            callbacks.append(tracker)
+        started = time.perf_counter()
+        result = run_training(config, extra_callbacks=callbacks)
+        encoder_dir = run_dir / "encoder"
+        export_encoder(run_dir / "model", encoder_dir, keeper.state if keeper is not None else None)
+        if not self.config.keep_models:
+            shutil.rmtree(run_dir / "model", ignore_errors=True)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # resumable training checkpoints, if any
+        main_key = f"eval_{result['main_metric']}"
+        summary = {
+            "task": task_name,
+            "start": start,
+            "checkpoint": self.config.stage_checkpoint,
+            "checkpoint_step": (result["final"] or {}).get("step") if keeper is None or keeper.step is None else keeper.step,
+            "dev_metric": result["main_metric"],
+            "dev_best": (result["best"] or {}).get(main_key),
+            "dev_final": (result["final"] or {}).get(main_key),
+            "train_runtime_s": result["train_runtime_s"],
+            "stage_wall_s": time.perf_counter() - started,
+            "similarity_during_training": tracker.history if tracker is not None else [],
+        }
+        return str(encoder_dir), summary
+
+    def discard(self, encoder_dir: str) -> None:
+        """Delete a stage's encoder once the next stage has started from it (unless keep_models)."""
+        if not self.config.keep_models and Path(encoder_dir).is_relative_to(self.out):
+            self.extractor.release()
+            shutil.rmtree(encoder_dir, ignore_errors=True)
+
+    # ---- bookkeeping --------------------------------------------------------------------------
+
+    def run_dir(self, method: str, seed: int) -> Path:
+        return self.out / "runs" / f"{slug(method)}-seed{seed}"
+
+    def each_run(self, work: Callable[[str, int, Path], dict[str, Any]]) -> list[dict[str, Any]]:
+        """``work(method, seed, run_dir)`` for every method and seed, skipping those already finished."""
+        results = []
+        for method in self.config.methods:
+            for seed in self.config.seeds:
+                run_dir = self.run_dir(method, seed)
+                done = run_dir / "result.json"
+                if done.is_file():
+                    results.append(json.loads(done.read_text()))
+                    print(f"[probe] {method} seed {seed}: done before, read {done}", flush=True)
+                    continue
+                run_dir.mkdir(parents=True, exist_ok=True)
+                started = time.perf_counter()
+                result = {"method": method, "seed": seed, **work(method, seed, run_dir)}
+                result["wall_s"] = time.perf_counter() - started
+                done.write_text(json.dumps(result, indent=1, default=str))
+                print(f"[probe] {method} seed {seed}: finished in {result['wall_s']:.0f}s", flush=True)
+                results.append(result)
+        return results
+
+    def header(self, title: str) -> str:
+        config = self.config
+        lines = [f"# {title}", ""]
+        if self.command:
+            lines += ["Command:", "", "```", self.command, "```", ""]
+        train = {k: v for k, v in config.stage_config(config.tasks[0], "standard", 0, Path("x")).to_dict().items()
+                 if k not in STAGE_FIELDS}
+        lines += [
+            f"- model: `{config.model}`; methods: {', '.join(config.methods) or '(none)'}; seeds: {config.seeds}",
+            f"- method options: {config.method_options or 'defaults'}",
+            f"- fine-tuning (every stage): {train}",
+            f"- checkpoint probed and carried over: {config.stage_checkpoint}",
+            f"- features: {config.features.describe()}; encoder frozen, eval mode (dropout off)",
+            f"- probe: {config.probe.describe()}",
+            f"- similarity: linear CKA (plain; debiased after Song et al. 2012) to `{config.model}` and "
+            f"effective rank (Roy & Vetterli 2007) on {config.similarity_samples} examples of "
+            f"{self.similarity_task}'s dev split, same features",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def write(self, kind: str, payload: dict[str, Any], rows: list[dict[str, Any]], summary: str, figure: Callable[[Path], None]) -> dict[str, Any]:
+        payload = {"experiment": kind, "command": self.command, "config": self.config.to_dict(),
+                   "features": self.config.features.describe(), "probe": self.config.probe.describe(), **payload}
+        (self.out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+        report.write_csv(self.out / "results.csv", rows)
+        (self.out / "summary.md").write_text(summary)
+        figure(self.out / f"{kind}.png")
+        return payload
+
+
+def export_encoder(model_dir: Path, encoder_dir: Path, state: dict[str, Any] | None) -> None:
+    """Save the encoder of a fine-tuned classifier (optionally with other weights, e.g. the best ones) and its tokenizer."""
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = AutoModel.from_pretrained(model_dir)
+    if state is not None:
+        encoder.load_state_dict(state)
+    encoder.save_pretrained(encoder_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(encoder_dir)
+
+
+def _similarity_fields(similarity: dict[str, float]) -> dict[str, float]:
+    return {key: similarity[key] for key in ("cka", "cka_debiased", "effective_rank")}
+
+
+# ---- the experiments ------------------------------------------------------------------------
+
+
+def run_generalization(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
+    """Figure 3: fine-tune on ``source_task``, probe each of ``target_tasks`` on the frozen encoder."""
+    session = ProbeSession(config, command)
+    session.similarity_task = config.source_task
+    targets = config.target_tasks
+    if not targets:
+        raise RxfError("target_tasks is empty: name the tasks to probe")
+    for name in [config.source_task, *targets]:
+        session.task(name)  # every task loads (or fails) before any training
+
+    rows: list[dict[str, Any]] = []
+    similarity_rows: list[dict[str, Any]] = []
+    reference: list[tuple[str, str]] = [(PRETRAINED, config.model)] if config.include_pretrained else []
+    for label, path in [*reference, *config.checkpoints.items()]:
+        for target in targets:
+            rows.append({"method": label, "seed": None, **session.probe(path, target)})
+        similarity_rows.append({"method": label, "seed": None, **_similarity_fields(session.similarity(path))})
+
+    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        encoder, stage = session.fine_tune(config.model, config.source_task, method, seed, run_dir / "source")
+        probes = [session.probe(encoder, target, cache=config.keep_models) for target in targets]
+        similarity = session.similarity(encoder, cache=config.keep_models)
+        session.discard(encoder)
+        return {"source": stage, "probes": probes, "similarity": similarity}
+
+    runs = session.each_run(work)
+    for run in runs:
+        for probe in run["probes"]:
+            rows.append({"method": run["method"], "seed": run["seed"], **probe})
+        similarity_rows.append({"method": run["method"], "seed": run["seed"],
+                                "source_dev": run["source"]["dev_best" if config.stage_checkpoint == "best" else "dev_final"],
+                                **_similarity_fields(run["similarity"])})
+
+    table = report.pivot(rows, lambda r: r["method"], lambda r: f"{r['task']} ({r['metric']})")
+    cka = report.pivot(similarity_rows, lambda r: r["method"], lambda r: "CKA", "cka")
+    for key, label in (("cka_debiased", "debiased CKA"), ("effective_rank", "effective rank"), ("source_dev", f"{config.source_task} dev")):
+        for method, cells in report.pivot([r for r in similarity_rows if key in r], lambda r: r["method"], lambda r: label, key).items():
+            cka.setdefault(method, {}).update(cells)
+    summary = "\n".join([
+        session.header(f"Probing generalization: fine-tuned on {config.source_task}, linear probes on frozen features"),
+        "## Probe dev metric per target task (mean ± std over seeds (n))", "",
+        report.markdown_table(table, "method"), "",
+        f"## Similarity to the pre-trained model ({config.source_task} dev subset)", "",
+        report.markdown_table(cka, "method"), "",
+    ])
+    payload = {"rows": rows, "similarity": similarity_rows, "runs": runs}
+    return session.write("generalization", payload, rows, summary, lambda path: report.bar_chart(
+        path, report.pivot(rows, lambda r: r["method"], lambda r: r["task"]),
+        f"Linear probes after fine-tuning on {config.source_task}", "probe dev metric"))
+
+
+def _sequence(session: ProbeSession, method: str, seed: int, run_dir: Path, schedule: list[str],
+              before_stage: Callable[[int, str, str], dict[str, Any] | None],
+              after_stage: Callable[[int, str, str], dict[str, Any] | None]) -> dict[str, Any]:
+    """Fine-tune on each task of ``schedule`` in turn, calling the probe hooks around every stage."""
+    config = session.config
+    current = config.model
+    records: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    for index, task in enumerate(schedule, start=1):
+        record = before_stage(index, task, current)
+        if record is not None:
+            records.append(record)
+        encoder, stage = session.fine_tune(current, task, method, seed, run_dir / f"stage{index:02d}-{slug(task)}")
+        if current != config.model:
+            session.discard(current)
+        current = encoder
+        stages.append({"stage": index, **stage})
+        record = after_stage(index, task, current)
+        if record is not None:
+            records.append(record)
+        print(f"[probe] {method} seed {seed}: stage {index}/{len(schedule)} ({task}) done", flush=True)
+    session.discard(current)
+    return {"stages": stages, "probes": records}
+
+
+def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
+    """Figure 4: train on ``tasks`` in order; probe ``tasks[0]`` on the pre-trained model and after each stage."""
+    if len(config.tasks) < 2:
+        raise RxfError(f"a chain needs at least two tasks, got {config.tasks}")
+    session = ProbeSession(config, command)
+    source = session.similarity_task = config.tasks[0]
+    for name in config.tasks:
+        session.task(name)
+    pretrained = {"stage": 0, "trained_on": PRETRAINED, **session.probe(config.model, source),
+                  **_similarity_fields(session.similarity(config.model))}
+
+    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        def after(index: int, task: str, encoder: str) -> dict[str, Any]:
+            probe = session.probe(encoder, source, cache=config.keep_models)
+            return {"stage": index, "trained_on": task, **probe, **_similarity_fields(session.similarity(encoder, cache=config.keep_models))}
+
+        return _sequence(session, method, seed, run_dir, config.tasks, lambda *_: None, after)
+
+    runs = session.each_run(work)
+    rows = [{"method": run["method"], "seed": run["seed"], **record}
+            for run in runs for record in [pretrained, *run["probes"]]]
+    label = lambda r: "pre-trained" if r["stage"] == 0 else f"after {r['trained_on']}"  # noqa: E731
+    table = report.pivot(rows, lambda r: r["method"], label)
+    cka = report.pivot(rows, lambda r: r["method"], label, "cka")
+    rank = report.pivot(rows, lambda r: r["method"], label, "effective_rank")
+    summary = "\n".join([
+        session.header(f"Probing degradation: chain {' → '.join(config.tasks)}, probing {source}"),
+        f"## Probe of {source} ({pretrained['metric']}, dev) after each stage (mean ± std over seeds (n))", "",
+        report.markdown_table(table, "method"), "",
+        "## Linear CKA to the pre-trained model after each stage", "", report.markdown_table(cka, "method"), "",
+        "## Effective rank after each stage", "", report.markdown_table(rank, "method"), "",
+    ])
+    payload = {"rows": rows, "runs": runs}
+    return session.write("chain", payload, rows, summary, lambda path: report.line_chart(
+        path, {f"probe of {source}": table}, f"Chain {' → '.join(config.tasks)}", "stage",
+        f"{source} probe {pretrained['metric']}"))
+
+
+def run_cycle(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
+    """Figure 5: the chain ``tasks`` repeated ``cycles`` times; each task probed just before it is trained on."""
+    if len(config.tasks) < 2:
+        raise RxfError(f"a cycle needs at least two tasks, got {config.tasks}")
+    session = ProbeSession(config, command)
+    session.similarity_task = config.tasks[0]
+    for name in config.tasks:
+        session.task(name)
+    schedule = config.tasks * config.cycles
+    width = len(config.tasks)
+
+    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        def before(index: int, task: str, encoder: str) -> dict[str, Any]:
+            pretrained = encoder == config.model
+            probe = session.probe(encoder, task, cache=pretrained or config.keep_models)
+            return {"cycle": (index - 1) // width + 1, "stage": index - 1, "probed_before_training_on": task,
+                    **probe, **_similarity_fields(session.similarity(encoder, cache=pretrained or config.keep_models))}
+
+        return _sequence(session, method, seed, run_dir, schedule, before, lambda *_: None)
+
+    runs = session.each_run(work)
+    rows = [{"method": run["method"], "seed": run["seed"], **record} for run in runs for record in run["probes"]]
+    panels = {
+        f"{task} ({session.task(task).main_metric})": report.pivot(
+            [r for r in rows if r["task"] == task], lambda r: r["method"], lambda r: f"cycle {r['cycle']}")
+        for task in config.tasks
+    }
+    sections = []
+    for panel, table in panels.items():
+        sections += [f"### {panel}", "", report.markdown_table(table, "method"), ""]
+    summary = "\n".join([
+        session.header(f"Probing retention: {config.cycles} cycles of {' → '.join(config.tasks)}"),
+        "## Probe dev metric of each task, just before it is fine-tuned on, per cycle (mean ± std over seeds (n))",
+        "", "Cycle 1's probe of the first task is the pre-trained model.", "", *sections,
+    ])
+    payload = {"rows": rows, "runs": runs}
+    return session.write("cycle", payload, rows, summary, lambda path: report.line_chart(
+        path, panels, f"{config.cycles} cycles of {' → '.join(config.tasks)}", "cycle", "probe dev metric"))
+
+
+EXPERIMENT_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "generalization": run_generalization,
+    "chain": run_chain,
+    "cycle": run_cycle,
+}
