@@ -78,15 +78,28 @@ class RxfTrainerMixin:
         if not self.rxf_method.multi_backward:
             return super().training_step(model, inputs, num_items_in_batch)
         model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()  # schedule-free optimizers, as Trainer.training_step does
         inputs = self._prepare_inputs(inputs)
         normalizer = self._rxf_normalizer(model, num_items_in_batch)
         steps = 1 if normalizer is not None else self.current_gradient_accumulation_steps
+        # As in _rxf_finish: num_items_in_batch counts tokens on all ranks; DDP averages gradients over ranks.
+        factor = 1.0 / steps
+        if normalizer is not None and self.args.average_tokens_across_devices:
+            factor = float(self.accelerator.num_processes)
 
         def backward(loss: torch.Tensor) -> None:
-            self.accelerator.backward(loss / steps)
+            self.accelerator.backward(loss * factor)
 
+        # Methods that take an `accelerator` get ours: under DDP, FreeLB runs all but its last
+        # backward under accelerator.no_sync(model), so gradients are all-reduced once per step.
+        import inspect
+
+        options: dict[str, Any] = {}
+        if "accelerator" in inspect.signature(self.rxf_method.training_step).parameters:
+            options["accelerator"] = self.accelerator
         with self.compute_loss_context_manager():
-            out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer)
+            out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer, **options)
         self._rxf_record(out)
         return out.loss.detach() / steps
 

@@ -1,0 +1,173 @@
+"""Given perturbations δ on the token embeddings, and the norm balls they live in.
+
+:func:`rxf.noise.embedding_noise` samples its noise inside the hook; the adversarial methods
+(SMART, FreeLB) and NEFTune need to choose δ themselves — SMART and FreeLB take gradients with
+respect to it — so :func:`embedding_delta` adds a tensor they own instead. It hooks the same
+point (the output of ``get_input_embeddings()``, before positions, scaling and LayerNorm; the
+encoder's only, for encoder-decoder models), adds δ in fp32 and casts back, and multiplies δ by
+the module's ``embed_scale`` so that δ is added *before* scaling, exactly like the noise of
+``embedding_noise``. It never uses ``inputs_embeds``, which some code bases (mt-dnn's SMART, the
+smart-pytorch README) feed with the *full* embedding output, applying positions and LayerNorm
+twice.
+
+The ball helpers work on δ of shape ``(batch, length, dim)`` with a ``(batch, length)`` mask of
+real tokens. Norms are computed in fp32. ``granularity`` says what one ball is:
+
+* ``"token"``: each token's δ lies in its own ball (‖δ_t‖ ≤ ε for every real token t);
+* ``"sequence"``: the whole sequence's δ, flattened over real tokens, lies in one ball.
+
+For the L∞ norm both granularities describe the same set (every element in [−ε, ε]); they
+still differ in how an ascent step is normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from rxf.errors import RxfError
+from rxf.noise import check_noise_precision, token_embedding
+
+NORMS: tuple[str, ...] = ("l2", "linf")
+GRANULARITIES: tuple[str, ...] = ("token", "sequence")
+
+Delta = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AppliedDelta:
+    """What :func:`embedding_delta` did: how many embedding calls got δ."""
+
+    calls: int = 0
+
+    def check(self, method: str) -> None:
+        """RxfError if the perturbation never reached the model (it would silently do nothing)."""
+        if self.calls == 0:
+            raise RxfError(
+                f"{method}: the model never called its token embeddings, so the perturbation was not applied; "
+                "pass input_ids (not inputs_embeds) in the batch"
+            )
+
+
+@contextmanager
+def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None = None) -> Iterator[AppliedDelta]:
+    """While active, add ``delta`` to the token-embedding output of ``model``'s forward passes.
+
+    ``delta`` is a tensor broadcastable to the embedding output (kept in fp32; gradients flow
+    into it), or a function of the embedding output returning one (sampled per call). A
+    ``magnitude`` (typical |δ|) enables the precision warning of :mod:`rxf.noise` when δ would
+    round away in the model's compute dtype.
+    """
+    embedding, encoder = token_embedding(model)
+    scale = getattr(embedding, "embed_scale", 1.0)
+    scale = float(scale) if not torch.is_tensor(scale) else scale.float()
+    armed = encoder is None
+    applied = AppliedDelta()
+
+    def add_delta(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not armed:
+            return None
+        if applied.calls == 0 and magnitude is not None:
+            check_noise_precision(magnitude, output)
+        applied.calls += 1
+        d = delta(output) if callable(delta) else delta
+        if d.shape != output.shape:
+            raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(output.shape)}")
+        return (output.float() + d.float() * scale).to(output.dtype)
+
+    def arm(*_args: Any) -> None:
+        nonlocal armed
+        armed = True
+
+    def disarm(*_args: Any) -> None:
+        nonlocal armed
+        armed = False
+
+    handles = [embedding.register_forward_hook(add_delta)]
+    if encoder is not None:
+        handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]
+    try:
+        yield applied
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def noise_generator(method: Any, device: torch.device | str) -> torch.Generator | None:
+    """The method's own noise generator on ``device`` (``Method.noise_generator``: one stream per rank,
+    saved in checkpoints by RxfTrainer), or None for torch's global RNG."""
+    get = getattr(method, "noise_generator", None)
+    return get(device) if callable(get) else None
+
+
+def embedding_dim(model: nn.Module) -> int:
+    embedding, _ = token_embedding(model)
+    weight = getattr(embedding, "weight", None)
+    if weight is None:
+        raise TypeError(f"{type(embedding).__name__} has no weight: cannot size an embedding perturbation")
+    return int(weight.shape[-1])
+
+
+def token_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
+    """``(batch, length)`` float mask of real tokens: the attention mask, or all ones."""
+    input_ids = inputs.get("input_ids")
+    if input_ids is None:
+        raise RxfError("embedding perturbations need input_ids in the batch (inputs_embeds bypasses the embedding hook)")
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        return torch.ones(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+    return mask.to(device=input_ids.device, dtype=torch.float32)
+
+
+def _flatten(x: torch.Tensor, granularity: str) -> torch.Tensor:
+    """(batch, length, dim) → (units, elements): one row per ball."""
+    return x.reshape(x.size(0), x.size(1), -1) if granularity == "token" else x.reshape(x.size(0), 1, -1)
+
+
+def ball_norms(delta: torch.Tensor, norm: str, granularity: str) -> torch.Tensor:
+    """fp32 norm of each ball's δ: shape (batch, length, 1) for tokens, (batch, 1, 1) for sequences."""
+    flat = _flatten(delta.float(), granularity)
+    if norm == "l2":
+        return flat.norm(dim=-1, keepdim=True)
+    return flat.abs().amax(dim=-1, keepdim=True)
+
+
+def _per_element(values: torch.Tensor, like: torch.Tensor, granularity: str) -> torch.Tensor:
+    """Broadcast one value per ball back over (batch, length, dim)."""
+    if granularity == "token":
+        return values.reshape(like.size(0), like.size(1), *([1] * (like.dim() - 2)))
+    return values.reshape(like.size(0), *([1] * (like.dim() - 1)))
+
+
+def project(delta: torch.Tensor, epsilon: float, norm: str, granularity: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The Euclidean projection of δ (fp32) onto {‖δ‖ ≤ ε} per ball; masked positions set to 0."""
+    delta = delta.float()
+    if mask is not None:
+        delta = delta * mask.unsqueeze(-1)
+    if norm == "linf":
+        return delta.clamp(-epsilon, epsilon)
+    norms = _per_element(ball_norms(delta, norm, granularity), delta, granularity)
+    # Inside the ball: unchanged (factor 1); outside: rescaled onto its surface.
+    return delta * (epsilon / norms.clamp_min(torch.finfo(torch.float32).tiny)).clamp(max=1.0)
+
+
+def normalized(grad: torch.Tensor, norm: str, granularity: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """g / ‖g‖ per ball (fp32), the ascent direction of SMART and FreeLB; 0 where g is 0, masked or not finite.
+
+    Normalising makes the step independent of the loss scale, so a gradient scaled by a
+    GradScaler (FreeLB reads δ.grad after a scaled backward) gives the same step.
+    """
+    grad = torch.nan_to_num(grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    if mask is not None:
+        grad = grad * mask.unsqueeze(-1)
+    tiny = torch.finfo(torch.float32).tiny
+    # Divide by the largest |g| first: squaring a tiny gradient (‖g‖₂) would underflow.
+    grad = grad / _per_element(ball_norms(grad, "linf", granularity), grad, granularity).clamp_min(tiny)
+    if norm == "l2":
+        grad = grad / _per_element(ball_norms(grad, "l2", granularity), grad, granularity).clamp_min(tiny)
+    return grad

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from rxf import RxfError, method_config
+from tiny_models import ARCHITECTURES, tiny_bert
+
+
+def test_rdrop_changes_the_loss_with_dropout_on():
+    model, batch = tiny_bert(dropout=0.3)
+    model.train()
+    torch.manual_seed(0)
+    out = method_config("rdrop", alpha=1000.0).build().compute_loss(model, batch)
+    torch.manual_seed(0)
+    standard = method_config("standard").build().compute_loss(model, batch)
+    assert out.regularizer.item() > 1e-6
+    assert out.loss.item() == pytest.approx(out.task_loss.item() + 1000.0 * out.regularizer.item(), rel=1e-5)
+    # (α is large because an untrained tiny model's two dropout passes differ by ~1e-4 in KL.)
+    assert out.loss.item() - standard.loss.item() > 0.01
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_rdrop_divergence_is_zero_with_dropout_off(arch):
+    model, batch = ARCHITECTURES[arch]()
+    model.train()  # every dropout probability is 0: the two copies are the same function
+    out = method_config("rdrop").build().compute_loss(model, batch)
+    assert out.regularizer.item() == pytest.approx(0.0, abs=1e-9)
+    standard = method_config("standard").build().compute_loss(model, batch)
+    assert out.task_loss.item() == pytest.approx(standard.task_loss.item(), rel=1e-5)
+
+
+def test_rdrop_is_half_the_symmetric_kl_of_two_independent_dropout_passes():
+    """The divergence term is ½ KL_sym between the two halves of one doubled pass (masks independent)."""
+    model, batch = tiny_bert(dropout=0.3)
+    model.train()
+    captured = []
+    model.register_forward_hook(lambda module, args, output: captured.append(output.logits.detach()))
+    out = method_config("rdrop").build().compute_loss(model, batch)
+    from rxf.divergence import symmetric_kl
+
+    (logits,) = captured
+    first, second = logits[:4], logits[4:]
+    assert not torch.allclose(first, second)
+    assert out.regularizer.item() == pytest.approx(0.5 * symmetric_kl(first, second).item(), rel=1e-5)
+
+
+def test_rdrop_gradient_reaches_the_model():
+    model, batch = tiny_bert(dropout=0.3)
+    model.train()
+    method_config("rdrop").build().compute_loss(model, batch).loss.backward()
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_regression_uses_squared_error():
+    model, batch = tiny_bert(num_labels=1, dropout=0.3)
+    model.train()
+    out = method_config("rdrop").build().compute_loss(model, batch)
+    assert out.regularizer.item() > 0
+
+
+@pytest.mark.parametrize("options,field", [({"alpha": -1.0}, "alpha"), ({"divergence": "l2"}, "divergence")])
+def test_bad_options_name_the_field(options, field):
+    with pytest.raises(RxfError, match=field):
+        method_config("rdrop", **options)
