@@ -122,3 +122,45 @@ ARCHITECTURES = {
     "t5": tiny_t5,
     "gpt2": tiny_gpt2,
 }
+
+
+WORDS = "the a movie film was good bad great awful fine plot actor story boring fun dull sad happy long short".split()
+
+
+def save_tiny_classifier_dir(path, words=WORDS, dropout: float = 0.1) -> str:
+    """A tiny BERT with a WordPiece tokenizer over ``words``, saved as a model directory (no head weights)."""
+    from pathlib import Path
+
+    from transformers import BertModel, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def write_sentiment_csv(path, rows: int = 64, seed: int = 0) -> str:
+    """A CSV of short reviews whose label follows the words in them (learnable in a few steps)."""
+    import random
+
+    rng = random.Random(seed)
+    positive, negative = ["good", "great", "fine", "fun", "happy"], ["bad", "awful", "boring", "dull", "sad"]
+    lines = ["text,label"]
+    for i in range(rows):
+        label = i % 2
+        words = rng.sample(positive if label else negative, 2) + rng.sample(["the", "movie", "film", "plot", "story"], 2)
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)},{'pos' if label else 'neg'}")
+    from pathlib import Path
+
+    Path(path).write_text("\n".join(lines) + "\n")
+    return str(path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -110,12 +110,14 @@ def embedding_noise(
     noise_type: NoiseType = "normal",
     *,
     rows: slice | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Callable[[torch.device], torch.Generator | None] | None = None,
 ) -> Iterator[None]:
     """While active, add noise to the token embeddings of ``model``'s forward passes.
 
     ``rows`` restricts the noise to a slice of the batch dimension (R3F runs the clean and the
-    noised copy of a batch as one forward pass of twice the batch size).
+    noised copy of a batch as one forward pass of twice the batch size). ``generator`` is a
+    torch.Generator, or a function of the device giving one (``Method.noise_generator``);
+    None uses torch's global RNG.
     """
     embedding, encoder = token_embedding(model)
     scale = getattr(embedding, "embed_scale", 1.0)
@@ -131,7 +133,8 @@ def embedding_noise(
             check_noise_precision(sigma, output)
             checked = True
         target = output if rows is None else output[rows]
-        noise = sample_noise(target.shape, sigma, noise_type, device=output.device, generator=generator) * scale
+        rng = generator(output.device) if callable(generator) else generator
+        noise = sample_noise(target.shape, sigma, noise_type, device=output.device, generator=rng) * scale
         noised = (target.float() + noise).to(output.dtype)
         if rows is None:
             return noised

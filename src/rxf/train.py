@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -215,8 +216,16 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
 
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.gradient_accumulation_steps))
     by_steps = config.eval_steps is not None
+    checkpoint_dir = out / "checkpoints"
+    resume_from = _checkpoint_to_resume(checkpoint_dir, config)
+    if config.keep_checkpoints == 0:
+        save = {"save_strategy": "no"}
+    elif config.checkpoint_steps is not None:
+        save = {"save_strategy": "steps", "save_steps": config.checkpoint_steps}
+    else:
+        save = {"save_strategy": "steps" if by_steps else "epoch", "save_steps": config.eval_steps}
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(checkpoint_dir),
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -234,13 +243,14 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         bf16=config.bf16,
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=config.eval_steps,
-        save_strategy="no",
+        save_total_limit=max(config.keep_checkpoints, 1),
+        save_only_model=False,
         logging_steps=min(config.logging_steps, max(steps_per_epoch, 1)),
         report_to="none",
         disable_tqdm=not config.progress_bar,
         use_cpu=not _has_accelerator(),
+        **save,
     )
-    recorder = _evaluation_recorder([time.perf_counter()])
     trainer = RxfTrainer(
         model=model,
         args=args,
@@ -249,16 +259,22 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[recorder, *extra_callbacks],
+        callbacks=list(extra_callbacks),
         method=method_config(config.method, **config.method_options),
+        on_nonfinite=config.on_nonfinite,
     )
+    if resume_from is not None and trainer.is_world_process_zero():
+        print(f"rxf: resuming from {resume_from}")
     started = time.perf_counter()
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
     final = {split: trainer.evaluate(ds, metric_key_prefix=split) for split, ds in eval_data.items()} if len(eval_data) > 1 else {}
 
+    # The trainer's log history survives a resume (it is in every checkpoint), so the curves
+    # below cover the whole run, not only the part after the last restart.
     main_key = f"eval_{task.main_metric}"
-    history = [h for h in recorder.history if main_key in h]
+    log_history = trainer.state.log_history
+    history = [entry for entry in log_history if main_key in entry]
     best = max(history, key=lambda h: h[main_key]) if history else None
     result = {
         "task": task.name,
@@ -272,19 +288,37 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         "time_to_best_s": best["wall_time_s"] if best else None,
         "train_runtime_s": train_seconds,
         "train_loss": train_output.training_loss,
+        "resumed_from": resume_from,
+        "skipped_nonfinite_steps": trainer.rxf_skipped_steps,
         "history": history,
         "other_splits": final,
-        "loss_curve": recorder.losses,
+        "loss_curve": [entry for entry in log_history if "loss" in entry],
         "num_train_examples": len(train_data),
         "num_eval_examples": {split: len(ds) for split, ds in eval_data.items()},
         "config": config.to_dict(),
     }
-    if config.save_model and trainer.is_world_process_zero():
+    if config.save_model:
         trainer.save_model(str(out / "model"))
     if trainer.is_world_process_zero():
         write_json_atomic(out / "metrics.json", result)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        # The run is complete and its results are written: its checkpoints have served their purpose.
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
+
+
+def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig) -> str | None:
+    from rxf.checkpoints import latest_checkpoint
+
+    latest = latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        return None
+    if not config.resume:
+        raise RxfError(
+            f"{checkpoint_dir} holds checkpoints of an unfinished run (latest: {Path(latest).name}): "
+            "resume it (resume: true), or choose another output_dir"
+        )
+    return latest
 
 
 def _has_accelerator() -> bool:

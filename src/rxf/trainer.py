@@ -12,36 +12,84 @@ bases). What the mixin changes:
 * the method prepares the model before training (R4F: spectral norm on the head);
 * saved checkpoints carry plain weights (spectral norm folded in), loadable without rxf, plus
   the raw spectral-norm state in ``rxf_spectral_norm.safetensors`` so that a resumed run goes on
-  exactly where it stopped.
+  exactly where it stopped;
+* checkpoints are written into a staging folder and renamed into place once complete, so a
+  ``checkpoint-N`` folder is never half-written (see :func:`rxf.checkpoints.latest_checkpoint`);
+* the embedding noise has its own generator per rank (independent across ranks), saved with
+  the other RNG states in every checkpoint;
+* a non-finite task loss or regulariser is caught at once and reported with its step:
+  ``on_nonfinite="stop"`` saves a checkpoint of the state before the step and raises an
+  RxfError; ``"skip"`` drops the optimizer step (as a gradient scaler does) and goes on;
+* every log entry carries ``wall_time_s``, the training wall time so far (kept across resumes).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import Seq2SeqTrainer, Trainer
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 
+from rxf.errors import RxfError
 from rxf.methods.base import GENERATION_TASKS, LossOutput, Method, MethodConfig, build_method
 from rxf.spectral import folded_state_dict, has_spectral_norm, refresh_spectral_norm
 
 SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
+NOISE_RNG_FILE = "rxf_noise_rng_{rank}.safetensors"
+STAGING_DIR = ".staging"
+NONFINITE_POLICIES = ("stop", "skip")
+
+logger = logging.getLogger(__name__)
+
+
+class _SkipNonfiniteStep(TrainerCallback):
+    """Drops the optimizer step after a skipped non-finite loss: with no gradients, AdamW leaves every parameter (and its moments) as it was."""
+
+    def __init__(self, trainer: RxfTrainerMixin):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.trainer._rxf_skip_step:
+            self.trainer.model.zero_grad(set_to_none=True)
+            self.trainer._rxf_skip_step = False
+            self.trainer.rxf_skipped_steps += 1
 
 
 class RxfTrainerMixin:
     """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
 
-    def __init__(self, *args: Any, method: str | MethodConfig | Method | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        method: str | MethodConfig | Method | None = None,
+        on_nonfinite: str = "stop",
+        **kwargs: Any,
+    ):
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise RxfError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {on_nonfinite!r}")
         self.rxf_method = build_method(method)
+        self.rxf_on_nonfinite = on_nonfinite
+        self.rxf_skipped_steps = 0
         model = kwargs.get("model", args[0] if args else None)
         if model is not None:
             self.rxf_method.prepare_model(model)
         super().__init__(*args, **kwargs)
+        # A different noise stream on every rank, reproducible from the seed.
+        self.rxf_method.noise_seed = self.args.seed + 7919 * (self.args.process_index + 1)
         self._rxf_log_sums: dict[str, float] = {}
         self._rxf_log_count = 0
+        self._rxf_skip_step = False
+        self._rxf_train_start = time.perf_counter()
+        self._rxf_time_offset: float | None = None
+        self._rxf_staging: str | None = None
+        self.add_callback(_SkipNonfiniteStep(self))
 
     # ---- loss ---------------------------------------------------------------------------------
 
@@ -52,7 +100,34 @@ class RxfTrainerMixin:
             return num_items_in_batch
         return None
 
+    def _rxf_check_finite(self, out: LossOutput) -> bool:
+        """True if the step's loss terms are finite on every rank; otherwise apply on_nonfinite."""
+        terms = {"task loss": out.task_loss}
+        if out.regularizer is not None:
+            terms[self.rxf_method.regularizer_name] = out.regularizer
+        bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
+        flag = torch.tensor(float(bool(bad)), device=out.task_loss.device)
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag, reduction="sum")  # every rank takes the same decision
+        if flag.item() == 0:
+            return True
+        step = self.state.global_step + 1
+        where = f"{' and '.join(bad)} is not finite" if bad else "a loss term is not finite on another rank"
+        if self.rxf_on_nonfinite == "skip":
+            logger.warning("rxf: %s at step %d: skipping the optimizer step", where, step)
+            self._rxf_skip_step = True
+            return False
+        self._save_checkpoint(self.model, trial=None)
+        saved = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+        raise RxfError(
+            f"{where} at step {step} ({', '.join(f'{k}={float(v)}' for k, v in terms.items())}); stopped, with the "
+            f"state before this step saved in {saved}. Lower the learning rate or λ, or set on_nonfinite=skip"
+        )
+
     def _rxf_finish(self, out: LossOutput, normalizer: Any) -> torch.Tensor:
+        if not self._rxf_check_finite(out):
+            # Nothing to back-propagate; the optimizer step is dropped by _SkipNonfiniteStep.
+            return torch.zeros((), device=out.loss.device, requires_grad=True)
         self._rxf_record(out)
         self.loss_is_scaled_for_ga = normalizer is not None
         loss = out.loss
@@ -103,6 +178,11 @@ class RxfTrainerMixin:
         self._rxf_record(out)
         return out.loss.detach() / steps
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._rxf_train_start = time.perf_counter()
+        self._rxf_time_offset = None
+        return super().train(*args, **kwargs)
+
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         if has_spectral_norm(self.model):
             refresh_spectral_norm(self.model)  # evaluate the head with σ_max = 1, not the lagging estimate
@@ -119,6 +199,12 @@ class RxfTrainerMixin:
         self._rxf_log_count += 1
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._rxf_time_offset is None:
+            # A resumed run continues the clock from its last logged wall time (its log history
+            # is restored from the checkpoint by the time anything is logged).
+            previous = [entry["wall_time_s"] for entry in self.state.log_history if "wall_time_s" in entry]
+            self._rxf_time_offset = previous[-1] if previous else 0.0
+        logs["wall_time_s"] = round(self._rxf_time_offset + time.perf_counter() - self._rxf_train_start, 3)
         if "loss" in logs and self._rxf_log_count:
             for key, total in self._rxf_log_sums.items():
                 logs[key] = round(total / self._rxf_log_count, 6)
@@ -126,6 +212,49 @@ class RxfTrainerMixin:
         super().log(logs, *args, **kwargs)
 
     # ---- checkpoints --------------------------------------------------------------------------
+
+    def _get_output_dir(self, trial: Any) -> str:
+        return self._rxf_staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """Write the checkpoint into a staging folder, then rename it into place (atomic)."""
+        run_dir = super()._get_output_dir(trial)
+        staging = os.path.join(run_dir, STAGING_DIR)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._rxf_staging = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._rxf_staging = None
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if self.args.should_save:
+            name = f"checkpoint-{self.state.global_step}"
+            final = os.path.join(run_dir, name)
+            if os.path.isdir(final):
+                shutil.rmtree(final)
+            os.replace(os.path.join(staging, name), final)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        states = self.rxf_method.noise_rng_state()
+        if states:
+            save_file(states, os.path.join(output_dir, NOISE_RNG_FILE.format(rank=self.args.process_index)))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        path = os.path.join(checkpoint or "", NOISE_RNG_FILE.format(rank=self.args.process_index))
+        if checkpoint is not None and os.path.isfile(path):
+            self.rxf_method.load_noise_rng_state(load_file(path))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir

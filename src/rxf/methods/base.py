@@ -184,6 +184,31 @@ class Method:
 
     def __init__(self, config: MethodConfig):
         self.config = config
+        # Seed of this process's noise generators; None draws noise from torch's global RNG. The
+        # Trainer integration sets a different seed on every rank (noise independent across
+        # ranks) and saves the generators' states in checkpoints (exact resume).
+        self.noise_seed: int | None = None
+        self._noise_generators: dict[str, torch.Generator] = {}
+
+    def noise_generator(self, device: torch.device | str) -> torch.Generator | None:
+        """The generator for perturbations on ``device`` (None: torch's global RNG)."""
+        if self.noise_seed is None:
+            return None
+        key = str(torch.device(device))
+        if key not in self._noise_generators:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.noise_seed)
+            self._noise_generators[key] = generator
+        return self._noise_generators[key]
+
+    def noise_rng_state(self) -> dict[str, torch.Tensor]:
+        return {device: g.get_state() for device, g in self._noise_generators.items()}
+
+    def load_noise_rng_state(self, states: dict[str, torch.Tensor]) -> None:
+        for device, state in states.items():
+            generator = self.noise_generator(device)
+            if generator is not None:
+                generator.set_state(state)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """Changes the method makes to the model before training (R4F: spectral norm). Default: none."""

@@ -98,7 +98,8 @@ class R3F(Method):
     regularizer_name = "r3f_divergence"
 
     def noised_logits(self, model: nn.Module, inputs: dict[str, Any], rows: slice | None = None) -> torch.Tensor:
-        with embedding_noise(model, self.config.sigma, self.config.noise_type, rows=rows):  # type: ignore[arg-type]
+        config = self.config
+        with embedding_noise(model, config.sigma, config.noise_type, rows=rows, generator=self.noise_generator):  # type: ignore[arg-type]
             return output_logits(model(**inputs))
 
     def compute_loss(
