@@ -216,3 +216,21 @@ def test_probe_session_scores_a_task_on_frozen_features(tmp_path):
     assert regression["metric"] == "pearson_spearman" and "alpha" in regression["probe_regularization"]
     same = session.similarity(config.model)
     assert same["cka"] == pytest.approx(1.0) and same["effective_rank"] >= 1.0
+
+
+def test_best_encoder_keeper_keeps_the_weights_of_the_best_evaluation(tmp_path):
+    from transformers import AutoModelForSequenceClassification, TrainerControl, TrainerState, TrainingArguments
+
+    from rxf.probing.experiments import best_encoder_keeper
+
+    model = AutoModelForSequenceClassification.from_pretrained(write_tiny_bert(tmp_path / "bert"), num_labels=2)
+    keeper = best_encoder_keeper("eval_accuracy")
+    args, control = TrainingArguments(output_dir=str(tmp_path / "t"), report_to="none"), TrainerControl()
+    weight = model.bert.pooler.dense.weight
+    for step, accuracy in [(1, 0.6), (2, 0.8), (3, 0.7)]:
+        with torch.no_grad():
+            weight.fill_(float(step))
+        keeper.on_evaluate(args, TrainerState(global_step=step), control, model=model, metrics={"eval_accuracy": accuracy})
+    assert keeper.step == 2 and keeper.best == 0.8
+    assert torch.all(keeper.state["pooler.dense.weight"] == 2.0)  # a copy, not the live tensor
+    assert "classifier.weight" not in keeper.state  # the encoder only: the next stage gets a new head

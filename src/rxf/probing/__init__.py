@@ -1,7 +1,7 @@
 """Representational collapse (the paper's Section 4): linear probes, chains, cycles, CKA, effective rank.
 
->>> from rxf.probing import ProbeExperimentConfig, run_generalization
->>> run_generalization(ProbeExperimentConfig(data_dir="../shared/data/glue", output_dir="runs/fig3"))
+    from rxf.probing import ProbeExperimentConfig, run_generalization
+    run_generalization(ProbeExperimentConfig(data_dir="../shared/data/glue", output_dir="runs/fig3"))
 
 * :mod:`rxf.probing.features`: which representation (layer, pooling) and its disk cache;
 * :mod:`rxf.probing.probe`: the linear probe (scikit-learn);

@@ -172,6 +172,8 @@ class ProbeExperimentConfig:
             "output_dir": str(output_dir),
             "save_model": True,
         }
+        if "keep_checkpoints" in {f.name for f in dataclasses.fields(TrainConfig)}:
+            values.setdefault("keep_checkpoints", 0)  # the stage's encoder is all the experiment keeps
         return TrainConfig.from_dict(values, source="train")
 
 
