@@ -21,6 +21,8 @@ COMMANDS = [
     "rxf.commands.train",
     "rxf.commands.methods",
     "rxf.commands.probe",
+    "rxf.commands.sweep",
+    "rxf.commands.report",
 ]
 
 

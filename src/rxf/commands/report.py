@@ -1,0 +1,40 @@
+"""`rxf report`: the paper's Table 2 and Figure 2 from a sweep's records (see rxf.experiments.report).
+
+    rxf report --runs runs/glue-cpu-small --output-dir docs/results/glue
+    rxf report --runs runs/glue-cpu-small --metric glue/mrpc=f1     # another metric for a task
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rxf.errors import RxfError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rxf.experiments.report import ReportConfig, make_report
+
+    metrics = {}
+    for item in args.metric or []:
+        if "=" not in item:
+            raise RxfError(f"--metric expects task=metric (e.g. glue/mrpc=f1), got {item!r}")
+        task, metric = item.split("=", 1)
+        metrics[task] = metric
+    result = make_report(ReportConfig(runs=args.runs, output_dir=args.output_dir, phase=args.phase, metrics=metrics))
+    print(open(result["paths"]["table2.md"]).read())
+    print(open(result["paths"]["stability.md"]).read())
+    print("wrote " + ", ".join(result["paths"].values()))
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report",
+        help="Table 2 (max/median over seeds), Figure 2 (distributions) and failed-run rates from sweep records",
+        description="Tables (markdown, CSV) and a plot (PNG) from the run records that `rxf sweep` wrote.",
+    )
+    report.add_argument("--runs", required=True, help="the sweep's output_dir (holding records/)")
+    report.add_argument("--output-dir", help="where the report goes (default: <runs>/report)")
+    report.add_argument("--phase", default="seeds", choices=["seeds", "search"], help="which runs to report")
+    report.add_argument("--metric", action="append", metavar="TASK=METRIC", help="metric reported for a task (repeatable)")
+    report.set_defaults(handler=cmd_report)

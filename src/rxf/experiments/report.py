@@ -1,0 +1,230 @@
+"""The paper's Table 2 and Figure 2 from a sweep's run records, with the failed-run rate.
+
+    rxf report --runs runs/glue-cpu-small --output-dir docs/results/glue
+
+From the records of the seeds phase (one per task, method and seed) it writes
+
+* ``table2.md`` / ``table2.csv``: per task and method, the max and the median over seeds (the
+  paper's Table 2, left and right), with mean, standard deviation (sample, ddof = 1), min, the
+  number of runs and of failed runs;
+* ``figure2.png``: the distribution over seeds per task and method (box plot with every run as a
+  dot, the majority-class score as a dashed line), as the paper's Figure 2;
+* ``stability.md``: per method, the standard deviation on each task and the failed-run rate over
+  all tasks. A run *fails* when its score is at or below the majority-class score of the task's
+  dev set (predicting the most frequent label everywhere, scored with the task's metric).
+
+A run's score is its best evaluation of the reported metric during training (its best
+checkpoint on dev, as the paper selects). The reported metric is the paper's where it names one
+(MRPC and QQP: accuracy), else the task's main metric. Scores are shown ×100.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rxf.errors import RxfError
+from rxf.experiments.sweep import load_records
+
+# The metric the paper's Table 2 reports per task where it differs from the task's main metric.
+PAPER_METRICS: dict[str, str] = {"glue/mrpc": "accuracy", "glue/qqp": "accuracy"}
+# Display order: the paper's (tasks as in Table 2, methods as in its rows), others after.
+TASK_ORDER = ["glue/mnli", "glue/qqp", "glue/rte", "glue/qnli", "glue/mrpc", "glue/cola", "glue/sst2", "glue/stsb"]
+TASK_LABELS = {
+    "glue/mnli": "MNLI", "glue/qqp": "QQP", "glue/rte": "RTE", "glue/qnli": "QNLI", "glue/mrpc": "MRPC",
+    "glue/cola": "CoLA", "glue/sst2": "SST-2", "glue/stsb": "STS-B", "glue/wnli": "WNLI",
+}
+METRIC_LABELS = {"accuracy": "Acc", "mcc": "MCC", "f1_accuracy": "(Acc+F1)/2", "pearson_spearman": "(P+S)/2", "pearson": "Pearson"}
+METHOD_ORDER = ["standard", "standard++", "freelb", "smart", "r3f", "r4f"]
+METHOD_LABELS = {"standard": "STD", "standard++": "STD++", "freelb": "FreeLB", "smart": "SMART", "r3f": "R3F", "r4f": "R4F"}
+
+
+@dataclass
+class ReportConfig:
+    """Where the records are, where the report goes, and which metric each task reports."""
+
+    runs: str  # a sweep's output_dir (holding records/)
+    output_dir: str | None = None  # default: <runs>/report
+    phase: str = "seeds"  # "search" reports the search trials instead
+    metrics: dict[str, str] = field(default_factory=dict)  # task -> metric, over PAPER_METRICS / main metric
+
+
+@dataclass
+class Cell:
+    """The runs of one method on one task."""
+
+    task: str
+    method: str
+    metric: str
+    scores: list[float]  # one per run, in [0, 1] (not ×100)
+    baseline: float  # majority-class score with the same metric
+
+    @property
+    def failed(self) -> int:
+        return sum(score <= self.baseline for score in self.scores)
+
+    def row(self) -> dict[str, Any]:
+        scores = self.scores
+        return {
+            "task": self.task,
+            "method": self.method,
+            "metric": self.metric,
+            "runs": len(scores),
+            "max": max(scores),
+            "median": statistics.median(scores),
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "min": min(scores),
+            "failed": self.failed,
+            "majority_baseline": self.baseline,
+        }
+
+
+def run_score(record: dict[str, Any], metric: str) -> float:
+    """The best evaluation of ``metric`` during the run."""
+    key = f"eval_{metric}"
+    values = [h[key] for h in record["metrics"].get("history", []) if key in h]
+    if not values:
+        raise RxfError(f"run {record['run_id']} has no evaluation of {metric!r}: choose a metric it logged")
+    return float(max(values))
+
+
+def report_metric(task: str, record: dict[str, Any], overrides: dict[str, str]) -> str:
+    return overrides.get(task) or PAPER_METRICS.get(task) or record["main_metric"]
+
+
+def _order(items: list[str], preferred: list[str]) -> list[str]:
+    known = [x for x in preferred if x in items]
+    return known + sorted(x for x in items if x not in preferred)
+
+
+def collect(config: ReportConfig) -> list[Cell]:
+    """The runs of the chosen phase grouped by task and method, in the paper's order."""
+    if config.phase not in ("search", "seeds"):
+        raise RxfError(f"phase must be 'search' or 'seeds', got {config.phase!r}")
+    records = [r for r in load_records(config.runs) if r["phase"] == config.phase]
+    if not records:
+        raise RxfError(
+            f"no {config.phase!r} runs in {config.runs}: run `rxf sweep` until its seeds phase"
+            + (" (or report the search with --phase search)" if config.phase == "seeds" else "")
+        )
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["task"], record["method"]), []).append(record)
+    tasks = _order(sorted({t for t, _ in groups}), TASK_ORDER)
+    methods = _order(sorted({m for _, m in groups}), METHOD_ORDER)
+    cells = []
+    for task in tasks:
+        for method in methods:
+            runs = groups.get((task, method))
+            if not runs:
+                continue
+            metric = report_metric(task, runs[0], config.metrics)
+            baseline = runs[0]["majority_baseline"]
+            if metric not in baseline:
+                raise RxfError(f"task {task} reports no {metric!r} (it has {', '.join(baseline)}): choose one of those")
+            cells.append(Cell(task, method, metric, [run_score(r, metric) for r in runs], float(baseline[metric])))
+    return cells
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def markdown_tables(cells: list[Cell]) -> str:
+    """Table 2 as markdown: max over seeds, then median over seeds; methods as rows, tasks as columns."""
+    tasks = list(dict.fromkeys(c.task for c in cells))
+    methods = _order(list(dict.fromkeys(c.method for c in cells)), METHOD_ORDER)
+    by_key = {(c.task, c.method): c for c in cells}
+    metric_of = {c.task: c.metric for c in cells}
+    header = "| Method | " + " | ".join(f"{TASK_LABELS.get(t, t)} {METRIC_LABELS.get(metric_of[t], metric_of[t])}" for t in tasks) + " |"
+    rule = "|---|" + "---:|" * len(tasks)
+    parts = []
+    for title, stat in (("Max over seeds", "max"), ("Median over seeds", "median")):
+        lines = [f"**{title}** (×100; runs per cell in parentheses)", "", header, rule]
+        for method in methods:
+            cells_row = []
+            for task in tasks:
+                cell = by_key.get((task, method))
+                cells_row.append("–" if cell is None else f"{_pct(cell.row()[stat])} ({len(cell.scores)})")
+            lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells_row) + " |")
+        lines.append("| Majority class | " + " | ".join(_pct(next(c.baseline for c in cells if c.task == t)) for t in tasks) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def stability_table(cells: list[Cell]) -> str:
+    """Per method: the standard deviation over seeds on each task, and the failed-run rate over all tasks."""
+    tasks = list(dict.fromkeys(c.task for c in cells))
+    methods = _order(list(dict.fromkeys(c.method for c in cells)), METHOD_ORDER)
+    by_key = {(c.task, c.method): c for c in cells}
+    header = "| Method | " + " | ".join(f"{TASK_LABELS.get(t, t)} std" for t in tasks) + " | failed runs | failed rate |"
+    lines = [
+        "**Stability** (standard deviation over seeds ×100, ddof = 1; a run fails at or below the majority-class score)",
+        "",
+        header,
+        "|---|" + "---:|" * (len(tasks) + 2),
+    ]
+    for method in methods:
+        mine = [by_key[(t, method)] for t in tasks if (t, method) in by_key]
+        failed, total = sum(c.failed for c in mine), sum(len(c.scores) for c in mine)
+        stds = ["–" if (t, method) not in by_key else _pct(by_key[(t, method)].row()["std"]) for t in tasks]
+        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(stds) + f" | {failed}/{total} | {100 * failed / total:.0f} % |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(cells: list[Cell]) -> str:
+    rows = [cell.row() for cell in cells]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def plot_distributions(cells: list[Cell], path: Path) -> None:
+    """Figure 2: per task a panel; per method a box of its seeds' scores with every run as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(dict.fromkeys(c.task for c in cells))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
+    rng = np.random.default_rng(0)  # jitter of the dots only
+    for ax, task in zip(axes[0], tasks):
+        mine = [c for c in cells if c.task == task]
+        data = [np.array(c.scores) * 100 for c in mine]
+        ax.boxplot(data, widths=0.5, showfliers=False)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=12, alpha=0.8, zorder=3)
+        ax.axhline(mine[0].baseline * 100, color="grey", linestyle="--", linewidth=1, label="majority class")
+        ax.set_xticks(range(1, len(mine) + 1), [METHOD_LABELS.get(c.method, c.method) for c in mine], rotation=30)
+        ax.set_title(f"{TASK_LABELS.get(task, task)} ({METRIC_LABELS.get(mine[0].metric, mine[0].metric)})")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("dev score ×100 (best checkpoint)")
+    axes[0][0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def make_report(config: ReportConfig) -> dict[str, Any]:
+    """Write table2.md, table2.csv, stability.md and figure2.png; return the rows and the paths."""
+    cells = collect(config)
+    out = Path(config.output_dir or Path(config.runs) / "report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
+    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "figure2.png")}
+    paths["table2.md"].write_text(markdown_tables(cells))
+    paths["table2.csv"].write_text(csv_text(cells))
+    paths["stability.md"].write_text(stability_table(cells))
+    plot_distributions(cells, paths["figure2.png"])
+    return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}

@@ -1,0 +1,393 @@
+"""Fixed-budget hyper-parameter search, then N seeds at the best setting: the paper's GLUE protocol.
+
+    rxf sweep --config configs/glue/cpu-small.yaml          # search + seeds, resumable
+    rxf report --runs runs/glue-cpu-small                   # Table 2 and Figure 2 from the records
+
+For every task (a :class:`~rxf.train.TrainConfig` recipe such as ``configs/glue/rte.yaml``) and
+every method, the sweep
+
+1. searches the method's knobs (:data:`SEARCH_SPACES`) with optuna, the same number of trials for
+   every method (a method whose whole grid is smaller runs its whole grid), each trial one
+   :func:`rxf.train.run_training` with ``search_seed``; the objective is the best evaluation of
+   the task's main metric during the run (the best checkpoint, as the paper selects on dev);
+2. trains the best setting again with each seed in ``seeds``, taking turns between methods so that
+   a sweep stopped half-way still holds comparable numbers of seeds per method.
+
+Every finished run is one JSON record, ``<output_dir>/records/<run_id>.json``: what
+``run_training`` writes to metrics.json (config, every evaluation with its wall time, best step,
+loss curve) plus the sweep's own fields (phase, trial, params, objective, the task's
+majority-class scores). The run id is a hash of the phase and the run's whole training config, and
+records are written atomically (write, then rename), so a sweep that is killed and started again
+skips every run whose record exists. The search is replayed from the records with the same sampler
+seed, so a resumed sweep asks for the same trials as one that was never interrupted. Sweep runs
+keep no model weights unless ``keep_models`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+import re
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rxf.errors import RxfError, closest
+from rxf.methods import METHODS, method_config
+from rxf.train import TrainConfig, run_training, write_json_atomic
+
+PHASES = ("search", "seeds")
+SAMPLERS = ("grid", "tpe", "random")
+
+# Learning rates around the paper's (Table 5: 5e-6 for the large tasks, 1e-5 for RTE, MRPC, CoLA).
+LEARNING_RATES = [5e-6, 1e-5, 2e-5]
+
+#: method -> {parameter: choices}. A parameter is a TrainConfig field (learning_rate, ...) or an
+#: option of the method (see ``rxf methods``). A registered method missing here searches the
+#: learning rate only. Sources: R3F/R4F the paper's Table 6; SMART its paper (λ ∈ {1, 3, 5},
+#: ε = 1e-5, η = 1e-3); FreeLB its paper's GLUE ranges; R-Drop its paper's α; NEFTune its α.
+SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
+    "standard": {"learning_rate": LEARNING_RATES},
+    "standard++": {"learning_rate": LEARNING_RATES},
+    "r3f": {"learning_rate": LEARNING_RATES, "lambda_": [0.1, 0.5, 1.0, 5.0], "noise_type": ["uniform", "normal"]},
+    "r4f": {"learning_rate": LEARNING_RATES, "lambda_": [0.1, 0.5, 1.0, 5.0], "noise_type": ["uniform", "normal"]},
+    "smart": {"learning_rate": LEARNING_RATES, "lambda_": [1.0, 3.0, 5.0], "epsilon": [1e-5, 1e-4], "step_size": [1e-4, 1e-3]},
+    "freelb": {"learning_rate": LEARNING_RATES, "adv_lr": [0.03, 0.1], "adv_max_norm": [0.3, 0.6]},
+    "rdrop": {"learning_rate": LEARNING_RATES, "alpha": [0.1, 0.5, 1.0, 5.0]},
+    "neftune": {"learning_rate": LEARNING_RATES, "alpha": [5.0, 10.0, 15.0]},
+}
+
+# TrainConfig fields that do not change a run's result, hence not part of its id.
+NOT_IDENTITY = ("output_dir", "progress_bar", "save_model", "logging_steps", "keep_checkpoints", "checkpoint_steps")
+
+
+@dataclass
+class SweepConfig:
+    """One sweep: recipes x methods, ``trials`` search runs each, then one run per seed. YAML keys = fields."""
+
+    recipes: list[str] = field(default_factory=list)  # TrainConfig YAML files, one per task (relative to the sweep file)
+    methods: list[str] = field(default_factory=lambda: ["standard++", "r3f", "r4f", "smart"])
+    trials: int = 8  # search runs per task and method: the same budget for every method
+    seeds: list[int] = field(default_factory=lambda: list(range(1, 11)))  # final runs at each method's best setting
+    search_seed: int = 0  # training seed of the search runs (not one of seeds: the best trial's luck stays out of the final runs)
+    overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields set on top of every recipe
+    learning_rates: list[float] | None = None  # replaces the learning_rate choices of every method
+    search_spaces: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # per method: replaces/adds choices
+    sampler: str = "grid"  # grid: random order without repeats; tpe: optuna's TPE; random: with repeats
+    sampler_seed: int = 0
+    output_dir: str = "runs/glue-sweep"
+    keep_models: bool = False  # keep each run's model/ (off: sweeps write records only)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "sweep config", base_dir: Path | None = None) -> SweepConfig:
+        """Build and validate; recipe paths are taken relative to ``base_dir`` (the sweep file's folder)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
+        config = cls(**values)
+        if base_dir is not None:
+            config.recipes = [str(base_dir / r) if not Path(r).is_absolute() else r for r in config.recipes]
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SweepConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise RxfError(f"sweep config {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise RxfError(f"sweep config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise RxfError(f"sweep config {path} must be a mapping of keys to values")
+        return cls.from_dict(values, source=f"key in {path}:", base_dir=path.parent)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Check everything a sweep of hours would otherwise trip over later: recipes, methods, spaces."""
+        if not self.recipes:
+            raise RxfError("the sweep has no recipes: list TrainConfig YAML files under 'recipes'")
+        if not self.methods:
+            raise RxfError("the sweep has no methods: list some under 'methods' (see `rxf methods`)")
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
+            raise RxfError(f"trials must be a whole number >= 1, got {self.trials!r}")
+        if not isinstance(self.seeds, list) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise RxfError(f"seeds must be a list of whole numbers >= 0, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise RxfError(f"seeds repeat a seed: {self.seeds!r}")
+        if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) or self.search_seed < 0:
+            raise RxfError(f"search_seed must be a whole number >= 0, got {self.search_seed!r}")
+        if self.sampler not in SAMPLERS:
+            raise RxfError(f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}{closest(str(self.sampler), SAMPLERS)}")
+        if not isinstance(self.overrides, dict):
+            raise RxfError(f"overrides must be a mapping of TrainConfig fields to values, got {self.overrides!r}")
+        for key in ("method", "method_options", "seed", "output_dir"):
+            if key in self.overrides:
+                raise RxfError(f"overrides cannot set {key!r}: the sweep sets it for every run (use methods/search_spaces/seeds/output_dir)")
+        for method in self.methods:
+            method_config(method)  # unknown method: RxfError naming the closest one
+        for method in self.search_spaces:
+            if method not in self.methods:
+                raise RxfError(f"search_spaces names method {method!r}, which is not in methods: {', '.join(self.methods)}")
+        for recipe in self.recipes:
+            self.recipe_values(recipe)
+        for method in self.methods:
+            check_space(method, self.space(method))
+
+    def recipe_values(self, recipe: str) -> dict[str, Any]:
+        """All TrainConfig fields of a recipe with the overrides on top (validated)."""
+        values = TrainConfig.from_yaml(recipe).to_dict()
+        values.update(self.overrides)
+        return TrainConfig.from_dict(values, source=f"overrides key (recipe {recipe})").to_dict()
+
+    def recipe_keys(self, recipe: str) -> set[str]:
+        """The fields a recipe or the overrides set: with the sweep's own, what identifies a run."""
+        return set(yaml.safe_load(Path(recipe).read_text()) or {}) | set(self.overrides)
+
+    def space(self, method: str) -> dict[str, list[Any]]:
+        """The choices searched for ``method``: the table, the sweep's learning rates, its own replacements."""
+        space = {name: list(choices) for name, choices in SEARCH_SPACES.get(method, {"learning_rate": LEARNING_RATES}).items()}
+        if self.learning_rates is not None:
+            space["learning_rate"] = list(self.learning_rates)
+        space.update({name: list(choices) for name, choices in self.search_spaces.get(method, {}).items()})
+        return space
+
+
+def check_space(method: str, space: dict[str, list[Any]]) -> None:
+    """Every parameter is a TrainConfig field or an option of the method, and every choice is valid."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    option_fields = {f.name for f in dataclasses.fields(METHODS[method])}
+    for name, choices in space.items():
+        if not isinstance(choices, list) or not choices:
+            raise RxfError(f"search space of {method}: {name!r} needs a non-empty list of choices, got {choices!r}")
+        if name in ("method", "method_options", "seed", "output_dir"):
+            raise RxfError(f"search space of {method}: {name!r} cannot be searched")
+        if name in train_fields:
+            for choice in choices:
+                TrainConfig(**{name: choice}).validate()
+        elif name in option_fields:
+            for choice in choices:
+                method_config(method, **{name: choice})
+        else:
+            raise RxfError(
+                f"search space of {method}: {name!r} is neither a TrainConfig field nor an option of {method}"
+                f"{closest(name, train_fields | option_fields)} (see `rxf methods`)"
+            )
+
+
+def run_config(values: dict[str, Any], method: str, params: dict[str, Any], seed: int) -> TrainConfig:
+    """The TrainConfig of one run: a recipe's values, the method, the searched params and the seed."""
+    values = dict(values)
+    options = dict(values["method_options"]) if values["method"] == method else {}
+    option_fields = {f.name for f in dataclasses.fields(METHODS[method])}
+    for name, value in params.items():
+        if name in option_fields:
+            options[name] = value
+        else:
+            values[name] = value
+    values.update(method=method, method_options=options, seed=seed, progress_bar=False)
+    return TrainConfig.from_dict(values)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("++", "pp")).strip("-")
+
+
+def run_id(config: TrainConfig, phase: str, keys: set[str]) -> str:
+    """A name that is the same whenever the same run is asked for: task, method, phase and a hash.
+
+    The hash covers the phase and the config's fields in ``keys`` (those the recipe and overrides
+    set) plus the method, its options and the seed: fields added to TrainConfig later, at their
+    defaults, leave the ids of finished runs as they were.
+    """
+    keys = (set(keys) | {"method", "method_options", "seed"}) - set(NOT_IDENTITY)
+    identity = {k: v for k, v in config.to_dict().items() if k in keys}
+    digest = hashlib.sha256(json.dumps({"phase": phase, **identity}, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{slug(config.task or 'files')}-{slug(config.method)}-{phase}-{digest[:12]}"
+
+
+def majority_class_scores(config: TrainConfig) -> dict[str, float]:
+    """The task's metrics for predicting the dev set's most frequent label (regression: its mean) everywhere.
+
+    A run scoring at or below this is a failed run (it learned nothing a constant could not).
+    """
+    from rxf.tasks import load_task
+
+    task = load_task(
+        config.task, data_dir=config.data_dir, train_file=config.train_file, eval_file=config.eval_file,
+        text_column=config.text_column, text_pair_column=config.text_pair_column, label_column=config.label_column,
+        task_type=config.task_type, max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
+        seed=config.seed if config.data_seed is None else config.data_seed,
+    )
+    labels = np.asarray(next(iter(task.eval.values()))["label"])
+    if task.is_regression:
+        constant = np.full(len(labels), float(labels.mean()))
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+        constant = np.full(len(labels), values[np.argmax(counts)], dtype=np.int64)  # ties: the lowest id
+    return task.compute_metrics(constant, labels)
+
+
+def objective(metrics: dict[str, Any]) -> float | None:
+    """The run's best evaluation of the task's main metric (None if it never evaluated)."""
+    best = metrics.get("best")
+    return None if best is None else float(best[f"eval_{metrics['main_metric']}"])
+
+
+def make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "grid":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.BruteForceSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@dataclass
+class Sweep:
+    """Runs a :class:`SweepConfig`; ``train`` is the function that trains one config (run_training)."""
+
+    config: SweepConfig
+    train: Callable[[TrainConfig], dict[str, Any]] = run_training
+    log: Callable[[str], None] = print
+    #: Run ids trained by this process (not found in earlier records), in order.
+    trained: list[str] = field(default_factory=list)
+    #: The TrainConfig fields that identify a run of the current recipe (see run_id).
+    identity_keys: set[str] = field(default_factory=set)
+
+    @property
+    def records_dir(self) -> Path:
+        return Path(self.config.output_dir) / "records"
+
+    def run(self, search_only: bool = False) -> list[dict[str, Any]]:
+        """Every task, every method: the search, then (unless ``search_only``) the seeds. Returns the records."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(self.config.output_dir) / "sweep.json", self.config.to_dict())
+        records = []
+        for recipe in self.config.recipes:
+            values = self.config.recipe_values(recipe)
+            self.identity_keys = self.config.recipe_keys(recipe)
+            baseline = majority_class_scores(TrainConfig.from_dict(values))
+            best: dict[str, dict[str, Any]] = {}
+            for method in self.config.methods:
+                searched = self.search(values, method, baseline)
+                records += searched
+                if searched:
+                    best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
+            if not search_only:
+                for seed in self.config.seeds:  # methods take turns: any prefix of the sweep is balanced
+                    for method in self.config.methods:
+                        config = run_config(values, method, best[method], seed)
+                        records.append(self.run_once(config, "seeds", None, best[method], baseline))
+        return records
+
+    def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]]:
+        """The search trials of one method, replayed from the records where they exist."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = self.config.space(method)
+        grid_size = int(np.prod([len(choices) for choices in space.values()]))
+        trials = self.config.trials if self.config.sampler != "grid" else min(self.config.trials, grid_size)
+        if trials < self.config.trials:
+            self.log(f"{method}: its grid has {grid_size} settings, fewer than trials={self.config.trials}: running all of them")
+        records: list[dict[str, Any]] = []
+
+        def trial_objective(trial: optuna.Trial) -> float:
+            params = {name: trial.suggest_categorical(name, choices) for name, choices in space.items()}
+            config = run_config(values, method, params, self.config.search_seed)
+            records.append(self.run_once(config, "search", len(records), params, baseline))
+            value = records[-1]["objective"]
+            return float("nan") if value is None else value  # NaN: optuna counts the trial as failed
+
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(self.config.sampler, self.config.sampler_seed))
+        study.optimize(trial_objective, n_trials=trials)
+        return records
+
+    def run_once(
+        self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float]
+    ) -> dict[str, Any]:
+        """One run, or its record if an earlier sweep finished it."""
+        rid = run_id(config, phase, self.identity_keys | set(params))
+        path = self.records_dir / f"{rid}.json"
+        where = f"[{config.task} {config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        if path.is_file():
+            record = json.loads(path.read_text())
+            self.log(f"{where} {shown}: done before ({rid})")
+            return record
+        run_dir = Path(self.config.output_dir) / "runs" / rid
+        keep = {"output_dir": str(run_dir), "save_model": self.config.keep_models}
+        if hasattr(config, "keep_checkpoints") and not self.config.keep_models:
+            keep["keep_checkpoints"] = 0  # a sweep run is short and is redone whole if interrupted
+        config = dataclasses.replace(config, **keep)
+        self.log(f"{where} {shown}: training ({rid})")
+        started = time.perf_counter()
+        metrics = self.train(config)
+        wall = time.perf_counter() - started
+        record = {
+            "run_id": rid,
+            "task": metrics.get("task", config.task),
+            "method": config.method,
+            "phase": phase,
+            "trial": trial,
+            "seed": config.seed,
+            "params": params,
+            "main_metric": metrics["main_metric"],
+            "objective": objective(metrics),
+            "majority_baseline": baseline,
+            "wall_time_s": wall,
+            "metrics": metrics,
+        }
+        write_json_atomic(path, record)
+        if not self.config.keep_models:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            try:
+                run_dir.parent.rmdir()  # runs/ goes once empty
+            except OSError:
+                pass
+        self.trained.append(rid)
+        self.log(f"{where} {record['main_metric']}={record['objective']} in {wall:.0f}s")
+        gc.collect()
+        return record
+
+
+def run_sweep(config: SweepConfig, search_only: bool = False, **options: Any) -> list[dict[str, Any]]:
+    """Run (or resume) a sweep; see :class:`Sweep`."""
+    return Sweep(config, **options).run(search_only)
+
+
+def load_records(runs: str | Path) -> list[dict[str, Any]]:
+    """Every record of a sweep: ``runs`` is its output_dir or its records/ folder."""
+    runs = Path(runs)
+    folder = runs / "records" if (runs / "records").is_dir() else runs
+    if not folder.is_dir():
+        raise RxfError(f"runs folder {runs} does not exist: pass a sweep's output_dir (it holds records/)")
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise RxfError(f"{path} is not valid JSON ({error.msg}, line {error.lineno}): delete it to redo that run") from None
+        if not isinstance(record, dict) or "run_id" not in record or "metrics" not in record:
+            raise RxfError(f"{path} is not a sweep run record (no run_id/metrics): remove it from {folder}")
+        records.append(record)
+    if not records:
+        raise RxfError(f"no run records in {folder}: run `rxf sweep` first (records are <output_dir>/records/*.json)")
+    return records

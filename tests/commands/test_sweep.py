@@ -1,0 +1,78 @@
+"""`rxf sweep` then `rxf report`, end to end on a tiny BERT and tiny GLUE-format data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rxf.cli import main
+from tiny_glue import tiny_bert_dir, tiny_rte_dir, write_recipe
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli-sweep")
+    recipe = write_recipe(root / "rte.yaml", tiny_bert_dir(root / "model"), tiny_rte_dir(root / "glue"))
+    path = root / "sweep.yaml"
+    path.write_text(
+        f"recipes: [{recipe.name}]\nmethods: [standard, r4f]\ntrials: 1\nseeds: [1, 2]\n"
+        f"learning_rates: [1.0e-3]\noutput_dir: {root / 'out'}\n"
+    )
+    return path
+
+
+def test_sweep_then_report_end_to_end(sweep_file, tmp_path, capsys):
+    out = sweep_file.parent / "out"
+    assert main(["sweep", "--config", str(sweep_file)]) == 0
+    assert "6 runs (6 trained now" in capsys.readouterr().out
+    records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert sorted((r["method"], r["phase"], r["seed"]) for r in records) == [
+        ("r4f", "search", 0), ("r4f", "seeds", 1), ("r4f", "seeds", 2),
+        ("standard", "search", 0), ("standard", "seeds", 1), ("standard", "seeds", 2),
+    ]
+
+    assert main(["sweep", "--config", str(sweep_file)]) == 0  # resumed: everything was done
+    assert "6 runs (0 trained now" in capsys.readouterr().out
+
+    report = tmp_path / "report"
+    assert main(["report", "--runs", str(out), "--output-dir", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "Max over seeds" in printed and "| R4F |" in printed and "failed rate" in printed
+    assert {p.name for p in report.iterdir()} == {"table2.md", "table2.csv", "stability.md", "figure2.png"}
+    rows = (report / "table2.csv").read_text().splitlines()
+    assert rows[0].startswith("task,method,metric,runs,max,median") and len(rows) == 3
+
+
+def test_sweep_flags_override_the_file(sweep_file, tmp_path, capsys):
+    out = tmp_path / "only-search"
+    code = main(["sweep", "--config", str(sweep_file), "--methods", "standard", "--search-only",
+                 "--output-dir", str(out), "--set", "max_steps=1", "--tasks", "rte"])
+    assert code == 0
+    (record,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["phase"] == "search" and record["metrics"]["config"]["max_steps"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--methods", "r3ff"], ["unknown method", "r3f"]),
+        (["--tasks", "cola"], ["--tasks cola", "matches none"]),
+        (["--set", "seed=3"], ["overrides cannot set 'seed'"]),
+        (["--set", "max_step=3"], ["max_step", "max_steps"]),
+        (["--trials", "0"], ["trials"]),
+        (["--sampler", "grd"], ["sampler", "grid"]),
+    ],
+)
+def test_sweep_mistakes_exit_2_with_one_line(sweep_file, capsys, argv, words):
+    assert main(["sweep", "--config", str(sweep_file), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rxf: error:") and err.count("\n") == 1
+    for word in words:
+        assert word in err
+
+
+def test_missing_sweep_file(tmp_path, capsys):
+    assert main(["sweep", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

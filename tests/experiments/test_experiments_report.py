@@ -1,0 +1,107 @@
+"""rxf.experiments.report: Table 2 (max/median over seeds), Figure 2, failed-run rate and std from records."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+
+from rxf.errors import RxfError
+from rxf.experiments.report import ReportConfig, make_report
+from tiny_glue import fake_record, write_records
+
+# Best-over-training score of each seed's run (the history below peaks mid-run for some).
+RTE_SCORES = {"standard++": [0.60, 0.55, 0.527, 0.62, 0.58], "r3f": [0.63, 0.61, 0.64, 0.50, 0.66]}
+RTE_BASELINE = 0.527
+
+
+def rte_records() -> list[dict]:
+    records = []
+    for method, scores in RTE_SCORES.items():
+        for seed, best in enumerate(scores, start=1):
+            records.append(fake_record("glue/rte", method, seed, [best - 0.05, best, best - 0.02], RTE_BASELINE))
+    # a search run must not count
+    records.append(fake_record("glue/rte", "r3f", 0, [0.99], RTE_BASELINE, phase="search"))
+    return records
+
+
+def mrpc_records() -> list[dict]:
+    # MRPC's main metric is (acc + F1)/2, but the paper's Table 2 reports accuracy.
+    return [
+        fake_record("glue/mrpc", "r3f", seed, [0.7 + seed / 100], 0.684, metric="f1_accuracy",
+                    extra={"accuracy": [0.68 + seed / 100]})
+        for seed in (1, 2, 3)
+    ]
+
+
+def read_csv(path) -> dict[tuple[str, str], dict[str, str]]:
+    with open(path) as f:
+        return {(row["task"], row["method"]): row for row in csv.DictReader(f)}
+
+
+def test_table2_max_median_std_and_failed_runs(tmp_path):
+    runs = write_records(tmp_path / "sweep", rte_records() + mrpc_records())
+    result = make_report(ReportConfig(runs=str(runs), output_dir=str(tmp_path / "report")))
+
+    rows = read_csv(result["paths"]["table2.csv"])
+    for method, scores in RTE_SCORES.items():
+        row = rows[("glue/rte", method)]
+        assert int(row["runs"]) == 5
+        assert float(row["max"]) == pytest.approx(max(scores))
+        assert float(row["median"]) == pytest.approx(statistics.median(scores))
+        assert float(row["std"]) == pytest.approx(statistics.stdev(scores))
+        # at or below the majority-class score: 0.527 (equal) for standard++, 0.50 for r3f
+        assert int(row["failed"]) == sum(s <= RTE_BASELINE for s in scores) == 1
+    mrpc = rows[("glue/mrpc", "r3f")]
+    assert mrpc["metric"] == "accuracy" and float(mrpc["max"]) == pytest.approx(0.71)
+
+    table = (tmp_path / "report" / "table2.md").read_text()
+    assert "Max over seeds" in table and "Median over seeds" in table
+    assert "| RTE Acc | MRPC Acc |" in table
+    assert "| R3F | 66.0 (5) | 71.0 (3) |" in table  # max
+    assert "| R3F | 63.0 (5) | 70.0 (3) |" in table  # median
+    assert "| STD++ | 62.0 (5) | – |" in table
+    assert table.index("STD++") < table.index("R3F")  # the paper's row order
+    stability = (tmp_path / "report" / "stability.md").read_text()
+    r3f_std = 100 * statistics.stdev(RTE_SCORES["r3f"])
+    assert f"| R3F | {r3f_std:.1f} | 1.0 | 1/8 | 12 % |" in stability  # MRPC: 0.69, 0.70, 0.71, none failed
+    assert "| STD++ |" in stability and "1/5 | 20 %" in stability
+
+
+def test_figure2_is_a_png_with_one_panel_per_task(tmp_path):
+    import matplotlib.image
+
+    runs = write_records(tmp_path / "sweep", rte_records() + mrpc_records())
+    result = make_report(ReportConfig(runs=str(runs)))
+    png = result["paths"]["figure2.png"]
+    assert png.startswith(str(runs / "report"))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > height  # two panels side by side
+
+
+def test_report_of_the_search_phase_and_metric_override(tmp_path):
+    runs = write_records(tmp_path / "sweep", rte_records() + mrpc_records())
+    result = make_report(ReportConfig(runs=str(runs), phase="search", metrics={"glue/rte": "accuracy"}))
+    assert [(r["task"], r["method"], r["max"]) for r in result["rows"]] == [("glue/rte", "r3f", 0.99)]
+    result = make_report(ReportConfig(runs=str(runs), metrics={"glue/mrpc": "f1_accuracy"}))
+    assert {r["task"]: r["max"] for r in result["rows"]}["glue/mrpc"] == pytest.approx(0.73)
+
+
+def test_report_errors_name_the_problem(tmp_path):
+    with pytest.raises(RxfError, match="does not exist"):
+        make_report(ReportConfig(runs=str(tmp_path / "nowhere")))
+    (tmp_path / "empty" / "records").mkdir(parents=True)
+    with pytest.raises(RxfError, match="no run records"):
+        make_report(ReportConfig(runs=str(tmp_path / "empty")))
+    only_search = write_records(tmp_path / "search", [fake_record("glue/rte", "r3f", 0, [0.6], 0.5, phase="search")])
+    with pytest.raises(RxfError, match="--phase search"):
+        make_report(ReportConfig(runs=str(only_search)))
+    runs = write_records(tmp_path / "sweep", rte_records())
+    with pytest.raises(RxfError, match="no 'f1'"):
+        make_report(ReportConfig(runs=str(runs), metrics={"glue/rte": "f1"}))
+    (runs / "records" / "broken.json").write_text("{not json")
+    with pytest.raises(RxfError, match="broken.json"):
+        make_report(ReportConfig(runs=str(runs)))

@@ -1,0 +1,210 @@
+"""rxf.experiments.sweep: search then seeds, one record per run, resumable, validated up front."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score
+
+from rxf.errors import RxfError
+from rxf.experiments.sweep import SEARCH_SPACES, Sweep, SweepConfig, check_space, load_records
+from rxf.methods import METHODS
+from shared_data import GLUE_DIR, needs_glue
+from tiny_glue import tiny_bert_dir, tiny_rte_dir, write_recipe
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    model = tiny_bert_dir(root / "model")
+    data = tiny_rte_dir(root / "glue")
+    return {"root": root, "model": model, "data": data, "recipe": write_recipe(root / "rte.yaml", model, data)}
+
+
+def sweep_config(tiny, out: Path, **values) -> SweepConfig:
+    defaults = {"recipes": [str(tiny["recipe"])], "methods": ["standard", "r3f"], "trials": 2, "seeds": [1],
+                "learning_rates": [1e-3, 3e-3], "output_dir": str(out)}
+    return SweepConfig.from_dict({**defaults, **values})
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def test_search_then_seeds_at_the_best_setting_one_record_per_run(tiny, tmp_path):
+    out = tmp_path / "sweep"
+    records = Sweep(sweep_config(tiny, out), log=quiet).run()
+
+    on_disk = load_records(out)
+    assert sorted(r["run_id"] for r in on_disk) == sorted(r["run_id"] for r in records)
+    assert Counter((r["method"], r["phase"]) for r in on_disk) == {
+        ("standard", "search"): 2, ("standard", "seeds"): 1, ("r3f", "search"): 2, ("r3f", "seeds"): 1,
+    }
+    for method in ("standard", "r3f"):
+        search = sorted((r for r in on_disk if r["method"] == method and r["phase"] == "search"), key=lambda r: r["trial"])
+        assert [r["trial"] for r in search] == [0, 1]
+        # the grid sampler never repeats a setting; search runs use search_seed, not the final seeds
+        assert len({json.dumps(r["params"], sort_keys=True) for r in search}) == 2
+        assert {r["seed"] for r in search} == {0}
+        best = max(search, key=lambda r: r["objective"])  # ties: the first, as the sweep picks
+        (final,) = [r for r in on_disk if r["method"] == method and r["phase"] == "seeds"]
+        assert final["params"] == best["params"] and final["seed"] == 1
+        assert final["metrics"]["config"]["learning_rate"] == best["params"]["learning_rate"]
+    for record in on_disk:
+        metrics = record["metrics"]
+        assert metrics["history"] and all("wall_time_s" in h and "eval_accuracy" in h for h in metrics["history"])
+        assert record["objective"] == max(h["eval_accuracy"] for h in metrics["history"])
+        assert metrics["best_step"] == 2 and record["wall_time_s"] > 0
+        assert metrics["config"]["save_model"] is False
+        assert record["majority_baseline"]["accuracy"] == 0.5  # the tiny dev set alternates its labels
+    r3f_options = [r["metrics"]["method_config"] for r in on_disk if r["method"] == "r3f"]
+    assert all(o["lambda_"] in (0.1, 0.5, 1.0, 5.0) and o["noise_type"] in ("uniform", "normal") for o in r3f_options)
+    # records only: no weights, no leftover run folders
+    assert not list(out.rglob("*.safetensors")) and not (out / "runs").exists()
+
+
+def fake_train(config) -> dict:
+    """Stands in for run_training: a score that depends on the setting and the seed, instantly."""
+    score = 0.5 + config.learning_rate * 10 + config.method_options.get("lambda_", 0) / 100 + config.seed / 1000
+    evaluation = {"step": 2, "epoch": 1.0, "wall_time_s": 0.01, "eval_accuracy": score}
+    return {"task": config.task, "method": config.method, "main_metric": "accuracy", "best": evaluation,
+            "best_step": 2, "history": [evaluation], "config": config.to_dict()}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_killed_sweep_restarts_without_redoing_finished_runs(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path / "sweep", trials=3, seeds=[1, 2])
+    calls: list[str] = []
+
+    def dies_on_the_fifth_run(run_config):
+        if len(calls) == 4:
+            raise Interrupted("killed")
+        calls.append(run_config.output_dir)
+        return fake_train(run_config)
+
+    first = Sweep(config, train=dies_on_the_fifth_run, log=quiet)
+    with pytest.raises(Interrupted):
+        first.run()
+    finished = set(first.trained)
+    assert len(finished) == 4 and {p.stem for p in (tmp_path / "sweep" / "records").glob("*.json")} == finished
+
+    second = Sweep(config, train=fake_train, log=quiet)
+    records = second.run()
+    assert not finished & set(second.trained)  # nothing finished before is trained again
+    assert len(second.trained) == len(records) - 4
+
+    # The resumed sweep asked for exactly the runs of a sweep that was never interrupted.
+    uninterrupted = Sweep(sweep_config(tiny, tmp_path / "clean", trials=3, seeds=[1, 2]), train=fake_train, log=quiet)
+    assert [r["run_id"] for r in uninterrupted.run()] == [r["run_id"] for r in records]
+
+    third = Sweep(config, train=fake_train, log=quiet)
+    third.run()
+    assert third.trained == []
+
+
+def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], trials=1, seeds=[])
+    done = Sweep(config, train=fake_train, log=quiet)
+    done.run()
+    (run_id,) = done.trained
+    record = tmp_path / "sweep" / "records" / f"{run_id}.json"
+    record.rename(record.with_suffix(".json.tmp"))  # what a kill during write_json_atomic leaves
+    again = Sweep(config, train=fake_train, log=quiet)
+    again.run()
+    assert again.trained == [run_id]
+
+
+def test_search_spaces_name_real_options_of_registered_methods():
+    for method, space in SEARCH_SPACES.items():
+        assert method in METHODS, f"SEARCH_SPACES names {method!r}, which is not a registered method"
+        check_space(method, space)
+    assert set(SEARCH_SPACES["r3f"]) == {"learning_rate", "lambda_", "noise_type"}
+    assert SEARCH_SPACES["r3f"]["lambda_"] == [0.1, 0.5, 1.0, 5.0]  # the paper's Table 6
+
+
+def test_every_registered_method_has_a_space(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path, methods=sorted(METHODS))
+    for method in METHODS:
+        assert "learning_rate" in config.space(method)
+
+
+@pytest.mark.parametrize(
+    "values,words",
+    [
+        ({"method": ["r3f"]}, ["unknown", "'method'", "methods"]),
+        ({"methods": ["r3ff"]}, ["r3ff", "r3f"]),
+        ({"trials": 0}, ["trials", ">= 1"]),
+        ({"seeds": [1, 1]}, ["seeds", "repeat"]),
+        ({"sampler": "grd"}, ["sampler", "grid"]),
+        ({"overrides": {"seed": 3}}, ["overrides", "seed"]),
+        ({"overrides": {"learning_rat": 3}}, ["learning_rat", "learning_rate"]),
+        ({"overrides": {"max_steps": 1.5}}, ["max_steps", "whole number"]),
+        ({"search_spaces": {"r3f": {"lamda_": [1.0]}}}, ["lamda_", "lambda_"]),
+        ({"search_spaces": {"r3f": {"lambda_": [-1.0]}}}, ["lambda_", ">= 0"]),
+        ({"search_spaces": {"r3f": {"lambda_": []}}}, ["lambda_", "non-empty"]),
+        ({"search_spaces": {"smart": {"lambda_": [1.0]}}}, ["smart", "not in methods"]),
+        ({"recipes": ["no/such/recipe.yaml"]}, ["no/such/recipe.yaml", "does not exist"]),
+        ({"recipes": []}, ["no recipes"]),
+    ],
+)
+def test_bad_sweep_configs_are_named(tiny, tmp_path, values, words):
+    with pytest.raises(RxfError) as error:
+        sweep_config(tiny, tmp_path, **values)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_majority_class_baseline_agrees_with_sklearn(tiny, tmp_path):
+    root = tiny_rte_dir(tmp_path / "glue", n_dev=12)
+    dev = root / "RTE" / "dev.tsv"
+    lines = dev.read_text().splitlines()
+    lines = [lines[0]] + [line.rsplit("\t", 1)[0] + ("\tentailment" if i < 9 else "\tnot_entailment") for i, line in enumerate(lines[1:])]
+    dev.write_text("\n".join(lines) + "\n")
+    recipe = write_recipe(tmp_path / "rte.yaml", tiny["model"], root)
+    config = sweep_config(tiny, tmp_path / "out", recipes=[str(recipe)], methods=["standard"], trials=1, seeds=[])
+    (record,) = Sweep(config, train=fake_train, log=quiet).run()
+    labels = np.array([0] * 9 + [1] * 3)  # entailment is id 0
+    assert record["majority_baseline"]["accuracy"] == pytest.approx(accuracy_score(labels, np.zeros(12)))
+
+
+GLUE_DEV = {"rte": ("RTE", 277), "mrpc": ("MRPC", 408), "cola": ("CoLA", 1043), "stsb": ("STS-B", 1500)}
+
+
+def dev_labels(folder: str) -> list[str]:
+    """The dev labels read straight from the TSV, independently of rxf.tasks."""
+    with open(GLUE_DIR / folder / "dev.tsv", encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if folder == "CoLA":
+        return [row[1] for row in rows]
+    column = {"RTE": "label", "MRPC": "Quality", "STS-B": "score"}[folder]
+    return [row[rows[0].index(column)] for row in rows[1:]]
+
+
+@needs_glue
+def test_runs_on_the_glue_tsvs_evaluate_the_whole_dev_sets(tiny, tmp_path):
+    recipes = [str(write_recipe(tmp_path / f"{key}.yaml", tiny["model"], GLUE_DIR, task=f"glue/{key}",
+                                max_steps=1, eval_steps=1, max_train_samples=16)) for key in GLUE_DEV]
+    config = sweep_config(tiny, tmp_path / "out", recipes=recipes, methods=["standard"], trials=1, seeds=[],
+                          learning_rates=[1e-3])
+    records = {r["task"]: r for r in Sweep(config, log=quiet).run()}
+    for key, (folder, size) in GLUE_DEV.items():
+        record = records[f"glue/{key}"]
+        labels = dev_labels(folder)
+        assert len(labels) == size
+        assert record["metrics"]["num_eval_examples"] == {"validation": size}
+        baseline = record["majority_baseline"]
+        if key == "stsb":
+            assert baseline["pearson"] == 0.0  # a constant has no correlation
+        elif key == "cola":
+            assert baseline["mcc"] == 0.0
+        else:
+            assert baseline["accuracy"] == pytest.approx(max(Counter(labels).values()) / size)
+    assert records["glue/mrpc"]["majority_baseline"]["accuracy"] == pytest.approx(279 / 408)
