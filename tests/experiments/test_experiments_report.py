@@ -63,6 +63,8 @@ def test_table2_max_median_std_and_failed_runs(tmp_path):
     assert "| R3F | 63.0 (5) | 70.0 (3) |" in table  # median
     assert "| STD++ | 62.0 (5) | – |" in table
     assert table.index("STD++") < table.index("R3F")  # the paper's row order
+    progress = (tmp_path / "report" / "progress.md").read_text()
+    assert "| RTE | R3F | 1 | 5 | 1, 2, 3, 4, 5 |" in progress and "| MRPC | STD++ |" not in progress
     stability = (tmp_path / "report" / "stability.md").read_text()
     r3f_std = 100 * statistics.stdev(RTE_SCORES["r3f"])
     assert f"| R3F | {r3f_std:.1f} | 1.0 | 1/8 | 12 % |" in stability  # MRPC: 0.69, 0.70, 0.71, none failed

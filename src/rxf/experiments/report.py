@@ -9,6 +9,7 @@ From the records of the seeds phase (one per task, method and seed) it writes
   number of runs and of failed runs;
 * ``figure2.png``: the distribution over seeds per task and method (box plot with every run as a
   dot, the majority-class score as a dashed line), as the paper's Figure 2;
+* ``progress.md``: how many search and seed runs each task and method has (a sweep may be partial);
 * ``stability.md``: per method, the standard deviation on each task and the failed-run rate over
   all tasks. A run *fails* when its score is at or below the majority-class score of the task's
   dev set (predicting the most frequent label everywhere, scored with the task's metric).
@@ -177,6 +178,24 @@ def stability_table(cells: list[Cell]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def progress_table(records: list[dict[str, Any]]) -> str:
+    """How many runs of each phase every task and method has: what a partial sweep holds."""
+    runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+    for record in records:
+        runs.setdefault((record["task"], record["method"]), {"search": [], "seeds": []})[record["phase"]].append(record)
+    tasks = _order(sorted({t for t, _ in runs}), TASK_ORDER)
+    methods = _order(sorted({m for _, m in runs}), METHOD_ORDER)
+    lines = ["**Runs recorded** (search trials; seeds of the final runs)", "", "| Task | Method | search runs | seed runs | seeds |", "|---|---|---:|---:|---|"]
+    for task in tasks:
+        for method in methods:
+            if (task, method) in runs:
+                phase = runs[(task, method)]
+                seeds = ", ".join(str(s) for s in sorted(r["seed"] for r in phase["seeds"])) or "–"
+                label = f"| {TASK_LABELS.get(task, task)} | {METHOD_LABELS.get(method, method)} |"
+                lines.append(f"{label} {len(phase['search'])} | {len(phase['seeds'])} | {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
 def csv_text(cells: list[Cell]) -> str:
     rows = [cell.row() for cell in cells]
     out = io.StringIO()
@@ -215,16 +234,17 @@ def plot_distributions(cells: list[Cell], path: Path) -> None:
 
 
 def make_report(config: ReportConfig) -> dict[str, Any]:
-    """Write table2.md, table2.csv, stability.md and figure2.png; return the rows and the paths."""
+    """Write table2.md, table2.csv, stability.md, figure2.png and progress.md; return the rows and the paths."""
     cells = collect(config)
     out = Path(config.output_dir or Path(config.runs) / "report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
-    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "figure2.png")}
+    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "figure2.png", "progress.md")}
     paths["table2.md"].write_text(markdown_tables(cells))
     paths["table2.csv"].write_text(csv_text(cells))
     paths["stability.md"].write_text(stability_table(cells))
     plot_distributions(cells, paths["figure2.png"])
+    paths["progress.md"].write_text(progress_table(load_records(config.runs)))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
