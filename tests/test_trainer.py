@@ -1,7 +1,7 @@
 import pytest
 import torch
 from datasets import Dataset
-from transformers import BertForSequenceClassification, Seq2SeqTrainingArguments, TrainingArguments
+from transformers import BertForSequenceClassification, Seq2SeqTrainingArguments, TrainerCallback, TrainingArguments
 
 from rxf import R3FConfig, R4FConfig, RxfSeq2SeqTrainer, RxfTrainer
 from rxf.spectral import largest_singular_value
@@ -103,3 +103,99 @@ def test_seq2seq_trainer_runs_r3f(tmp_path):
     capture(trainer)
     trainer.train()
     assert any("r3f_divergence" in log for log in capture.logs)
+
+
+class NanAtCall:
+    """Wraps a method so that its loss terms become NaN on chosen calls (1-based)."""
+
+    def __init__(self, method, calls, term="regularizer"):
+        self.method, self.calls, self.term, self.count = method, set(calls), term, 0
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
+
+    def compute_loss(self, model, batch, **kwargs):
+        self.count += 1
+        out = self.method.compute_loss(model, batch, **kwargs)
+        if self.count in self.calls:
+            nan = torch.tensor(float("nan"))
+            if self.term == "regularizer":
+                out.regularizer = nan
+            else:
+                out.task_loss = nan
+            out.loss = out.loss * nan
+        return out
+
+
+def test_nonfinite_divergence_stops_with_the_step_and_saves_state(tmp_path):
+    from rxf import RxfError
+    from rxf.checkpoints import latest_checkpoint
+
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(model=model, args=arguments(tmp_path, max_steps=6), train_dataset=rows(batch), method="r3f")
+    trainer.rxf_method = NanAtCall(trainer.rxf_method, calls={3})
+    with pytest.raises(RxfError, match=r"r3f_divergence is not finite at step 3.*saved in"):
+        trainer.train()
+    saved = latest_checkpoint(tmp_path / "out")
+    assert saved is not None and saved.endswith("checkpoint-2")
+
+
+def test_nonfinite_task_loss_can_skip_the_step(tmp_path):
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(
+        model=model, args=arguments(tmp_path, max_steps=3), train_dataset=rows(batch), method="r3f", on_nonfinite="skip"
+    )
+    trainer.rxf_method = NanAtCall(trainer.rxf_method, calls={2}, term="task")
+    before = {}
+
+    class Snapshot(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            before[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    trainer.add_callback(Snapshot())
+    trainer.train()
+    assert trainer.rxf_skipped_steps == 1
+    after_step_2 = {n: p.detach() for n, p in model.named_parameters()}
+    # Step 2 (global_step 1 → 2) changed nothing; steps 1 and 3 did.
+    assert all(torch.equal(before[1][n], before[2][n]) for n in before[1])
+    assert any(not torch.equal(before[0][n], before[1][n]) for n in before[0])
+    assert any(not torch.equal(before[2][n], after_step_2[n]) for n in before[2])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bf16_warns_that_noise_is_lost_and_keeps_the_divergence_fp32(tmp_path):
+    from rxf import NoisePrecisionWarning
+
+    model, batch = tiny_bert()
+    seen = []
+    trainer = RxfTrainer(
+        model=model, args=arguments(tmp_path, bf16=True, max_steps=2), train_dataset=rows(batch), method=R3FConfig(sigma=1e-5)
+    )
+    original = trainer.rxf_method.compute_loss
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out.regularizer.dtype)
+        return out
+
+    trainer.rxf_method.compute_loss = spy
+    with pytest.warns(NoisePrecisionWarning, match="bfloat16"):
+        trainer.train()
+    assert seen and all(dtype == torch.float32 for dtype in seen)
+
+
+def test_r4f_trainer_on_a_model_without_head_is_a_clear_error(tmp_path):
+    from rxf import RxfError
+    from tiny_models import tiny_gpt2
+
+    model, batch = tiny_gpt2()
+    with pytest.raises(RxfError, match="R4F"):
+        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="r4f")
+
+
+def test_unknown_nonfinite_policy_is_rejected(tmp_path):
+    from rxf import RxfError
+
+    model, batch = tiny_bert()
+    with pytest.raises(RxfError, match="on_nonfinite"):
+        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), on_nonfinite="ignore")

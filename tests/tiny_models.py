@@ -137,7 +137,7 @@ def save_tiny_classifier_dir(path, words=WORDS, dropout: float = 0.1) -> str:
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)  # v5 ignores vocab_file=
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, max_position_embeddings=64,

@@ -23,6 +23,7 @@ COMMANDS = [
     "rxf.commands.probe",
     "rxf.commands.sweep",
     "rxf.commands.report",
+    "rxf.commands.xnli",
 ]
 
 
@@ -34,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep the terminal for rxf's own progress bar and messages: no per-file loading bars."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return args.handler(args)
     except RxfError as error:

@@ -100,6 +100,8 @@ class TrainConfig:
         for key in values:
             if key not in names:
                 raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
+        if values.get("train_file") and "task" not in values:
+            values = {**values, "task": None}  # your own files replace the default task
         config = cls(**values)
         config.validate()
         return config
@@ -289,6 +291,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         "train_runtime_s": train_seconds,
         "train_loss": train_output.training_loss,
         "resumed_from": resume_from,
+        "world_size": trainer.args.world_size,
         "skipped_nonfinite_steps": trainer.rxf_skipped_steps,
         "history": history,
         "other_splits": final,

@@ -38,7 +38,16 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from rxf.errors import RxfError
-from rxf.methods.base import GENERATION_TASKS, LossOutput, Method, MethodConfig, build_method
+from rxf.methods.base import (
+    GENERATION_TASKS,
+    LossOutput,
+    Method,
+    MethodConfig,
+    build_method,
+    model_inputs,
+    output_logits,
+    task_loss,
+)
 from rxf.spectral import folded_state_dict, has_spectral_norm, refresh_spectral_norm
 
 SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
@@ -144,10 +153,25 @@ class RxfTrainerMixin:
         num_items_in_batch: Any = None,
     ) -> Any:
         if return_outputs or not model.training:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            return self._rxf_evaluation_loss(model, inputs, return_outputs)
         normalizer = self._rxf_normalizer(model, num_items_in_batch)
         out = self.rxf_method.compute_loss(model, inputs, normalizer=normalizer)
         return self._rxf_finish(out, normalizer)
+
+    def _rxf_evaluation_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        """The task loss of a plain forward pass, computed as in training (per-batch mean).
+
+        Not the model's own loss: under DDP, Trainer multiplies the loss of models that take
+        ``**kwargs`` by the number of processes, which doubles a classifier's eval loss on 2 ranks.
+        """
+        if "labels" not in inputs:
+            outputs = model(**inputs)
+            return (None, outputs) if return_outputs else None
+        task_type = self.rxf_method.task_type(model)
+        model_in, labels = model_inputs(model, inputs, task_type)
+        outputs = model(**model_in)
+        loss = task_loss(output_logits(outputs), labels, task_type, label_smoothing=self.rxf_method.config.label_smoothing)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         if not self.rxf_method.multi_backward:

@@ -105,3 +105,56 @@ def test_methods_lists_the_registry(capsys):
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out
     assert "r3f:" in listing and "r4f:" in listing and "lambda_=1.0" in listing
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny model directory and data files, good and bad."""
+    from tiny_models import save_tiny_classifier_dir, write_sentiment_csv
+
+    root = tmp_path_factory.mktemp("bad-input")
+    save_tiny_classifier_dir(root / "model")
+    write_sentiment_csv(root / "train.csv", rows=24)
+    (root / "empty.csv").write_text("")
+    (root / "dev_unknown_label.csv").write_text("text,label\ngood movie,pos\nbad film,meh\n")
+    glue = root / "glue" / "RTE"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two fields\n")
+    (glue / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    (root / "no_config").mkdir()
+    mismatch = root / "mismatch"
+    save_tiny_classifier_dir(mismatch)
+    from transformers import BertTokenizerFast
+
+    (root / "big_vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(200)]))
+    BertTokenizerFast(vocab=str(root / "big_vocab.txt")).save_pretrained(mismatch)
+    return root
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--train-file", "{root}/empty.csv"], ["empty.csv", "empty"]),
+        (["--train-file", "{root}/missing.csv"], ["missing.csv"]),
+        (["--train-file", "{root}/train.csv", "--text-column", "review"], ["review", "train.csv", "text"]),
+        (["--train-file", "{root}/train.csv", "--eval-file", "{root}/dev_unknown_label.csv"], ["dev_unknown_label.csv", "meh"]),
+        (["--task", "glue/rte", "--data-dir", "{root}/glue"], ["train.tsv", "line 3"]),
+        (["--task", "glue/qnli", "--data-dir", "{root}/glue"], ["QNLI", "train"]),
+        (["--train-file", "{root}/train.csv", "--model", "{root}/no_config"], ["no_config", "config.json"]),
+        (["--train-file", "{root}/train.csv", "--model", "{root}/mismatch"], ["tokenizer", "do not match"]),
+        (["--train-file", "{root}/train.csv", "--set", "keep_checkpoints=-1"], ["keep_checkpoints"]),
+        (["--train-file", "{root}/train.csv", "--set", "on_nonfinite=ignore"], ["on_nonfinite", "stop"]),
+        (["--train-file", "{root}/train.csv", "--eval-steps", "0"], ["eval_steps", "> 0"]),
+        (["--train-file", "{root}/train.csv", "--task-type", "ranking"], ["ranking"]),
+        (["--train-file", "{root}/train.csv", "--gradient-mode", "fast"], ["gradient_mode", "both"]),
+    ],
+)
+def test_bad_data_and_model_inputs_exit_2_naming_the_problem(files, argv, words, capsys):
+    argv = [a.replace("{root}", str(files)) for a in argv]
+    code = main(["train", *argv, "--model" if "--model" not in argv else "--seed", str(files / "model") if "--model" not in argv else "0",
+                 "--max-steps", "1", "--no-progress", "--output-dir", str(files / "out")])
+    message = capsys.readouterr().err
+    assert code == 2, message
+    assert message.startswith("rxf: error:") and message.count("\n") == 1, message
+    for word in words:
+        assert word in message, message

@@ -1,0 +1,46 @@
+"""Multi-process training: 2 CPU processes (gloo) match 1 process with the same global batch."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tiny_models import save_tiny_classifier_dir, write_sentiment_csv
+
+TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+
+
+def train(tmp_path, name, batch_size, processes, method):
+    out = tmp_path / name
+    command = [
+        "-m", "rxf.cli", "train", "--model", str(tmp_path / "model"), "--train-file", str(tmp_path / "train.csv"),
+        "--eval-file", str(tmp_path / "dev.csv"), "--method", method, "--max-steps", "6", "--lr", "1e-2",
+        "--batch-size", str(batch_size), "--max-length", "16", "--seed", "1", "--no-progress", "--output-dir", str(out),
+        "--set", "save_model=false", "--set", "keep_checkpoints=0", "--set", "logging_steps=2",
+    ]
+    launcher = [sys.executable] if processes == 1 else [TORCHRUN, "--nproc_per_node", str(processes), "--master_port", "29531"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*launcher, *command], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not found")
+@pytest.mark.parametrize("method,tolerance", [("standard", 1e-5), ("r3f", 1e-4)])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, method, tolerance):
+    """Tolerance: float round-off for standard; R3F adds noise drawn per rank (σ = 1e-5), so 1e-4."""
+    save_tiny_classifier_dir(tmp_path / "model", dropout=0.0)
+    write_sentiment_csv(tmp_path / "train.csv", rows=64, seed=0)
+    write_sentiment_csv(tmp_path / "dev.csv", rows=16, seed=1)
+    one = train(tmp_path, "one", batch_size=8, processes=1, method=method)
+    two = train(tmp_path, "two", batch_size=4, processes=2, method=method)
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert [e["step"] for e in two["loss_curve"]] == [e["step"] for e in one["loss_curve"]] == [2, 4, 6]
+    for a, b in zip(two["loss_curve"], one["loss_curve"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=tolerance)
+    assert two["num_eval_examples"] == one["num_eval_examples"] == {"validation": 16}
+    for key in ("eval_loss", "eval_accuracy"):
+        assert two["final"][key] == pytest.approx(one["final"][key], rel=tolerance, abs=tolerance)
