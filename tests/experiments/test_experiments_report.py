@@ -88,6 +88,7 @@ def test_report_of_the_search_phase_and_metric_override(tmp_path):
     runs = write_records(tmp_path / "sweep", rte_records() + mrpc_records())
     result = make_report(ReportConfig(runs=str(runs), phase="search", metrics={"glue/rte": "accuracy"}))
     assert [(r["task"], r["method"], r["max"]) for r in result["rows"]] == [("glue/rte", "r3f", 0.99)]
+    assert "Max over search trials" in (runs / "report" / "table2.md").read_text()
     result = make_report(ReportConfig(runs=str(runs), metrics={"glue/mrpc": "f1_accuracy"}))
     assert {r["task"]: r["max"] for r in result["rows"]}["glue/mrpc"] == pytest.approx(0.73)
 

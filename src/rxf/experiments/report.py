@@ -136,7 +136,7 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def markdown_tables(cells: list[Cell]) -> str:
+def markdown_tables(cells: list[Cell], runs_are: str = "seeds") -> str:
     """Table 2 as markdown: max over seeds, then median over seeds; methods as rows, tasks as columns."""
     tasks = list(dict.fromkeys(c.task for c in cells))
     methods = _order(list(dict.fromkeys(c.method for c in cells)), METHOD_ORDER)
@@ -145,7 +145,7 @@ def markdown_tables(cells: list[Cell]) -> str:
     header = "| Method | " + " | ".join(f"{TASK_LABELS.get(t, t)} {METRIC_LABELS.get(metric_of[t], metric_of[t])}" for t in tasks) + " |"
     rule = "|---|" + "---:|" * len(tasks)
     parts = []
-    for title, stat in (("Max over seeds", "max"), ("Median over seeds", "median")):
+    for title, stat in ((f"Max over {runs_are}", "max"), (f"Median over {runs_are}", "median")):
         lines = [f"**{title}** (×100; runs per cell in parentheses)", "", header, rule]
         for method in methods:
             cells_row = []
@@ -158,14 +158,14 @@ def markdown_tables(cells: list[Cell]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def stability_table(cells: list[Cell]) -> str:
+def stability_table(cells: list[Cell], runs_are: str = "seeds") -> str:
     """Per method: the standard deviation over seeds on each task, and the failed-run rate over all tasks."""
     tasks = list(dict.fromkeys(c.task for c in cells))
     methods = _order(list(dict.fromkeys(c.method for c in cells)), METHOD_ORDER)
     by_key = {(c.task, c.method): c for c in cells}
     header = "| Method | " + " | ".join(f"{TASK_LABELS.get(t, t)} std" for t in tasks) + " | failed runs | failed rate |"
     lines = [
-        "**Stability** (standard deviation over seeds ×100, ddof = 1; a run fails at or below the majority-class score)",
+        f"**Stability** (standard deviation over {runs_are} ×100, ddof = 1; a run fails at or below the majority-class score)",
         "",
         header,
         "|---|" + "---:|" * (len(tasks) + 2),
@@ -242,9 +242,10 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
     except OSError as error:
         raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
     paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "figure2.png", "progress.md")}
-    paths["table2.md"].write_text(markdown_tables(cells))
+    runs_are = "seeds" if config.phase == "seeds" else "search trials"
+    paths["table2.md"].write_text(markdown_tables(cells, runs_are))
     paths["table2.csv"].write_text(csv_text(cells))
-    paths["stability.md"].write_text(stability_table(cells))
+    paths["stability.md"].write_text(stability_table(cells, runs_are))
     plot_distributions(cells, paths["figure2.png"])
     paths["progress.md"].write_text(progress_table(load_records(config.runs)))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
