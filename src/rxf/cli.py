@@ -24,6 +24,7 @@ COMMANDS = [
     "rxf.commands.sweep",
     "rxf.commands.report",
     "rxf.commands.xnli",
+    "rxf.commands.xnli",
 ]
 
 

@@ -9,6 +9,7 @@ Name forms:
   with a fixed stratified 80/20 split.
 * ``"glue/<task>"`` (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; also "RTE", "SST-2",
   "glue/STS-B", ...): from the official TSVs in ``data_dir``, else from the hub (``nyu-mll/glue``).
+* ``"xnli"`` or ``"xnli/fr,de"``: English NLI to train, a test split per language (rxf.tasks.xnli).
 * ``None``, ``"csv"`` or ``"json"`` with ``train_file`` (and optionally ``eval_file``): the user's
   CSV/TSV/JSON/JSONL files.
 * anything else: a Hugging Face hub dataset, ``"owner/name"`` or ``"owner/name:config"``.
@@ -24,6 +25,7 @@ from rxf.tasks.base import TextTask, check_max_samples, limit
 from rxf.tasks.files import check_task_type, load_files, load_hub
 from rxf.tasks.glue import GLUE, glue_key, is_glue_name, load_glue, unknown_glue_task
 from rxf.tasks.packaged import PACKAGED_TASKS
+from rxf.tasks.xnli import is_xnli_name, load_xnli
 
 __all__ = ["DEFAULT_TASK", "TextTask", "available_tasks", "load_task"]
 
@@ -33,7 +35,7 @@ FILE_TASK_NAMES = ("csv", "json", "jsonl", "tsv")
 
 def available_tasks() -> list[str]:
     """Task names that load without files: the packaged corpora and the GLUE tasks."""
-    return [*PACKAGED_TASKS, *(f"glue/{key}" for key in GLUE)]
+    return [*PACKAGED_TASKS, *(f"glue/{key}" for key in GLUE), "xnli"]
 
 
 def _typo_of_known(name: str) -> str:
@@ -132,6 +134,9 @@ def load_task(
             task = load_glue(key, data_dir)
         elif is_glue_name(name):
             raise unknown_glue_task(name)
+        elif is_xnli_name(name):  # subsets itself: same rows for every seed and language
+            _reject_options(name, fixed_columns)
+            task = load_xnli(name, data_dir, max_train_samples, max_eval_samples)
         elif typo := _typo_of_known(name):
             raise RxfError(
                 f"unknown task {name!r}{typo}: choose one of {', '.join(available_tasks())}, "
