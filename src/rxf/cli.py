@@ -20,6 +20,7 @@ from rxf.errors import RxfError
 COMMANDS = [
     "rxf.commands.train",
     "rxf.commands.methods",
+    "rxf.commands.summarize",
     "rxf.commands.probe",
     "rxf.commands.sweep",
     "rxf.commands.report",

@@ -1,0 +1,120 @@
+"""`rxf summarize`: fine-tune a generation model for summarization and score it with ROUGE (see rxf.summarization).
+
+    rxf summarize --config configs/summarization/gigaword-cpu.yaml --method r3f --seed 1
+    rxf summarize --train-file mine.csv --model ./bart --num-beams 4 --set max_new_tokens=60
+    rxf summarize --table runs/sum/*            # ROUGE table over finished runs, no training
+
+Settings are applied in order: the defaults of :class:`rxf.summarization.SummarizationConfig`,
+then the YAML file (``--config``), then the flags, then ``--set key=value`` (which reaches every
+field, and method options as ``--set method_options.lambda_=0.01``). A ``--method`` other than the
+config's drops the config's options of its method (``lambda_``, ``sigma``, ...) but keeps the
+shared ``label_smoothing``, so that one config serves both arms of a comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from rxf.commands.train import METHOD_FLAGS, _number_or_text, _typed
+from rxf.errors import RxfError
+from rxf.methods.base import MethodConfig
+
+# Flags for the most used fields: flag -> (field, type).
+SUMMARIZE_FLAGS: dict[str, tuple[str, type]] = {
+    "--model": ("model", str),
+    "--task": ("task", str),
+    "--data-dir": ("data_dir", str),
+    "--train-file": ("train_file", str),
+    "--eval-file": ("eval_file", str),
+    "--document-column": ("document_column", str),
+    "--summary-column": ("summary_column", str),
+    "--eval-split": ("eval_split", str),
+    "--max-train-samples": ("max_train_samples", int),
+    "--max-eval-samples": ("max_eval_samples", int),
+    "--max-source-length": ("max_source_length", int),
+    "--max-target-length": ("max_target_length", int),
+    "--method": ("method", str),
+    "--lr": ("learning_rate", float),
+    "--epochs": ("epochs", float),
+    "--max-steps": ("max_steps", int),
+    "--batch-size": ("batch_size", int),
+    "--eval-steps": ("eval_steps", int),
+    "--num-beams": ("num_beams", int),
+    "--max-new-tokens": ("max_new_tokens", int),
+    "--seed": ("seed", int),
+    "--output-dir": ("output_dir", str),
+}
+OUTPUT_FLAGS: dict[str, tuple[str, type]] = {**SUMMARIZE_FLAGS, **METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}
+
+
+def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config mapping from --config, the flags and --set, in that order."""
+    from rxf.summarization import SummarizationConfig
+
+    values: dict[str, Any] = SummarizationConfig.from_yaml(args.config).to_dict() if args.config else {}
+    values.setdefault("method_options", {})
+    if args.method is not None and args.method != values.get("method"):
+        # Another method than the config's: its options (lambda_, sigma, ...) don't carry over; the shared ones do.
+        shared = {f.name for f in dataclasses.fields(MethodConfig)}
+        values["method_options"] = {k: v for k, v in values["method_options"].items() if k in shared}
+    for flag, (name, kind) in SUMMARIZE_FLAGS.items():
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = _typed(flag, kind, given)
+    for flag, (name, kind) in {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}.items():
+        given = getattr(args, name)
+        if given is not None:
+            values["method_options"][name] = _typed(flag, kind, given)
+    if args.warm_start:
+        values["warm_start"] = True
+    if args.no_progress:
+        values["progress_bar"] = False
+    for item in args.set or []:
+        if "=" not in item:
+            raise RxfError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        if key.startswith("method_options."):
+            values["method_options"][key.split(".", 1)[1]] = _number_or_text(text)
+        else:
+            values[key] = _number_or_text(text)
+    return values
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from rxf.summarization import SummarizationConfig, results_table, run_summarization
+
+    if args.table:
+        table = results_table(args.table)
+        if args.table_out:
+            Path(args.table_out).write_text(table)
+        print(table, end="")
+        return 0
+    config = SummarizationConfig.from_dict(summarize_values(args), source="config")
+    result = run_summarization(config)
+    summary = {k: result[k] for k in ("task", "eval_split", "method", "seed", "train_runtime_s", "sentence_splitter")}
+    summary["final"] = result["final"]
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {config.output_dir}/metrics.json" + (f" and {config.output_dir}/model/" if config.save_model else ""))
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    summarize = commands.add_parser(
+        "summarize",
+        help="fine-tune a summarization model with a method and score it with ROUGE",
+        description="Fine-tune a seq2seq or decoder-only model for summarization (label-smoothed CE + the method), "
+        "generate summaries and score them with ROUGE-1/2/L/Lsum.",
+    )
+    summarize.add_argument("--config", help="YAML file of SummarizationConfig fields")
+    for flag, (name, kind) in OUTPUT_FLAGS.items():
+        summarize.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
+    summarize.add_argument("--warm-start", action="store_true", help="build an encoder-decoder from the encoder-only --model")
+    summarize.add_argument("--no-progress", action="store_true", help="no progress bar")
+    summarize.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")
+    summarize.add_argument("--table", nargs="+", metavar="RUN", help="print a ROUGE table of finished runs instead of training")
+    summarize.add_argument("--table-out", metavar="FILE", help="also write the --table markdown to FILE")
+    summarize.set_defaults(handler=cmd_summarize)
