@@ -328,7 +328,7 @@ def plot(summary: dict[str, Any], languages: list[str], path: Path, title: str) 
         stds = [100 * cells[c]["std"] for c in columns]
         ax.bar(x + (i - (len(summary) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=method)
     lows = [100 * (cells[c]["mean"] - cells[c]["std"]) for cells in summary.values() for c in columns]
-    ax.set_ylim(max(0.0, min(lows) - 5), None)
+    ax.set_ylim(max(0.0, min(100 / 3, *lows) - 5), None)  # the chance line stays in view
     ax.axhline(100 / 3, color="grey", linewidth=0.8, linestyle=":", label="chance (3 classes)")
     ax.set_xticks(x, ["Avg" if c == "avg" else c for c in columns])
     ax.set_ylabel("test accuracy (%)")

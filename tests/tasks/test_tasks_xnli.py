@@ -111,3 +111,5 @@ def test_bad_files_name_the_problem(tmp_path):
         load_task("xnli/en,fr", data_dir=tmp_path / "some")
     with pytest.raises(RxfError, match="does not apply to task 'xnli'"):
         load_task("xnli", data_dir=tmp_path / "some", text_column="premise")
+    with pytest.raises(RxfError, match="classification task"):
+        load_task("xnli/en", data_dir=tmp_path / "some", task_type="regression")

@@ -136,6 +136,8 @@ def load_task(
             raise unknown_glue_task(name)
         elif is_xnli_name(name):  # subsets itself: same rows for every seed and language
             _reject_options(name, fixed_columns)
+            if task_type == "regression":
+                raise RxfError(f"task {name!r} is a classification task: leave out task_type='regression'")
             task = load_xnli(name, data_dir, max_train_samples, max_eval_samples)
         elif typo := _typo_of_known(name):
             raise RxfError(
