@@ -25,7 +25,6 @@ COMMANDS = [
     "rxf.commands.sweep",
     "rxf.commands.report",
     "rxf.commands.xnli",
-    "rxf.commands.xnli",
 ]
 
 
