@@ -180,9 +180,9 @@ def test_sentences_split_one_per_line():
 
 
 def test_label_smoothing_defaults_to_the_papers_and_can_be_changed():
-    assert SummarizationConfig(method="standard").method_config().label_smoothing == 0.1
+    assert SummarizationConfig(method="standard").resolved_method_config().label_smoothing == 0.1
     config = SummarizationConfig(method="r3f", method_options={"label_smoothing": 0.0, "lambda_": 0.01})
-    assert config.method_config().label_smoothing == 0.0 and config.method_config().lambda_ == 0.01
+    assert config.resolved_method_config().label_smoothing == 0.0 and config.resolved_method_config().lambda_ == 0.01
 
 
 @pytest.mark.parametrize(

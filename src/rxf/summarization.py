@@ -149,7 +149,7 @@ class SummarizationConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def method_config(self):
+    def resolved_method_config(self):
         """The method's config, with the paper's label smoothing unless method_options set one."""
         return method_config(self.method, **{"label_smoothing": DEFAULT_LABEL_SMOOTHING, **self.method_options})
 
@@ -186,7 +186,7 @@ class SummarizationConfig:
             raise RxfError(f"prompt must contain {{document}} where the document goes; got {self.prompt!r}")
         if not isinstance(self.method_options, dict):
             raise RxfError(f"method_options must be a mapping, got {self.method_options!r}")
-        config = self.method_config()  # unknown method/option or bad value
+        config = self.resolved_method_config()  # unknown method/option or bad value
         if config.name == "r4f":
             raise RxfError("R4F is not defined for generation (there is no classification head to normalise): use r3f")
 
@@ -465,7 +465,7 @@ def run_summarization(config: SummarizationConfig) -> dict[str, Any]:
     """Fine-tune (unless max_steps is 0), generate, score with ROUGE, save; return what ``metrics.json`` holds."""
     config.validate()
     out = prepare_output_dir(config.output_dir)
-    method = config.method_config()
+    method = config.resolved_method_config()
 
     from rxf.tasks.summarization import load_summarization_task
 

