@@ -12,7 +12,7 @@ from tiny_multilingual import tiny_multilingual_model_dir, write_xnli_dir
 import rxf.train
 from rxf.errors import RxfError
 from rxf.tasks import load_task
-from rxf.xnli import XnliConfig, markdown_table, run_xnli, summarize
+from rxf.xnli import XnliConfig, markdown_table, run_xnli, summarize, wins_text
 
 LANGUAGES = ["en", "de", "ru", "zh"]
 
@@ -57,6 +57,7 @@ def test_every_run_is_tested_in_every_language_and_the_tables_agree(experiment):
         assert summary[method]["avg"]["mean"] == pytest.approx(statistics.fmean(per_seed))
     table = open(f"{out}/results.md").read()
     assert "| method | en | de | ru | zh | Avg |" in table and "| r4f | " in table
+    assert "r4f beats standard in " in table
     assert "XNLI English dev (dev-en.tsv) (12 pairs), 9 test pairs per language" in table
     assert open(f"{out}/xnli.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     summary_csv = list(csv.reader(open(f"{out}/summary.csv")))
@@ -114,3 +115,5 @@ def test_markdown_marks_the_best_mean_per_column():
     table = markdown_table(summarize(records, ["a", "b"], ["en", "sw"]), ["en", "sw"])
     assert "| a | **60.0 ± 14.1** | 30.0 ± 0.0 | **45.0 ± 7.1** |" in table
     assert "| b | 50.0 ± 14.1 | **40.0 ± 0.0** | **45.0 ± 7.1** |" in table
+    wins = wins_text(summarize(records, ["a", "b"], ["en", "sw"]), ["en", "sw"])
+    assert wins == "b beats a in 1 of 2 languages: sw; average +0.0 points.\n"

@@ -244,7 +244,7 @@ def write_report(out: Path, records: list[dict[str, Any]], languages: list[str],
         f"{next(iter(context['num_test_examples_per_language'].values()))} test pairs per language; "
         f"mean ± standard deviation over seeds {seeds}.\n\n"
     )
-    (out / "results.md").write_text(header + markdown_table(summary, languages))
+    (out / "results.md").write_text(header + markdown_table(summary, languages) + "\n" + wins_text(summary, languages))
     plot(summary, languages, out / "xnli.png", title=f"XNLI zero-shot, {config['model']}")
     payload = {**context, "summary": summary, "records": records}
     write_json_atomic(out / "summary.json", payload)
@@ -309,6 +309,22 @@ def markdown_table(summary: dict[str, Any], languages: list[str]) -> str:
             row.append(f"**{text}**" if cells[c]["mean"] == best[c] and len(summary) > 1 else text)
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def wins_text(summary: dict[str, Any], languages: list[str]) -> str:
+    """Table 3's claim, counted: in how many languages each method's mean beats the first method's."""
+    baseline, *others = list(summary)
+    lines = []
+    for method in others:
+        wins = [lang for lang in languages if summary[method][lang]["mean"] > summary[baseline][lang]["mean"]]
+        ties = [lang for lang in languages if summary[method][lang]["mean"] == summary[baseline][lang]["mean"]]
+        lines.append(
+            f"{method} beats {baseline} in {len(wins)} of {len(languages)} languages"
+            f"{f' (ties: {len(ties)})' if ties else ''}"
+            f"{': ' + ', '.join(wins) if wins else ''}; average "
+            f"{100 * (summary[method]['avg']['mean'] - summary[baseline]['avg']['mean']):+.1f} points.\n"
+        )
+    return "".join(lines)
 
 
 def plot(summary: dict[str, Any], languages: list[str], path: Path, title: str) -> None:
