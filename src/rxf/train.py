@@ -40,6 +40,21 @@ from rxf.models import DEFAULT_MODEL, load_classifier
 NONFINITE_POLICIES = ("stop", "skip")
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads 3e-5 (no dot) as a string; read every float literal as a float."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> object:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 
 @dataclass
 class TrainConfig:
@@ -112,7 +127,7 @@ class TrainConfig:
         if not path.is_file():
             raise RxfError(f"config file {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(values, dict):
@@ -253,7 +268,27 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         use_cpu=not _has_accelerator(),
         **save,
     )
+    # The method's recipe (rxf.methods.recipe): Standard has no Adam bias correction, Standard++
+    # trains longer; scale the budget and build the matching AdamW.
+    from rxf.methods.recipe import recipe_defaults
+    from rxf.optim import AdamW
+
+    method = method_config(config.method, **config.method_options)
+    recipe = recipe_defaults(method)
+    args.num_train_epochs = config.epochs * recipe["epochs_multiplier"]
+    if config.max_steps > 0:
+        args.max_steps = round(config.max_steps * recipe["epochs_multiplier"])
+    optimizer = (
+        AdamW,
+        {
+            "lr": config.learning_rate,
+            "betas": (config.adam_beta1, config.adam_beta2),
+            "eps": config.adam_epsilon,
+            "bias_correction": recipe["adam_bias_correction"],
+        },
+    )
     trainer = RxfTrainer(
+        optimizer_cls_and_kwargs=optimizer,
         model=model,
         args=args,
         train_dataset=train_data,
@@ -262,7 +297,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=list(extra_callbacks),
-        method=method_config(config.method, **config.method_options),
+        method=method,
         on_nonfinite=config.on_nonfinite,
     )
     if resume_from is not None and trainer.is_world_process_zero():
@@ -282,6 +317,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         "task": task.name,
         "method": config.method,
         "method_config": trainer.rxf_method.config.to_dict(),
+        "recipe": recipe,
         "seed": config.seed,
         "main_metric": task.main_metric,
         "final": history[-1] if history else None,

@@ -158,3 +158,16 @@ def test_bad_data_and_model_inputs_exit_2_naming_the_problem(files, argv, words,
     assert message.startswith("rxf: error:") and message.count("\n") == 1, message
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize("method,steps,bias_correction", [("standard", 2, False), ("standard++", 4, True), ("r3f", 2, True)])
+def test_the_methods_recipe_sets_optimizer_and_budget(files, method, steps, bias_correction, tmp_path):
+    """Standard: Adam without bias correction; Standard++: bias-corrected and twice the updates."""
+    out = tmp_path / method
+    code = main(["train", "--model", str(files / "model"), "--train-file", str(files / "train.csv"), "--method", method,
+                 "--max-steps", "2", "--set", "learning_rate=3e-5", "--no-progress", "--output-dir", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"]["adam_bias_correction"] is bias_correction
+    assert metrics["final"]["step"] == steps
+    assert metrics["config"]["learning_rate"] == 3e-5
