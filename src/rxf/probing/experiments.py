@@ -383,12 +383,15 @@ class ProbeSession:
         lines = [f"# {title}", ""]
         if self.command:
             lines += ["Command:", "", "```", self.command, "```", ""]
-        train = {k: v for k, v in config.stage_config(config.tasks[0], "standard", 0, Path("x")).to_dict().items()
-                 if k not in STAGE_FIELDS}
+        from rxf.train import TrainConfig
+
+        defaults = TrainConfig().to_dict()
+        stage = config.stage_config(config.tasks[0], "standard", 0, Path("x")).to_dict()
+        train = {k: v for k, v in stage.items() if k not in STAGE_FIELDS and v != defaults[k]}
         lines += [
             f"- model: `{config.model}`; methods: {', '.join(config.methods) or '(none)'}; seeds: {config.seeds}",
             f"- method options: {config.method_options or 'defaults'}",
-            f"- fine-tuning (every stage): {train}",
+            f"- fine-tuning (every stage; other rxf train settings at their defaults): {train}",
             f"- checkpoint probed and carried over: {config.stage_checkpoint}",
             f"- features: {config.features.describe()}; encoder frozen, eval mode (dropout off)",
             f"- probe: {config.probe.describe()}",
