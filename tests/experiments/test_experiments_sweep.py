@@ -208,3 +208,9 @@ def test_runs_on_the_glue_tsvs_evaluate_the_whole_dev_sets(tiny, tmp_path):
         else:
             assert baseline["accuracy"] == pytest.approx(max(Counter(labels).values()) / size)
     assert records["glue/mrpc"]["majority_baseline"]["accuracy"] == pytest.approx(279 / 408)
+
+
+def test_sweep_file_reads_exponents_without_a_dot_as_numbers(tiny, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"recipes: [{tiny['recipe']}]\nmethods: [standard]\nlearning_rates: [3e-5, 1e-4]\n")
+    assert SweepConfig.from_yaml(path).space("standard") == {"learning_rate": [3e-5, 1e-4]}

@@ -43,7 +43,7 @@ import yaml
 
 from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
-from rxf.train import TrainConfig, run_training, write_json_atomic
+from rxf.train import TrainConfig, load_yaml, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
 SAMPLERS = ("grid", "tpe", "random")
@@ -106,7 +106,7 @@ class SweepConfig:
         if not path.is_file():
             raise RxfError(f"sweep config {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise RxfError(f"sweep config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(values, dict):
@@ -155,7 +155,7 @@ class SweepConfig:
 
     def recipe_keys(self, recipe: str) -> set[str]:
         """The fields a recipe or the overrides set: with the sweep's own, what identifies a run."""
-        return set(yaml.safe_load(Path(recipe).read_text()) or {}) | set(self.overrides)
+        return set(load_yaml(Path(recipe).read_text()) or {}) | set(self.overrides)
 
     def space(self, method: str) -> dict[str, list[Any]]:
         """The choices searched for ``method``: the table, the sweep's learning rates, its own replacements."""
