@@ -43,7 +43,8 @@ import yaml
 
 from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
-from rxf.train import TrainConfig, load_yaml, run_training, write_json_atomic
+from rxf.config import load_yaml
+from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
 SAMPLERS = ("grid", "tpe", "random")
