@@ -20,10 +20,13 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from rxf.errors import RxfError
 
 NoiseType = Literal["normal", "uniform"]
 NOISE_TYPES: tuple[str, ...] = ("normal", "uniform")
@@ -103,6 +106,70 @@ def check_noise_precision(sigma: float, embeddings: torch.Tensor) -> float | Non
     return None
 
 
+@dataclass
+class AppliedDelta:
+    """What :func:`embedding_delta` did: how many embedding calls got δ."""
+
+    calls: int = 0
+
+    def check(self, method: str) -> None:
+        """RxfError if the perturbation never reached the model (it would silently do nothing)."""
+        if self.calls == 0:
+            raise RxfError(
+                f"{method}: the model never called its token embeddings, so the perturbation was not applied; "
+                "pass input_ids (not inputs_embeds) in the batch"
+            )
+
+
+Delta = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None = None) -> Iterator[AppliedDelta]:
+    """While active, add ``delta`` to the token-embedding output of ``model``'s forward passes.
+
+    ``delta`` is a tensor of the embedding output's shape (kept in fp32; gradients flow into
+    it), or a function of the embedding output returning one (sampled per call). It is added
+    in fp32, multiplied by the module's ``embed_scale`` (so that it lands *before* scaling),
+    and cast back. A ``magnitude`` (typical |δ|) enables the precision warning when δ would
+    round away in the model's compute dtype. For encoder-decoder models only the encoder's
+    embedding calls get δ.
+    """
+    embedding, encoder = token_embedding(model)
+    scale = getattr(embedding, "embed_scale", 1.0)
+    scale = float(scale) if not torch.is_tensor(scale) else scale.float()
+    armed = encoder is None
+    applied = AppliedDelta()
+
+    def add_delta(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not armed:
+            return None
+        if applied.calls == 0 and magnitude is not None:
+            check_noise_precision(magnitude, output)
+        applied.calls += 1
+        d = delta(output) if callable(delta) else delta
+        if d.shape != output.shape:
+            raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(output.shape)}")
+        return (output.float() + d.float() * scale).to(output.dtype)
+
+    def arm(*_args: Any) -> None:
+        nonlocal armed
+        armed = True
+
+    def disarm(*_args: Any) -> None:
+        nonlocal armed
+        armed = False
+
+    handles = [embedding.register_forward_hook(add_delta)]
+    if encoder is not None:
+        handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]
+    try:
+        yield applied
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @contextmanager
 def embedding_noise(
     model: nn.Module,
@@ -112,49 +179,21 @@ def embedding_noise(
     rows: slice | None = None,
     generator: torch.Generator | Callable[[torch.device], torch.Generator | None] | None = None,
 ) -> Iterator[None]:
-    """While active, add noise to the token embeddings of ``model``'s forward passes.
+    """While active, add fresh noise (:func:`sample_noise`) to the token embeddings of ``model``'s forward passes.
 
     ``rows`` restricts the noise to a slice of the batch dimension (R3F runs the clean and the
     noised copy of a batch as one forward pass of twice the batch size). ``generator`` is a
     torch.Generator, or a function of the device giving one (``Method.noise_generator``);
     None uses torch's global RNG.
     """
-    embedding, encoder = token_embedding(model)
-    scale = getattr(embedding, "embed_scale", 1.0)
-    scale = float(scale) if not torch.is_tensor(scale) else scale.float()
-    armed = encoder is None
-    checked = False
 
-    def add_noise(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        nonlocal checked
-        if not armed:
-            return None
-        if not checked:
-            check_noise_precision(sigma, output)
-            checked = True
-        target = output if rows is None else output[rows]
+    def sample(output: torch.Tensor) -> torch.Tensor:
         rng = generator(output.device) if callable(generator) else generator
-        noise = sample_noise(target.shape, sigma, noise_type, device=output.device, generator=rng) * scale
-        noised = (target.float() + noise).to(output.dtype)
         if rows is None:
-            return noised
-        output = output.clone()
-        output[rows] = noised
-        return output
+            return sample_noise(output.shape, sigma, noise_type, device=output.device, generator=rng)
+        noise = torch.zeros(output.shape, dtype=torch.float32, device=output.device)
+        noise[rows] = sample_noise(noise[rows].shape, sigma, noise_type, device=output.device, generator=rng)
+        return noise
 
-    def arm(*_args) -> None:
-        nonlocal armed
-        armed = True
-
-    def disarm(*_args) -> None:
-        nonlocal armed
-        armed = False
-
-    handles = [embedding.register_forward_hook(add_noise)]
-    if encoder is not None:
-        handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]
-    try:
+    with embedding_delta(model, sample, magnitude=sigma):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

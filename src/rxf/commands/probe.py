@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from rxf.commands.options import apply_flags, apply_set, assign, typed
 from rxf.errors import RxfError
 
 # flag -> (dotted config key, type)
@@ -46,49 +47,20 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
-def _typed(flag: str, kind: type, text: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
-
-
-def _yaml_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _assign(values: dict[str, Any], dotted: str, value: Any) -> None:
-    """values["a"]["b"] = value for "a.b", creating the nested mappings."""
-    *parents, last = dotted.split(".")
-    target = values
-    for part in parents:
-        child = target.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise RxfError(f"--set {dotted}: {part} is not a group of settings")
-        target = child
-    target[last] = value
-
-
 def experiment_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.probing import ProbeExperimentConfig
 
     values: dict[str, Any] = ProbeExperimentConfig.from_yaml(args.config).to_dict() if args.config else {}
-    for flag, (key, kind) in COMMON_FLAGS.items():
-        given = getattr(args, key.replace(".", "__"))
-        if given is not None:
-            _assign(values, key, _typed(flag, kind, given))
+    apply_flags(values, args, COMMON_FLAGS)
     if args.max_length is not None:  # the same truncation for fine-tuning and for the probes' features
-        length = _typed("--max-length", int, args.max_length)
-        _assign(values, "train.max_length", length)
-        _assign(values, "features.max_length", length)
+        length = typed("--max-length", int, args.max_length)
+        assign(values, "train.max_length", length)
+        assign(values, "features.max_length", length)
     if args.methods is not None:
         values["methods"] = args.methods
     if args.seeds is not None:
-        values["seeds"] = [_typed("--seeds", int, seed) for seed in args.seeds]
+        values["seeds"] = [typed("--seeds", int, seed) for seed in args.seeds]
     if args.keep_models:
         values["keep_models"] = True
     if args.no_track_similarity:
@@ -103,7 +75,7 @@ def experiment_values(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "source_task", None) is not None:
         values["source_task"] = args.source_task
     if getattr(args, "cycles", None) is not None:
-        values["cycles"] = _typed("--cycles", int, args.cycles)
+        values["cycles"] = typed("--cycles", int, args.cycles)
     if getattr(args, "checkpoint", None):
         for item in args.checkpoint:
             label, sep, path = item.partition("=")
@@ -112,11 +84,7 @@ def experiment_values(args: argparse.Namespace) -> dict[str, Any]:
             values.setdefault("checkpoints", {})[label] = path
         if args.methods is None:
             values["methods"] = []  # probe the given checkpoints only, unless methods are asked for too
-    for item in args.set or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise RxfError(f"--set expects key=value, got {item!r}")
-        _assign(values, key, _yaml_value(text))
+    apply_set(values, args.set)
     return values
 
 
@@ -148,11 +116,11 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     from rxf.tasks.glue import glue_key
 
     features = FeatureConfig(
-        layer=_typed("--layer", int, args.layer or "-1"),
+        layer=typed("--layer", int, args.layer or "-1"),
         pooling=args.pooling or "cls",
-        max_length=_typed("--max-length", int, args.max_length or "128"),
+        max_length=typed("--max-length", int, args.max_length or "128"),
     )
-    samples = _typed("--samples", int, args.samples)
+    samples = typed("--samples", int, args.samples)
     task = load_task(args.task, data_dir=args.data_dir if glue_key(args.task) else None, max_eval_samples=samples, seed=0)
     split, rows = next(iter(task.eval.items()))
     pairs = rows["text_pair"] if "text_pair" in rows.column_names else None

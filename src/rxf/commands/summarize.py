@@ -19,8 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rxf.commands.train import METHOD_FLAGS, _number_or_text, _typed
-from rxf.errors import RxfError
+from rxf.commands.options import METHOD_FLAGS, apply_flags, apply_set
 from rxf.methods.base import MethodConfig
 
 # Flags for the most used fields: flag -> (field, type).
@@ -61,26 +60,13 @@ def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
         # Another method than the config's: its options (lambda_, sigma, ...) don't carry over; the shared ones do.
         shared = {f.name for f in dataclasses.fields(MethodConfig)}
         values["method_options"] = {k: v for k, v in values["method_options"].items() if k in shared}
-    for flag, (name, kind) in SUMMARIZE_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = _typed(flag, kind, given)
-    for flag, (name, kind) in {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}.items():
-        given = getattr(args, name)
-        if given is not None:
-            values["method_options"][name] = _typed(flag, kind, given)
+    apply_flags(values, args, SUMMARIZE_FLAGS)
+    apply_flags(values, args, {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}, into="method_options")
     if args.warm_start:
         values["warm_start"] = True
     if args.no_progress:
         values["progress_bar"] = False
-    for item in args.set or []:
-        if "=" not in item:
-            raise RxfError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        if key.startswith("method_options."):
-            values["method_options"][key.split(".", 1)[1]] = _number_or_text(text)
-        else:
-            values[key] = _number_or_text(text)
+    apply_set(values, args.set)
     return values
 
 

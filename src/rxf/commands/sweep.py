@@ -13,16 +13,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rxf.commands.options import yaml_value
 from rxf.errors import RxfError
 
 
 def _set_value(item: str) -> tuple[str, Any]:
-    from rxf.commands.train import _number_or_text
-
-    if "=" not in item:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
         raise RxfError(f"--set expects key=value, got {item!r}")
-    key, text = item.split("=", 1)
-    return key, _number_or_text(text)
+    return key, yaml_value(text)
 
 
 def _recipe_matches(recipe: str, wanted: list[str]) -> bool:

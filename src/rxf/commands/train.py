@@ -11,9 +11,7 @@ import argparse
 import json
 from typing import Any
 
-import yaml
-
-from rxf.errors import RxfError
+from rxf.commands.options import METHOD_FLAGS, apply_flags, apply_set
 
 # Flags for the most used fields: flag -> (field, type). Method options live in method_options.
 TRAIN_FLAGS: dict[str, tuple[str, type]] = {
@@ -38,57 +36,19 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--seed": ("seed", int),
     "--output-dir": ("output_dir", str),
 }
-METHOD_FLAGS: dict[str, tuple[str, type]] = {
-    "--lambda": ("lambda_", float),
-    "--sigma": ("sigma", float),
-    "--noise-type": ("noise_type", str),
-    "--gradient-mode": ("gradient_mode", str),
-}
-
-
-def _number_or_text(text: str) -> Any:
-    """A --set value: YAML scalars (1e-5, true, null, [1, 2]) become typed values."""
-    from rxf.config import load_yaml
-
-    try:
-        return load_yaml(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _typed(flag: str, kind: type, text: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
-
-
 def train_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.train import TrainConfig
 
     values: dict[str, Any] = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     values.setdefault("method_options", {})
-    for flag, (name, kind) in TRAIN_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = _typed(flag, kind, given)
-    for flag, (name, kind) in METHOD_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values["method_options"][name] = _typed(flag, kind, given)
+    apply_flags(values, args, TRAIN_FLAGS)
+    apply_flags(values, args, METHOD_FLAGS, into="method_options")
     if args.bf16:
         values["bf16"] = True
     if args.no_progress:
         values["progress_bar"] = False
-    for item in args.set or []:
-        if "=" not in item:
-            raise RxfError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        if key.startswith("method_options."):
-            values["method_options"][key.split(".", 1)[1]] = _number_or_text(text)
-        else:
-            values[key] = _number_or_text(text)
+    apply_set(values, args.set)
     return values
 
 

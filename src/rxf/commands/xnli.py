@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
-from rxf.errors import RxfError
+from rxf.commands.options import apply_flags, apply_set, typed
 
 # Flags for single-valued fields: flag -> (field, type).
 XNLI_FLAGS: dict[str, tuple[str, type]] = {
@@ -34,61 +32,21 @@ LIST_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
-def _typed(flag: str, kind: type, text: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
-
-
-def _scalar(text: str) -> Any:
-    """A --set value: YAML (1.0e-5, true, null, [1, 2]), and 3e-5 as a number too (YAML 1.1 reads a string)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _set(values: dict[str, Any], item: str) -> None:
-    """Apply one --set key=value; dotted keys reach into mappings (method_options.r3f.lambda_=1)."""
-    if "=" not in item:
-        raise RxfError(f"--set expects key=value, got {item!r}")
-    key, text = item.split("=", 1)
-    value = _scalar(text)
-    *parents, last = key.split(".")
-    target = values
-    for part in parents:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise RxfError(f"--set {key}: {part!r} is not a mapping")
-    target[last] = value
-
-
 def xnli_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.xnli import XnliConfig
 
     values: dict[str, Any] = XnliConfig.from_yaml(args.config).to_dict() if args.config else {}
-    for flag, (name, kind) in XNLI_FLAGS.items():
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = _typed(flag, kind, given)
+    apply_flags(values, args, XNLI_FLAGS)
     for flag, (name, kind) in LIST_FLAGS.items():
         given = getattr(args, name)
         if given is not None:
-            values[name] = [_typed(flag, kind, text) for text in given]
+            values[name] = [typed(flag, kind, text) for text in given]
     if args.save_models:
         values["save_models"] = True
     if args.progress:
         values["progress_bar"] = True
-    for item in args.set or []:
-        _set(values, item)
+    apply_set(values, args.set)
     return values
 
 

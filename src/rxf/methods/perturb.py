@@ -1,12 +1,12 @@
 """Given perturbations δ on the token embeddings, and the norm balls they live in.
 
-:func:`rxf.noise.embedding_noise` samples its noise inside the hook; the adversarial methods
-(SMART, FreeLB) and NEFTune need to choose δ themselves — SMART and FreeLB take gradients with
-respect to it — so :func:`embedding_delta` adds a tensor they own instead. It hooks the same
-point (the output of ``get_input_embeddings()``, before positions, scaling and LayerNorm; the
-encoder's only, for encoder-decoder models), adds δ in fp32 and casts back, and multiplies δ by
-the module's ``embed_scale`` so that δ is added *before* scaling, exactly like the noise of
-``embedding_noise``. It never uses ``inputs_embeds``, which some code bases (mt-dnn's SMART, the
+:func:`rxf.noise.embedding_noise` samples fresh noise at each forward pass; the adversarial
+methods (SMART, FreeLB) and NEFTune need to choose δ themselves — SMART and FreeLB take gradients
+with respect to it — so they use :func:`rxf.noise.embedding_delta` (re-exported here), on which
+``embedding_noise`` is built, with a tensor they own. The hook sits on the output of ``get_input_embeddings()`` (before
+positions, scaling and LayerNorm; the encoder's only, for encoder-decoder models), adds δ in
+fp32 and casts back, and multiplies δ by the module's ``embed_scale`` so that δ is added
+*before* scaling. It never uses ``inputs_embeds``, which some code bases (mt-dnn's SMART, the
 smart-pytorch README) feed with the *full* embedding output, applying positions and LayerNorm
 twice.
 
@@ -22,80 +22,18 @@ still differ in how an ascent step is normalised.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from rxf.errors import RxfError
-from rxf.noise import check_noise_precision, token_embedding
+from rxf.noise import AppliedDelta, Delta, embedding_delta, token_embedding  # noqa: F401 (re-exported)
 
 NORMS: tuple[str, ...] = ("l2", "linf")
 GRANULARITIES: tuple[str, ...] = ("token", "sequence")
 
-Delta = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class AppliedDelta:
-    """What :func:`embedding_delta` did: how many embedding calls got δ."""
-
-    calls: int = 0
-
-    def check(self, method: str) -> None:
-        """RxfError if the perturbation never reached the model (it would silently do nothing)."""
-        if self.calls == 0:
-            raise RxfError(
-                f"{method}: the model never called its token embeddings, so the perturbation was not applied; "
-                "pass input_ids (not inputs_embeds) in the batch"
-            )
-
-
-@contextmanager
-def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None = None) -> Iterator[AppliedDelta]:
-    """While active, add ``delta`` to the token-embedding output of ``model``'s forward passes.
-
-    ``delta`` is a tensor broadcastable to the embedding output (kept in fp32; gradients flow
-    into it), or a function of the embedding output returning one (sampled per call). A
-    ``magnitude`` (typical |δ|) enables the precision warning of :mod:`rxf.noise` when δ would
-    round away in the model's compute dtype.
-    """
-    embedding, encoder = token_embedding(model)
-    scale = getattr(embedding, "embed_scale", 1.0)
-    scale = float(scale) if not torch.is_tensor(scale) else scale.float()
-    armed = encoder is None
-    applied = AppliedDelta()
-
-    def add_delta(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if not armed:
-            return None
-        if applied.calls == 0 and magnitude is not None:
-            check_noise_precision(magnitude, output)
-        applied.calls += 1
-        d = delta(output) if callable(delta) else delta
-        if d.shape != output.shape:
-            raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(output.shape)}")
-        return (output.float() + d.float() * scale).to(output.dtype)
-
-    def arm(*_args: Any) -> None:
-        nonlocal armed
-        armed = True
-
-    def disarm(*_args: Any) -> None:
-        nonlocal armed
-        armed = False
-
-    handles = [embedding.register_forward_hook(add_delta)]
-    if encoder is not None:
-        handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]
-    try:
-        yield applied
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def noise_generator(method: Any, device: torch.device | str) -> torch.Generator | None:

@@ -18,7 +18,10 @@
   paper uses μ = 1, β = 0.99) compares the student's clean logits with those of a teacher θ̃, an
   exponential moving average of the parameters: ``θ̃ ← β θ̃ + (1 − β) θ`` once per optimizer
   step (detected from the parameters' version counters, so gradient accumulation does not
-  update it twice). The teacher is a full copy of the model, in eval mode, without gradients.
+  update it twice). The teacher is a full copy of the model, in eval mode, without gradients;
+  it is not checkpointed (a resumed run restarts it from the resumed weights).
+* Half precision: δ of ε = 1e-5 rounds away in bf16/fp16 activations (the precision warning of
+  :mod:`rxf.noise` says so) and the inner gradient may underflow; train SMART in fp32.
 
 Cost per step with S ascent steps (counted by :func:`rxf.cost.count_passes`): S + 2 forward
 passes (clean, S ascent, final), all recording a graph, and S + 1 backward sweeps (S through
