@@ -29,7 +29,7 @@ train mode, fp32, ``torch.set_num_threads(2)``) and random full-length batches:
   - *tensor peak* = the persistent tensors (weights, buffers, Adam moments; their sizes summed
     exactly) + the step peak — the CPU analogue of CUDA's peak allocated memory, where the
     issue's memory target is read;
-  - *total peak*: the process's peak RSS, Python and libraries included.
+  - *total peak*: the process's peak RSS during the last measured step, Python and libraries included.
 * **Passes**: counted by :func:`rxf.cost.count_passes` on ``model.bert`` (every row's passes go
   through it, including the external and inputs_embeds rows) during one step.
 
@@ -332,8 +332,9 @@ def report(sizes, times, memory, info, load_before, load_after, command, rounds,
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} (CPU), transformers "
         f"{info['transformers']}, Python {info['python']}; `torch.set_num_threads({info['threads']})`. "
-        "Other processes share this machine: 1-minute load average "
-        f"{load_before:.2f} before the run, {load_after:.2f} after (2 cores). Model: the packaged all-MiniLM-L6-v2 "
+        "1-minute load average "
+        f"{load_before:.2f} before the run, {load_after:.2f} after (2 cores; the benchmark's own threads make about "
+        f"{THREADS}, more means other processes shared the machine). Model: the packaged all-MiniLM-L6-v2 "
         "(22.7M parameters), fp32, train mode (dropout 0.1), random full-length batches.",
         "",
         f"Step = forward(s) + backward(s) + AdamW step. {rounds} interleaved rounds × {repeats} back-to-back steps "
@@ -342,7 +343,7 @@ def report(sizes, times, memory, info, load_before, load_after, command, rounds,
         "each round's fastest steps (in brackets: the middle half of the rounds). Memory, in a fresh process per row "
         "with `MALLOC_MMAP_THRESHOLD_=65536`: *step peak* = peak RSS during a step − RSS just before it (gradients, "
         "activations, temporaries); *tensor peak* = weights + buffers + Adam moments (summed exactly) + step peak, "
-        "the analogue of CUDA's peak allocated memory; *total* = the process's peak RSS (Python and libraries "
+        "the analogue of CUDA's peak allocated memory; *total* = the process's peak RSS during a measured step (Python and libraries "
         "included). Passes counted with "
         "`rxf.cost.count_passes` on `model.bert`: forward calls (with a graph) / forward units (rows ÷ batch) / "
         "backward sweeps / backward units.",

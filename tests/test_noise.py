@@ -116,3 +116,28 @@ def test_half_ulp():
     assert half_ulp(1.0, torch.bfloat16) == pytest.approx(2**-8)
     assert half_ulp(0.03, torch.float16) == pytest.approx(2**-6 * 2**-10 / 2)
     assert half_ulp(0.0, torch.bfloat16) == 0.0
+
+
+def test_noise_on_some_rows_leaves_the_other_rows_bit_exact_in_fp64():
+    import torch
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4).double()
+
+        def get_input_embeddings(self):
+            return self.embed
+
+        def forward(self, input_ids):
+            return self.embed(input_ids)
+
+    model = Tiny()
+    ids = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    clean = model(ids)
+    with embedding_noise(model, 1e-3, rows=slice(1, None)):
+        noised = model(ids)
+    assert noised.dtype == torch.float64
+    assert torch.equal(noised[0], clean[0])
+    assert not torch.equal(noised[1], clean[1])

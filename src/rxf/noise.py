@@ -150,7 +150,9 @@ def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None =
         d = delta(output) if callable(delta) else delta
         if d.shape != output.shape:
             raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(output.shape)}")
-        return (output.float() + d.float() * scale).to(output.dtype)
+        # At least fp32 (fp64 models stay fp64), then back to the model's dtype.
+        compute = torch.promote_types(output.dtype, torch.float32)
+        return (output.to(compute) + d.to(compute) * scale).to(output.dtype)
 
     def arm(*_args: Any) -> None:
         nonlocal armed

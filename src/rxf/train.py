@@ -287,6 +287,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         "best_step": best["step"] if best else None,
         "time_to_best_s": best["wall_time_s"] if best else None,
         "train_runtime_s": train_seconds,
+        "global_step": train_output.global_step,
         "train_loss": train_output.training_loss,
         "resumed_from": resume_from,
         "world_size": trainer.args.world_size,

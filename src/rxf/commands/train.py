@@ -36,6 +36,8 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--seed": ("seed", int),
     "--output-dir": ("output_dir", str),
 }
+
+
 def train_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.train import TrainConfig
