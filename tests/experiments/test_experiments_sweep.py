@@ -116,7 +116,7 @@ def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):
     done.run()
     (run_id,) = done.trained
     record = tmp_path / "sweep" / "records" / f"{run_id}.json"
-    record.rename(record.with_suffix(".json.tmp"))  # what a kill during write_json_atomic leaves
+    record.rename(record.with_name(f"{record.name}.1234.tmp"))  # what a kill mid-write leaves
     again = Sweep(config, train=fake_train, log=quiet)
     again.run()
     assert again.trained == [run_id]
