@@ -69,6 +69,24 @@ def target_mask(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor | Non
     return None
 
 
+def logit_divergence(
+    divergence: Callable[..., torch.Tensor],
+    logits: torch.Tensor,
+    other_logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: TaskType,
+    *,
+    normalizer: int | float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A divergence (rxf.divergence) between two outputs of the model, over the positions that count."""
+    return divergence(
+        prediction_logits(logits, task_type),
+        prediction_logits(other_logits, task_type),
+        target_mask(labels, task_type),
+        normalizer=normalizer,
+    )
+
+
 def task_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,

@@ -34,11 +34,10 @@ from rxf.methods.base import (
     TaskType,
     check_choice,
     check_number,
+    logit_divergence,
     model_inputs,
     output_logits,
-    prediction_logits,
     register,
-    target_mask,
     task_loss,
 )
 from rxf.noise import NOISE_TYPES, embedding_noise
@@ -120,12 +119,7 @@ class R3F(Method):
                 noised = self.noised_logits(model, inputs)
         loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
         divergence = divergence_for(config.divergence, task_type)
-        regularizer = divergence(
-            prediction_logits(clean, task_type),
-            prediction_logits(noised, task_type),
-            target_mask(labels, task_type),
-            normalizer=normalizer,
-        )
+        regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
         return LossOutput(
             loss=loss + config.lambda_ * regularizer,
             task_loss=loss.detach(),

@@ -28,11 +28,10 @@ from rxf.methods.base import (
     MethodConfig,
     check_choice,
     check_number,
+    logit_divergence,
     model_inputs,
     output_logits,
-    prediction_logits,
     register,
-    target_mask,
     task_loss,
 )
 from rxf.methods.r3f import divergence_for, doubled
@@ -75,12 +74,8 @@ class RDrop(Method):
         first, second = logits[:n], logits[n:]
         options = {"label_smoothing": config.label_smoothing, "normalizer": normalizer}
         loss = 0.5 * (task_loss(first, labels, task_type, **options) + task_loss(second, labels, task_type, **options))
-        regularizer = 0.5 * divergence_for(config.divergence, task_type)(
-            prediction_logits(first, task_type),
-            prediction_logits(second, task_type),
-            target_mask(labels, task_type),
-            normalizer=normalizer,
-        )
+        divergence = divergence_for(config.divergence, task_type)
+        regularizer = 0.5 * logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
         return LossOutput(
             loss=loss + config.alpha * regularizer,
             task_loss=loss.detach(),

@@ -47,6 +47,7 @@ from rxf.methods.base import (
     MethodConfig,
     check_choice,
     check_number,
+    logit_divergence,
     model_inputs,
     output_logits,
     prediction_logits,
@@ -190,7 +191,6 @@ class Smart(Method):
         clean = output_logits(model(**inputs))
         loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
         divergence = divergence_for(config.divergence, task_type)
-        positions = target_mask(labels, task_type)
         total = loss
         regularizer = None
         if config.lambda_ > 0:
@@ -198,17 +198,13 @@ class Smart(Method):
             with embedding_delta(model, delta) as applied:
                 perturbed = output_logits(model(**inputs))
             applied.check("smart")
-            regularizer = divergence(
-                prediction_logits(clean, task_type), prediction_logits(perturbed, task_type), positions, normalizer=normalizer
-            )
+            regularizer = logit_divergence(divergence, clean, perturbed, labels, task_type, normalizer=normalizer)
             total = total + config.lambda_ * regularizer
         self.last_bregman = None
         if teacher is not None:
             with torch.no_grad():
                 teacher_logits = output_logits(teacher(**inputs))
-            bregman = divergence(
-                prediction_logits(clean, task_type), prediction_logits(teacher_logits, task_type), positions, normalizer=normalizer
-            )
+            bregman = logit_divergence(divergence, clean, teacher_logits, labels, task_type, normalizer=normalizer)
             total = total + config.bregman_mu * bregman
             self.last_bregman = bregman.detach()
         return LossOutput(
