@@ -28,3 +28,18 @@ def test_flags_are_typed_and_errors_name_the_flag():
     with pytest.raises(RxfError, match="--sigma expects a float, got 'x'"):
         apply_flags({}, args, {"--sigma": ("sigma", float)}, into="method_options")
     assert typed("--seed", int, "3") == 3
+
+
+def test_train_method_flag_drops_the_configs_own_method_options(tmp_path):
+    from rxf.cli import build_parser
+    from rxf.commands.train import train_values
+
+    config = tmp_path / "r3f.yaml"
+    config.write_text("method: r3f\nmethod_options: {lambda_: 0.5, noise_type: uniform, label_smoothing: 0.1}\n")
+    parse = build_parser().parse_args
+    same = train_values(parse(["train", "--config", str(config), "--method", "r3f", "--sigma", "1e-4"]))
+    assert same["method_options"] == {"lambda_": 0.5, "noise_type": "uniform", "label_smoothing": 0.1, "sigma": 1e-4}
+    other = train_values(parse(["train", "--config", str(config), "--method", "smart", "--bf16", "--set", "seed=3"]))
+    # R3F's noise_type is not a SMART option: kept, it would make SMART's config invalid.
+    assert other["method_options"] == {"label_smoothing": 0.1}
+    assert (other["method"], other["bf16"], other["seed"]) == ("smart", True, 3)

@@ -9,6 +9,7 @@ read by :func:`rxf.config.load_yaml` (so ``3e-5`` is a number, ``null`` is None)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import yaml
@@ -76,4 +77,34 @@ def apply_flags(
         given = getattr(args, key.replace(".", "__"))
         if given is not None:
             assign(values, f"{into}.{key}" if into else key, typed(flag, kind, given))
+    return values
+
+
+def config_values(
+    config_class: Any,
+    args: argparse.Namespace,
+    flags: dict[str, tuple[str, type]],
+    method_flags: dict[str, tuple[str, type]],
+    switches: dict[str, tuple[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The config mapping of a training verb: ``--config``, the flags, then ``--set``, in that order.
+
+    ``method_flags`` land in ``method_options``; ``switches`` maps a store_true destination to the
+    (field, value) it sets. A ``--method`` other than the config's drops the config's options of its
+    method (``lambda_``, ``sigma``, ...) but keeps the ones every method shares (``label_smoothing``),
+    so that one config serves every arm of a comparison.
+    """
+    from rxf.methods.base import MethodConfig
+
+    values: dict[str, Any] = config_class.from_yaml(args.config).to_dict() if args.config else {}
+    values.setdefault("method_options", {})
+    if args.method is not None and args.method != values.get("method"):
+        shared = {field.name for field in dataclasses.fields(MethodConfig)}
+        values["method_options"] = {k: v for k, v in values["method_options"].items() if k in shared}
+    apply_flags(values, args, flags)
+    apply_flags(values, args, method_flags, into="method_options")
+    for destination, (field, value) in (switches or {}).items():
+        if getattr(args, destination):
+            values[field] = value
+    apply_set(values, args.set)
     return values

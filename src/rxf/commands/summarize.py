@@ -14,13 +14,11 @@ shared ``label_smoothing``, so that one config serves both arms of a comparison.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from rxf.commands.options import METHOD_FLAGS, apply_flags, apply_set
-from rxf.methods.base import MethodConfig
+from rxf.commands.options import METHOD_FLAGS, config_values
 
 # Flags for the most used fields: flag -> (field, type).
 SUMMARIZE_FLAGS: dict[str, tuple[str, type]] = {
@@ -47,27 +45,16 @@ SUMMARIZE_FLAGS: dict[str, tuple[str, type]] = {
     "--seed": ("seed", int),
     "--output-dir": ("output_dir", str),
 }
-OUTPUT_FLAGS: dict[str, tuple[str, type]] = {**SUMMARIZE_FLAGS, **METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}
+SUMMARIZE_METHOD_FLAGS: dict[str, tuple[str, type]] = {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}
+OUTPUT_FLAGS: dict[str, tuple[str, type]] = {**SUMMARIZE_FLAGS, **SUMMARIZE_METHOD_FLAGS}
 
 
 def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.summarization import SummarizationConfig
 
-    values: dict[str, Any] = SummarizationConfig.from_yaml(args.config).to_dict() if args.config else {}
-    values.setdefault("method_options", {})
-    if args.method is not None and args.method != values.get("method"):
-        # Another method than the config's: its options (lambda_, sigma, ...) don't carry over; the shared ones do.
-        shared = {f.name for f in dataclasses.fields(MethodConfig)}
-        values["method_options"] = {k: v for k, v in values["method_options"].items() if k in shared}
-    apply_flags(values, args, SUMMARIZE_FLAGS)
-    apply_flags(values, args, {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}, into="method_options")
-    if args.warm_start:
-        values["warm_start"] = True
-    if args.no_progress:
-        values["progress_bar"] = False
-    apply_set(values, args.set)
-    return values
+    switches = {"warm_start": ("warm_start", True), "no_progress": ("progress_bar", False)}
+    return config_values(SummarizationConfig, args, SUMMARIZE_FLAGS, SUMMARIZE_METHOD_FLAGS, switches)
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:

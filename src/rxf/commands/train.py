@@ -2,7 +2,8 @@
 
 Settings are applied in order: the defaults of :class:`rxf.train.TrainConfig`, then the YAML
 file (``--config``), then the flags, then ``--set key=value`` (which reaches every field, and
-method options as ``--set method_options.sigma=1e-4``).
+method options as ``--set method_options.sigma=1e-4``). A ``--method`` other than the config's
+drops the config's options of its method but keeps the shared ``label_smoothing``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from rxf.commands.options import METHOD_FLAGS, apply_flags, apply_set
+from rxf.commands.options import METHOD_FLAGS, config_values
 
 # Flags for the most used fields: flag -> (field, type). Method options live in method_options.
 TRAIN_FLAGS: dict[str, tuple[str, type]] = {
@@ -42,16 +43,8 @@ def train_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.train import TrainConfig
 
-    values: dict[str, Any] = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
-    values.setdefault("method_options", {})
-    apply_flags(values, args, TRAIN_FLAGS)
-    apply_flags(values, args, METHOD_FLAGS, into="method_options")
-    if args.bf16:
-        values["bf16"] = True
-    if args.no_progress:
-        values["progress_bar"] = False
-    apply_set(values, args.set)
-    return values
+    switches = {"bf16": ("bf16", True), "no_progress": ("progress_bar", False)}
+    return config_values(TrainConfig, args, TRAIN_FLAGS, METHOD_FLAGS, switches)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
