@@ -23,3 +23,11 @@ def test_two_processes_writing_one_file_do_not_break_each_other(tmp_path):
     assert [writer.exitcode for writer in writers] == [0, 0]
     assert json.loads(path.read_text())["writer"] in (1, 2)
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_training_subsets_are_the_same_for_every_seed_unless_asked():
+    from rxf.train import TrainConfig
+
+    assert TrainConfig(seed=1).subset_seed == TrainConfig(seed=2).subset_seed == 0
+    assert TrainConfig(seed=1, data_seed=None).subset_seed == 1
+    assert TrainConfig(seed=1, data_seed=5).subset_seed == 5

@@ -77,7 +77,9 @@ class TrainConfig(YamlConfig):
     adam_epsilon: float = 1e-6
     max_grad_norm: float = 1.0
     seed: int = 42
-    data_seed: int | None = None  # seed of the max_*_samples subsets; None: seed (a new subset per seed)
+    # Seed of the max_*_samples subsets: the same subsets for every seed by default, so that runs
+    # with different seeds differ in training randomness only. None: a new subset per seed.
+    data_seed: int | None = 0
     bf16: bool = False
 
     # Evaluation, logging and output.
@@ -98,6 +100,11 @@ class TrainConfig(YamlConfig):
         if values.get("train_file") and "task" not in values:
             values = {**values, "task": None}  # your own files replace the default task
         return super().from_dict(values, source)
+
+    @property
+    def subset_seed(self) -> int:
+        """The seed that picks the max_*_samples subsets."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     def validate(self) -> None:
         """Check every field before any data or model is loaded."""
@@ -176,7 +183,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         task_type=config.task_type,
         max_train_samples=config.max_train_samples,
         max_eval_samples=config.max_eval_samples,
-        seed=config.seed if config.data_seed is None else config.data_seed,
+        seed=config.subset_seed,
     )
     if task.train is None:
         raise RxfError(f"task {task.name!r} has no training split")

@@ -231,7 +231,7 @@ def majority_class_scores(config: TrainConfig) -> dict[str, float]:
         config.task, data_dir=config.data_dir, train_file=config.train_file, eval_file=config.eval_file,
         text_column=config.text_column, text_pair_column=config.text_pair_column, label_column=config.label_column,
         task_type=config.task_type, max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
-        seed=config.seed if config.data_seed is None else config.data_seed,
+        seed=config.subset_seed,
     )
     labels = np.asarray(next(iter(task.eval.values()))["label"])
     if task.is_regression:
