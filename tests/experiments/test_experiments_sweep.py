@@ -214,3 +214,11 @@ def test_sweep_file_reads_exponents_without_a_dot_as_numbers(tiny, tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(f"recipes: [{tiny['recipe']}]\nmethods: [standard]\nlearning_rates: [3e-5, 1e-4]\n")
     assert SweepConfig.from_yaml(path).space("standard") == {"learning_rate": [3e-5, 1e-4]}
+
+
+def test_sweep_json_lists_the_methods_of_every_process_sharing_the_directory(tiny, tmp_path):
+    import json
+
+    for methods in (["standard"], ["r3f"], ["standard"]):
+        Sweep(sweep_config(tiny, tmp_path / "sweep", methods=methods, trials=1, seeds=[]), train=fake_train, log=quiet).run()
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["methods"] == ["standard", "r3f"]

@@ -276,10 +276,28 @@ class Sweep:
     def records_dir(self) -> Path:
         return Path(self.config.output_dir) / "records"
 
+    def write_description(self) -> None:
+        """sweep.json: this sweep's settings, with the recipes and methods of every process so far.
+
+        Processes that split a sweep (``--methods standard++ smart`` in one, ``--methods r3f r4f``
+        in another) share the output directory; the file lists all their recipes and methods.
+        """
+        path = Path(self.config.output_dir) / "sweep.json"
+        description = self.config.to_dict()
+        if path.exists():
+            try:
+                earlier = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                earlier = {}
+            for key in ("recipes", "methods"):
+                known = list(earlier.get(key, []))
+                description[key] = known + [item for item in description[key] if item not in known]
+        write_json_atomic(path, description)
+
     def run(self, search_only: bool = False) -> list[dict[str, Any]]:
         """Every task, every method: the search, then (unless ``search_only``) the seeds. Returns the records."""
         self.records_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(self.config.output_dir) / "sweep.json", self.config.to_dict())
+        self.write_description()
         records = []
         for recipe in self.config.recipes:
             values = self.config.recipe_values(recipe)
