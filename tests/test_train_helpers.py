@@ -1,3 +1,5 @@
+"""rxf.train helpers: atomic JSON writes shared by concurrent processes, the subset seed."""
+
 import json
 import multiprocessing
 
