@@ -56,6 +56,7 @@ import copy
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -226,9 +227,18 @@ def measure_time(rows: list[str], batch_size: int, length: int, rounds: int, rep
             results[row]["times"] += times
             results[row]["round_best"].append(min(times))
         print(f"  round {r + 1}/{rounds} ({batch_size}×{length}) load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    add_ratios(results)
+    del torch
+    return results
+
+
+# ---- memory (one subprocess per row) --------------------------------------------------------
+
+
+def add_ratios(results: dict[str, dict]) -> None:
+    """Each row's time as a ratio to Standard's: of the fastest steps, and per round (median, middle half)."""
     base = results["standard"]
-    for row in rows:
-        mine = results[row]
+    for mine in results.values():
         # Other processes only ever add time: the fastest step is the least disturbed one.
         mine["best_seconds"] = min(mine["times"])
         mine["ratio"] = mine["best_seconds"] / base["best_seconds"]
@@ -237,11 +247,6 @@ def measure_time(rows: list[str], batch_size: int, length: int, rounds: int, rep
         mine["round_ratio"] = statistics.median(ratios)
         quarter = len(ratios) // 4
         mine["ratio_iqr"] = (ratios[quarter], ratios[len(ratios) - 1 - quarter])
-    del torch
-    return results
-
-
-# ---- memory (one subprocess per row) --------------------------------------------------------
 
 
 def _status_kib(field: str) -> int:
@@ -397,6 +402,9 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     rows = [r for r in args.rows.split(",") if r]
+    for row in rows:
+        if row not in ROWS:
+            parser.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
     if "standard" not in rows:
         rows.insert(0, "standard")
     load_before = os.getloadavg()[0]
@@ -407,7 +415,7 @@ def main() -> None:
         print(f"memory {size}", file=sys.stderr)
         memory[size] = measure_memory(rows, *size)
     load_after = os.getloadavg()[0]
-    command = "python benchmarks/cost.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
     text = report(sizes, times, memory, machine(), load_before, load_after, command, args.rounds, args.repeats)
     print(text)
     if args.out:

@@ -34,7 +34,7 @@ import argparse
 import copy
 import gc
 import json
-import statistics
+import shlex
 import sys
 import time
 import warnings
@@ -42,7 +42,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost import ROWS, make_batch, make_step  # noqa: E402  (the CPU benchmark's rows and steps)
+from cost import ROWS, add_ratios, make_batch, make_step  # noqa: E402  (the CPU benchmark's rows and steps)
 
 MODELS = ("bert-large", "minilm")
 
@@ -115,12 +115,7 @@ def measure_time(rows: list[str], args, device) -> dict[str, dict]:
             results[row]["times"] += times
             results[row]["round_best"].append(min(times))
         print(f"  round {r + 1}/{args.rounds}", file=sys.stderr)
-    base = results["standard"]
-    for row in rows:
-        mine = results[row]
-        mine["best_seconds"] = min(mine["times"])
-        mine["ratio"] = mine["best_seconds"] / base["best_seconds"]
-        mine["round_ratio"] = statistics.median(t / b for t, b in zip(mine["round_best"], base["round_best"]))
+    add_ratios(results)
     return results
 
 
@@ -222,7 +217,7 @@ def main() -> None:
     print("time", file=sys.stderr)
     times = measure_time(rows, args, device)
     memory = measure_memory(rows, args, device) if device.type == "cuda" else {}
-    command = "python benchmarks/cost_gpu.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
     text = report(times, memory, args, device, command)
     print(text)
     if args.out:

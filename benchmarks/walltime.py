@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -205,7 +206,7 @@ def main() -> None:
                 )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/walltime.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
     text = table(runs, args, command, machine(), (start_load, os.getloadavg()[0]))
     out.with_suffix(".md").write_text(text)
     if args.json:
