@@ -21,10 +21,14 @@ def train(tmp_path, name, batch_size, processes, method):
         "--batch-size", str(batch_size), "--max-length", "16", "--seed", "1", "--no-progress", "--output-dir", str(out),
         "--set", "save_model=false", "--set", "keep_checkpoints=0", "--set", "logging_steps=2",
     ]
-    launcher = [sys.executable] if processes == 1 else [TORCHRUN, "--nproc_per_node", str(processes), "--master_port", "29531"]
+    # --standalone: a free port per launch (a fixed port could still be held by the previous launch).
+    launcher = [sys.executable] if processes == 1 else [TORCHRUN, "--standalone", "--nproc_per_node", str(processes)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*launcher, *command], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    if done.returncode != 0:
+        # A rank's own error (e.g. gloo's) comes before torchrun's summary: show both.
+        causes = [line for line in done.stderr.splitlines() if "Error" in line or "terminate" in line or "what()" in line]
+        pytest.fail("\n".join(causes[:20]) + "\n...\n" + done.stderr[-2000:])
     return json.loads((out / "metrics.json").read_text())
 
 
