@@ -235,6 +235,17 @@ def measure_time(rows: list[str], batch_size: int, length: int, rounds: int, rep
 # ---- memory (one subprocess per row) --------------------------------------------------------
 
 
+def parse_rows(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The rows named by --rows (comma-separated), with Standard first: every ratio is to it."""
+    rows = [r for r in text.split(",") if r]
+    for row in rows:
+        if row not in ROWS:
+            parser.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
+    if "standard" not in rows:
+        rows.insert(0, "standard")
+    return rows
+
+
 def add_ratios(results: dict[str, dict]) -> None:
     """Each row's time as a ratio to Standard's: of the fastest steps, and per round (median, middle half)."""
     base = results["standard"]
@@ -401,12 +412,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(THREADS)
-    rows = [r for r in args.rows.split(",") if r]
-    for row in rows:
-        if row not in ROWS:
-            parser.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
-    if "standard" not in rows:
-        rows.insert(0, "standard")
+    rows = parse_rows(parser, args.rows)
     load_before = os.getloadavg()[0]
     times, memory = {}, {}
     for size in sizes:

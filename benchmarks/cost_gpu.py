@@ -42,7 +42,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost import ROWS, add_ratios, make_batch, make_step  # noqa: E402  (the CPU benchmark's rows and steps)
+from cost import ROWS, add_ratios, make_batch, make_step, parse_rows  # noqa: E402  (the CPU benchmark's rows and steps)
 
 MODELS = ("bert-large", "minilm")
 
@@ -208,12 +208,7 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device here; use --device cpu to check the script, or benchmarks/cost.py on a CPU")
-    rows = [r for r in args.rows.split(",") if r]
-    for row in rows:
-        if row not in ROWS:
-            parser.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
-    if "standard" not in rows:
-        rows.insert(0, "standard")
+    rows = parse_rows(parser, args.rows)
     print("time", file=sys.stderr)
     times = measure_time(rows, args, device)
     memory = measure_memory(rows, args, device) if device.type == "cuda" else {}
