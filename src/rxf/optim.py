@@ -9,8 +9,9 @@ The paper's two non-regularised baselines differ only in their training recipe, 
 * **Standard++** adds bias correction and trains longer (Zhang et al., 2020, "Revisiting
   few-sample BERT fine-tuning").
 
-:func:`rxf.methods.recipe_defaults` says which a method uses (``adam_bias_correction``,
-``epochs_multiplier``); :func:`adam_for` builds the matching optimizer. ``RxfTrainer`` builds
+:func:`rxf.methods.recipe_defaults` says which a method uses under a recipe (``"same"``, the
+default: bias correction for every method; ``"paper"``: Standard without it);
+:func:`adam_for` builds the matching optimizer. ``RxfTrainer`` builds
 Hugging Face's AdamW (bias-corrected) unless given ``optimizers=(adam_for(method, ...), None)``.
 
 With ``bias_correction=True`` this is ``torch.optim.AdamW`` (tested to match it).
@@ -83,8 +84,10 @@ class AdamW(torch.optim.Optimizer):
         return loss
 
 
-def adam_for(method: Any, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], **options: Any) -> AdamW:
+def adam_for(
+    method: Any, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], recipe: str = "same", **options: Any
+) -> AdamW:
     """The AdamW a method's recipe asks for (bias correction per :func:`rxf.methods.recipe_defaults`)."""
     from rxf.methods.recipe import recipe_defaults
 
-    return AdamW(params, bias_correction=recipe_defaults(method)["adam_bias_correction"], **options)
+    return AdamW(params, bias_correction=recipe_defaults(method, recipe)["adam_bias_correction"], **options)

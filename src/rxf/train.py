@@ -62,6 +62,9 @@ class TrainConfig(YamlConfig):
     # The method and its options (see rxf.methods: lambda_, sigma, noise_type, ...).
     method: str = "r3f"
     method_options: dict[str, Any] = field(default_factory=dict)
+    # "same": every method trains with bias-corrected AdamW, so methods differ in their loss only;
+    # "paper": the paper's recipes (Standard = RoBERTa's Adam without bias correction).
+    recipe: str = "same"
 
     # Optimisation.
     learning_rate: float = 1e-4
@@ -118,6 +121,9 @@ class TrainConfig(YamlConfig):
             check_number("data_seed", self.data_seed, integer=True, minimum=0)
         check_number("keep_checkpoints", self.keep_checkpoints, integer=True, minimum=0)
         check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        from rxf.methods.recipe import RECIPES
+
+        check_choice("recipe", self.recipe, tuple(RECIPES))
         for name in ("max_train_samples", "max_eval_samples", "eval_steps", "checkpoint_steps"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), integer=True, positive=True)
@@ -241,13 +247,13 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         use_cpu=not _has_accelerator(),
         **save,
     )
-    # The method's recipe (rxf.methods.recipe): Standard has no Adam bias correction, Standard++
-    # trains longer; scale the budget and build the matching AdamW.
+    # The method's recipe (rxf.methods.recipe): Standard++ trains longer; under recipe "paper"
+    # Standard has no Adam bias correction. Scale the budget and build the matching AdamW.
     from rxf.methods.recipe import recipe_defaults
     from rxf.optim import AdamW
 
     method = method_config(config.method, **config.method_options)
-    recipe = recipe_defaults(method)
+    recipe = {"name": config.recipe, **recipe_defaults(method, config.recipe)}
     args.num_train_epochs = config.epochs * recipe["epochs_multiplier"]
     if config.max_steps > 0:
         args.max_steps = round(config.max_steps * recipe["epochs_multiplier"])

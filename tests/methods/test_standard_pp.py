@@ -17,12 +17,21 @@ def test_standard_plus_plus_has_standards_loss():
     assert plus.loss.item() == pytest.approx(plain.loss.item())
 
 
-def test_recipes_standard_without_bias_correction_standard_plus_plus_with_it_and_longer():
-    assert recipe_defaults("standard") == {"adam_bias_correction": False, "epochs_multiplier": 1.0}
-    assert recipe_defaults("standard++") == {"adam_bias_correction": True, "epochs_multiplier": 2.0}
+def test_paper_recipe_standard_without_bias_correction_standard_plus_plus_with_it_and_longer():
+    assert recipe_defaults("standard", "paper") == {"adam_bias_correction": False, "epochs_multiplier": 1.0}
+    assert recipe_defaults("standard++", "paper") == {"adam_bias_correction": True, "epochs_multiplier": 2.0}
     assert recipe_defaults(method_config("standard++", epochs_multiplier=3.0))["epochs_multiplier"] == 3.0
     for name in ("r3f", "r4f", "smart", "freelb", "rdrop", "neftune"):
-        assert recipe_defaults(method_config(name).build())["adam_bias_correction"] is True
+        assert recipe_defaults(method_config(name).build(), "paper")["adam_bias_correction"] is True
+
+
+def test_same_recipe_gives_every_method_the_same_optimizer():
+    for name in ("standard", "standard++", "r3f", "r4f", "smart", "freelb", "rdrop", "neftune"):
+        assert recipe_defaults(name)["adam_bias_correction"] is True
+        assert adam_for(name, [torch.nn.Parameter(torch.zeros(2))], lr=1e-3).defaults["bias_correction"] is True
+    assert adam_for("standard", [torch.nn.Parameter(torch.zeros(2))], "paper", lr=1e-3).defaults["bias_correction"] is False
+    with pytest.raises(RxfError, match="recipe must be one of same, paper"):
+        recipe_defaults("standard", "fairseq")
 
 
 def _run(optimizer_class, steps=3, **options):

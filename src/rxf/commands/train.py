@@ -29,6 +29,7 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--max-eval-samples": ("max_eval_samples", int),
     "--max-length": ("max_length", int),
     "--method": ("method", str),
+    "--recipe": ("recipe", str),
     "--lr": ("learning_rate", float),
     "--epochs": ("epochs", float),
     "--max-steps": ("max_steps", int),
