@@ -63,7 +63,7 @@ def train_curve(method_name: str, options: dict) -> list[dict[str, float]]:
     method.noise_seed = 7
     model = method.prepare_model(model)
     model.train()
-    optimizer = adam_for(method, model.parameters(), lr=1e-2)  # the method's recipe: Standard has no bias correction
+    optimizer = adam_for(method, model.parameters(), "paper", lr=1e-2)  # the paper recipe: Standard has no bias correction
     torch.manual_seed(0)  # dropout masks (and any noise drawn from the global RNG)
     curve = []
     for step in range(STEPS):

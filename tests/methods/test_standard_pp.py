@@ -64,8 +64,9 @@ def test_without_bias_correction_the_first_step_is_shrunk():
 
 def test_adam_for_follows_the_recipe():
     param = torch.nn.Parameter(torch.zeros(2))
-    assert adam_for("standard", [param]).defaults["bias_correction"] is False
-    assert adam_for("standard++", [param]).defaults["bias_correction"] is True
+    assert adam_for("standard", [param], "paper").defaults["bias_correction"] is False
+    assert adam_for("standard", [param]).defaults["bias_correction"] is True
+    assert adam_for("standard++", [param], "paper").defaults["bias_correction"] is True
 
 
 @pytest.mark.parametrize(
