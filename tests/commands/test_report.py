@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
+import pytest
+
 from rxf.cli import main
 from tiny_glue import fake_record, write_records
 
@@ -27,3 +32,43 @@ def test_report_mistakes_exit_2(tmp_path, capsys):
     assert "task=metric" in capsys.readouterr().err
     assert main(["report", "--runs", str(runs), "--metric", "glue/rte=mcc"]) == 2
     assert "no 'mcc'" in capsys.readouterr().err
+
+
+def train_output(folder, task: str, method: str, seed: int, scores: list[float], baseline: float):
+    """An `rxf train` output directory: the metrics.json run_training writes, one evaluation per score."""
+    record = fake_record(task, method, seed, scores, baseline)
+    metrics = {**record["metrics"], "task": task, "method": method, "seed": seed,
+               "majority_baseline": record["majority_baseline"]}
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_report_over_train_outputs_and_a_sweep_together(tmp_path, capsys):
+    """Plain `rxf train` outputs (one by one, or a folder of them) mix with a sweep's records."""
+    standard = [train_output(tmp_path / "runs" / f"std-{seed}", "glue/rte", "standard", seed, [0.5, score], 0.527)
+                for seed, score in ((1, 0.60), (2, 0.58), (3, 0.62))]
+    r3f = train_output(tmp_path / "r3f", "glue/rte", "r3f", 1, [0.66, 0.64], 0.527)
+    sweep = write_records(tmp_path / "sweep", [fake_record("glue/rte", "r4f", 1, [0.61], 0.527)])
+    out = tmp_path / "report"
+    assert main(["report", "--runs", str(tmp_path / "runs"), str(r3f), str(sweep), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| STD | 62.0 (3) |" in printed and "| R3F | 66.0 (1) |" in printed and "| R4F | 61.0 (1) |" in printed
+    assert "| STD | 60.0 (3) |" in printed  # median of the three best scores
+    with open(out / "table2.csv") as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    assert float(rows["standard"]["mean"]) == pytest.approx(0.60) and float(rows["standard"]["std"]) == pytest.approx(0.02)
+    assert (out / "figure2.png").stat().st_size > 0
+    # one train output alone: the report goes inside it
+    assert main(["report", "--runs", str(standard[0])]) == 0
+    assert (standard[0] / "report" / "table2.md").is_file()
+
+
+def test_report_names_what_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--runs", str(tmp_path / "empty")]) == 2
+    assert "holds no runs" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.json").write_text('{"loss": 1}')
+    assert main(["report", "--runs", str(tmp_path / "bad")]) == 2
+    assert "not the metrics.json of an rxf train run" in capsys.readouterr().err

@@ -1,6 +1,7 @@
-"""`rxf report`: the paper's Table 2 and Figure 2 from a sweep's records (see rxf.experiments.report).
+"""`rxf report`: the paper's Table 2 and Figure 2 from sweep records or train runs (see rxf.experiments.report).
 
     rxf report --runs runs/glue-cpu-small --output-dir docs/results/glue
+    rxf report --runs runs/rte-standard runs/rte-r3f --output-dir report   # `rxf train` outputs
     rxf report --runs runs/glue-cpu-small --metric glue/mrpc=f1     # another metric for a task
 """
 
@@ -30,11 +31,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
-        help="Table 2 (max/median over seeds), Figure 2 (distributions) and failed-run rates from sweep records",
-        description="Tables (markdown, CSV) and a plot (PNG) from the run records that `rxf sweep` wrote.",
+        help="Table 2 (max/median over seeds), Figure 2 (distributions) and failed-run rates from sweeps or train runs",
+        description="Tables (markdown, CSV) and a plot (PNG) from the runs of `rxf sweep` and `rxf train`.",
     )
-    report.add_argument("--runs", required=True, help="the sweep's output_dir (holding records/)")
-    report.add_argument("--output-dir", help="where the report goes (default: <runs>/report)")
+    report.add_argument(
+        "--runs", required=True, nargs="+", metavar="DIR",
+        help="sweep output_dirs (holding records/), rxf train output_dirs (holding metrics.json), or folders of them",
+    )
+    report.add_argument("--output-dir", help="where the report goes (default: <runs>/report for one folder, ./report for several)")
     report.add_argument("--phase", default="seeds", choices=["seeds", "search"], help="which runs to report")
     report.add_argument("--metric", action="append", metavar="TASK=METRIC", help="metric reported for a task (repeatable)")
     report.set_defaults(handler=cmd_report)

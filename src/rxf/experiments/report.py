@@ -1,6 +1,11 @@
-"""The paper's Table 2 and Figure 2 from a sweep's run records, with the failed-run rate.
+"""The paper's Table 2 and Figure 2 from a sweep's run records or `rxf train` outputs, with the failed-run rate.
 
     rxf report --runs runs/glue-cpu-small --output-dir docs/results/glue
+    rxf report --runs runs/rte-standard runs/rte-r3f runs/rte-r4f --output-dir report
+
+``--runs`` takes any mix of sweep output directories (their ``records/``) and ``rxf train``
+output directories (their ``metrics.json``), or folders holding such train outputs. A train
+run counts as a final run (the seeds phase) of its task and method.
 
 From the records of the seeds phase (one per task, method and seed) it writes
 
@@ -23,13 +28,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rxf.errors import RxfError
-from rxf.experiments.sweep import load_records
+from rxf.experiments.sweep import load_records, majority_class_scores
 
 # The metric the paper's Table 2 reports per task where it differs from the task's main metric.
 PAPER_METRICS: dict[str, str] = {"glue/mrpc": "accuracy", "glue/qqp": "accuracy"}
@@ -48,8 +54,8 @@ METHOD_LABELS = {"standard": "STD", "standard++": "STD++", "freelb": "FreeLB", "
 class ReportConfig:
     """Where the records are, where the report goes, and which metric each task reports."""
 
-    runs: str  # a sweep's output_dir (holding records/)
-    output_dir: str | None = None  # default: <runs>/report
+    runs: str | list[str]  # sweep output_dirs (holding records/), train output_dirs (holding metrics.json), or folders of them
+    output_dir: str | None = None  # default: <runs>/report for one folder, ./report for several
     phase: str = "seeds"  # "search" reports the search trials instead
     metrics: dict[str, str] = field(default_factory=dict)  # task -> metric, over PAPER_METRICS / main metric
 
@@ -85,6 +91,55 @@ class Cell:
         }
 
 
+def train_run_record(run_dir: Path) -> dict[str, Any]:
+    """An `rxf train` output directory as a run record of the seeds phase (the shape `rxf sweep` writes)."""
+    path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RxfError(f"{path} cannot be read as JSON ({error}): is {run_dir} a finished rxf train run?") from None
+    if not isinstance(metrics, dict) or not {"task", "method", "main_metric", "history"} <= set(metrics):
+        raise RxfError(f"{path} is not the metrics.json of an rxf train run (no task/method/main_metric/history)")
+    baseline = metrics.get("majority_baseline")
+    if baseline is None:  # written before runs recorded their majority-class scores: compute them
+        from rxf.train import TrainConfig
+
+        try:
+            baseline = majority_class_scores(TrainConfig.from_dict(metrics.get("config") or {}, source=f"key in {path}:"))
+        except RxfError as error:
+            raise RxfError(f"{run_dir}: no majority_baseline in metrics.json, and its data cannot be loaded to compute it: {error}") from None
+    best = metrics.get("best")
+    return {
+        "run_id": str(run_dir), "task": metrics["task"], "method": metrics["method"], "phase": "seeds", "trial": None,
+        "seed": metrics.get("seed"), "params": {}, "main_metric": metrics["main_metric"],
+        "objective": None if best is None else best.get(f"eval_{metrics['main_metric']}"),
+        "majority_baseline": baseline, "metrics": metrics,
+    }
+
+
+def load_runs(runs: str | list[str]) -> list[dict[str, Any]]:
+    """The run records of every folder in ``runs``: a sweep's output_dir or records/, an `rxf train`
+    output_dir, or a folder of train output_dirs."""
+    records = []
+    for folder in [runs] if isinstance(runs, str) else runs:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise RxfError(f"runs folder {folder} does not exist: pass a sweep's or an rxf train run's output_dir")
+        train_runs = sorted(p.parent for p in folder.glob("*/metrics.json"))
+        if (folder / "metrics.json").is_file():
+            records.append(train_run_record(folder))
+        elif (folder / "records").is_dir() or any(folder.glob("*.json")):
+            records.extend(load_records(folder))
+        elif train_runs:
+            records.extend(train_run_record(run_dir) for run_dir in train_runs)
+        else:
+            raise RxfError(
+                f"{folder} holds no runs: pass a sweep's output_dir (records/), an rxf train output_dir "
+                "(metrics.json), or a folder of train output_dirs"
+            )
+    return records
+
+
 def run_score(record: dict[str, Any], metric: str) -> float:
     """The best evaluation of ``metric`` during the run."""
     key = f"eval_{metric}"
@@ -107,7 +162,7 @@ def collect(config: ReportConfig) -> list[Cell]:
     """The runs of the chosen phase grouped by task and method, in the paper's order."""
     if config.phase not in ("search", "seeds"):
         raise RxfError(f"phase must be 'search' or 'seeds', got {config.phase!r}")
-    records = [r for r in load_records(config.runs) if r["phase"] == config.phase]
+    records = [r for r in load_runs(config.runs) if r["phase"] == config.phase]
     if not records:
         raise RxfError(
             f"no {config.phase!r} runs in {config.runs}: run `rxf sweep` until its seeds phase"
@@ -236,7 +291,8 @@ def plot_distributions(cells: list[Cell], path: Path) -> None:
 def make_report(config: ReportConfig) -> dict[str, Any]:
     """Write table2.md, table2.csv, stability.md, figure2.png and progress.md; return the rows and the paths."""
     cells = collect(config)
-    out = Path(config.output_dir or Path(config.runs) / "report")
+    folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
+    out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -247,5 +303,5 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
     paths["table2.csv"].write_text(csv_text(cells))
     paths["stability.md"].write_text(stability_table(cells, runs_are))
     plot_distributions(cells, paths["figure2.png"])
-    paths["progress.md"].write_text(progress_table(load_records(config.runs)))
+    paths["progress.md"].write_text(progress_table(load_runs(config.runs)))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
