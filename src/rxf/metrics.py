@@ -12,10 +12,12 @@ metric set           keys returned                                          used
 ``pearson_spearman`` pearson, spearman, pearson_spearman (their mean)       STS-B
 ``classification``   accuracy, macro_f1                                     packaged/file/hub classification
 ``regression``       pearson, spearman, pearson_spearman, mse               file/hub regression
+``multi_label``      micro_f1, macro_f1, exact_match                        file/hub multi-label
 ===================  =====================================================  ==================
 
 Predictions may be logits ``(N, C)`` or already-argmaxed class ids ``(N,)`` for classification,
-and scores ``(N,)`` or ``(N, 1)`` for regression. Every value is returned as a Python float.
+scores ``(N,)`` or ``(N, 1)`` for regression, and logits or 0/1 rows ``(N, C)`` for multi-label
+(a label is predicted when its logit is > 0, i.e. its probability > 0.5). Every value is returned as a Python float.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def to_scores(predictions) -> np.ndarray:
     if preds.ndim != 1:
         raise RxfError(f"regression predictions have shape {preds.shape}: expected (N,) or (N, 1)")
     return preds
+
+
+def to_multi_hot(predictions) -> np.ndarray:
+    """0/1 rows ``(N, C)`` from multi-label logits (> 0) or from 0/1 rows (as given)."""
+    preds = np.asarray(_first(predictions))
+    if preds.ndim != 2:
+        raise RxfError(f"multi-label predictions have shape {preds.shape}: expected logits (N, C)")
+    if np.isin(preds, (0, 1)).all():
+        return preds.astype(np.int64)
+    return (preds > 0).astype(np.int64)
 
 
 def _check(preds: np.ndarray, labels: np.ndarray) -> None:
@@ -145,6 +157,18 @@ def mse(predictions, labels) -> float:
     return float(mean_squared_error(labels, preds))
 
 
+def _multi_label_set(p, y) -> dict[str, float]:
+    preds, labels = to_multi_hot(p), np.asarray(y).round().astype(np.int64)
+    _check(preds, labels)
+    if preds.shape != labels.shape:
+        raise RxfError(f"multi-label predictions have shape {preds.shape} but labels {labels.shape}")
+    return {
+        "micro_f1": float(f1_score(labels, preds, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "exact_match": float(accuracy_score(labels, preds)),  # every label of the row right
+    }
+
+
 def _accuracy_set(p, y) -> dict[str, float]:
     return {"accuracy": accuracy(p, y)}
 
@@ -178,6 +202,7 @@ METRIC_SETS: dict[str, Callable[..., dict[str, float]]] = {
     "pearson_spearman": _pearson_spearman_set,
     "classification": _classification_set,
     "regression": _regression_set,
+    "multi_label": _multi_label_set,
 }
 
 

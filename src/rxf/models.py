@@ -41,12 +41,15 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_classifier(name: str, num_labels: int, label_names: list[str] | None):
-    """A sequence-classification model (new head) and its tokenizer; regression when label_names is None."""
+def load_classifier(name: str, num_labels: int, label_names: list[str] | None, multi_label: bool = False):
+    """A sequence-classification model (new head) and its tokenizer; regression when label_names is None,
+    one sigmoid per label (``problem_type`` multi_label_classification) when ``multi_label``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     location = resolve_model(name)
     problem_type = "regression" if label_names is None else "single_label_classification"
+    if multi_label:
+        problem_type = "multi_label_classification"
     extra: dict[str, Any] = {"num_labels": num_labels, "problem_type": problem_type}
     if label_names is not None:
         extra["id2label"] = dict(enumerate(label_names))

@@ -103,8 +103,10 @@ def test_empty_and_unreadable_files(tmp_path):
         load_task(train_file=write_csv(tmp_path / "header.csv", "text,label\n"))
     with pytest.raises(RxfError, match=r"eval_file .*nope\.csv not found"):
         load_task(train_file=write_csv(tmp_path / "ok.csv", "text,label\na,1\nb,0\n"), eval_file=tmp_path / "nope.csv")
-    with pytest.raises(RxfError, match=r"unsupported file type '\.txt'"):
+    with pytest.raises(RxfError, match=r"a\.txt: a \.txt file is read as delimited text when you say how.*--delimiter tab"):
         load_task(train_file=write_csv(tmp_path / "a.txt", "text,label\na,1\n"))
+    with pytest.raises(RxfError, match=r"unsupported file type '\.xlsx'"):
+        load_task(train_file=write_csv(tmp_path / "a.xlsx", "text,label\na,1\n"))
     with pytest.raises(RxfError, match=r"could not read train_file .*ragged\.csv: .*line 3"):
         load_task(train_file=write_csv(tmp_path / "ragged.csv", "text,label\na,1\nb,0,extra\n"))
     with pytest.raises(RxfError, match=r"blank\.csv, line 3: label column 'label' is empty"):
@@ -153,3 +155,97 @@ def test_hub_failure_is_an_rxf_error(monkeypatch):
     with pytest.raises(RxfError, match=r"'imdb' is not a known task and loading it from the Hugging Face hub failed "
                                        r"\(ConnectionError: Couldn't reach"):
         load_task("imdb")
+
+
+# ---------------------------------------------------------------------------------------------
+# Delimiters and multi-label files, as users have them
+
+SEMICOLON_CSV = (  # a spreadsheet's export in a comma-decimal locale: ';' between fields, commas inside texts
+    "review;rating;score\n"
+    '"Great product, fast delivery";pos;4,5\n'
+    "Terrible, broke after a day;neg;1,0\n"
+    "Okay I guess;neutral;3,0\n"
+    "Works as described, would buy again;pos;5,0\n"
+)
+
+
+def test_semicolon_csv_is_sniffed_or_named(tmp_path):
+    path = write_csv(tmp_path / "reviews.csv", SEMICOLON_CSV)
+    for delimiter in (None, "auto", ";", "semicolon"):
+        task = load_task(train_file=path, eval_file=path, text_column="review", label_column="rating", delimiter=delimiter)
+        assert task.train["text"] == [
+            "Great product, fast delivery", "Terrible, broke after a day", "Okay I guess", "Works as described, would buy again"
+        ]
+        assert task.label_names == ["neg", "neutral", "pos"] and task.train["label"] == [2, 0, 1, 2]
+    with pytest.raises(RxfError, match=r"reviews\.csv: .*read with delimiter ',': set delimiter"):  # the wrong one
+        load_task(train_file=path, text_column="review", label_column="rating", delimiter="comma")
+
+
+def test_pipe_csv_is_sniffed_and_a_comma_csv_stays_comma(tmp_path):
+    piped = write_csv(tmp_path / "piped.csv", "text|label\nhello, world|greeting\nbye; then|farewell\nhi|greeting\n")
+    assert load_task(train_file=piped, eval_file=piped).train["text"] == ["hello, world", "bye; then", "hi"]
+    commas = write_csv(tmp_path / "commas.csv", 'text,label\n"a; b | c",x\n"d; e | f",y\n')
+    assert load_task(train_file=commas, eval_file=commas).train["text"] == ["a; b | c", "d; e | f"]
+
+
+def test_tab_separated_txt_when_asked(tmp_path):
+    lines = ["sentence\tlabel", 'He said "hi", then left\t1', "No quotes here\t0", "Another, with comma\t1"]
+    path = write_csv(tmp_path / "data.txt", "\n".join(lines) + "\n")
+    for delimiter in ("tab", "\t", "\\t"):
+        task = load_task(train_file=path, eval_file=path, text_column="sentence", delimiter=delimiter)
+        assert task.train["text"] == ['He said "hi", then left', "No quotes here", "Another, with comma"]
+        assert task.train["label"] == [1, 0, 1]
+
+
+def test_bad_delimiter_options(tmp_path):
+    train = write_csv(tmp_path / "train.csv", "text,label\na,1\nb,0\n")
+    with pytest.raises(RxfError, match=r"delimiter '::' is not valid: use one of tab, comma, semicolon"):
+        load_task(train_file=train, delimiter="::")
+    with pytest.raises(RxfError, match=r"delimiter='tab' is for your own delimited-text files"):
+        load_task("glue/rte", delimiter="tab")
+
+
+def test_multi_label_from_a_jsonl_list_column(tmp_path):
+    rows = [
+        {"text": "Parliament votes on the football stadium budget", "topics": ["politics", "sport"]},
+        {"text": "Striker signs a new contract", "topics": ["sport"]},
+        {"text": "New phone has a faster chip", "topics": ["tech"]},
+        {"text": "A quiet day", "topics": []},
+        {"text": "Minister launches an app", "topics": ["politics", "tech"]},
+    ]
+    path = write_jsonl(tmp_path / "news.jsonl", rows)
+    task = load_task(train_file=path, eval_file=path, label_column="topics")  # inferred from the lists
+    assert task.multi_label and task.label_names == ["politics", "sport", "tech"] and task.main_metric == "micro_f1"
+    assert task.train["label"][:4] == [[1, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    labels = task.eval["validation"]["label"]
+    perfect = task.compute_metrics([[5.0 if y else -5.0 for y in row] for row in labels], labels)
+    assert perfect == {"micro_f1": 1.0, "macro_f1": 1.0, "exact_match": 1.0}
+    one_miss = [[5.0 if y else -5.0 for y in row] for row in labels]
+    one_miss[0] = [5.0, -5.0, -5.0]  # 'sport' missed in the first row
+    scores = task.compute_metrics(one_miss, labels)
+    assert scores["exact_match"] == pytest.approx(4 / 5) and scores["micro_f1"] == pytest.approx(2 * 5 / (2 * 5 + 1))
+    with pytest.raises(RxfError, match=r"holds lists of labels.*not 'classification'"):
+        load_task(train_file=path, label_column="topics", task_type="classification")
+
+
+def test_multi_label_from_csv_with_a_separator(tmp_path):
+    train = write_csv(
+        tmp_path / "tickets.csv",
+        "subject,tags\n"
+        '"Refund, please",billing|urgent\n'
+        "App crashes on login,bug\n"
+        "Invoice is wrong,billing\n"
+        "Site down!!,bug|urgent\n"
+        "Just saying thanks,\n",
+    )
+    task = load_task(train_file=train, eval_file=train, text_column="subject", label_column="tags",
+                     task_type="multi_label", label_separator="|")
+    assert task.label_names == ["billing", "bug", "urgent"]
+    assert task.train["label"] == [[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    unknown = write_csv(tmp_path / "dev.csv", "subject,tags\nHello,bug\nWhere is my parcel,shipping|urgent\n")
+    with pytest.raises(RxfError, match=r"dev\.csv, line 3: label 'shipping' does not occur in .*tickets\.csv"):
+        load_task(train_file=train, eval_file=unknown, text_column="subject", label_column="tags", label_separator="|")
+    with pytest.raises(RxfError, match=r"tickets\.csv, line 2: label 'billing\|urgent' .* is text.*label_separator"):
+        load_task(train_file=train, text_column="subject", label_column="tags", task_type="multi_label")
+    with pytest.raises(RxfError, match=r"label_separator is for multi-label tasks"):
+        load_task(train_file=train, text_column="subject", label_column="tags", task_type="classification", label_separator="|")

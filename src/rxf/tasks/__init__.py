@@ -11,7 +11,7 @@ Name forms:
   "glue/STS-B", ...): from the official TSVs in ``data_dir``, else from the hub (``nyu-mll/glue``).
 * ``"xnli"`` or ``"xnli/fr,de"``: English NLI to train, a test split per language (rxf.tasks.xnli).
 * ``None``, ``"csv"`` or ``"json"`` with ``train_file`` (and optionally ``eval_file``): the user's
-  CSV/TSV/JSON/JSONL files.
+  CSV/TSV/TXT/JSON/JSONL files (``delimiter`` and ``label_separator``: see rxf.tasks.files).
 * anything else: a Hugging Face hub dataset, ``"owner/name"`` or ``"owner/name:config"``.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rxf.errors import RxfError, closest
 from rxf.tasks.base import TextTask, check_max_samples, limit
-from rxf.tasks.files import check_task_type, load_files, load_hub
+from rxf.tasks.files import check_task_type, delimiter_char, load_files, load_hub
 from rxf.tasks.glue import GLUE, glue_key, is_glue_name, load_glue, unknown_glue_task
 from rxf.tasks.packaged import PACKAGED_TASKS
 from rxf.tasks.xnli import is_xnli_name, load_xnli
@@ -74,11 +74,14 @@ def load_task(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     seed: int = 0,
+    delimiter: str | None = None,
+    label_separator: str | None = None,
 ) -> TextTask:
     """Load a task by name or from files; see the module docstring for the name forms.
 
-    ``task_type`` ("classification" or "regression") overrides the type inferred from the labels
-    of files and hub datasets. ``max_train_samples``/``max_eval_samples`` keep a random subset
+    ``task_type`` ("classification", "regression" or "multi_label") overrides the type inferred from
+    the labels of files and hub datasets. ``delimiter`` applies to delimited-text files,
+    ``label_separator`` (multi-label labels joined in one text, e.g. "|") to files and hub datasets. ``max_train_samples``/``max_eval_samples`` keep a random subset
     (shuffled with ``seed``) of train and of each eval split.
     """
     check_task_type(task_type)
@@ -106,6 +109,7 @@ def load_task(
             )
         if data_dir is not None:
             raise RxfError("data_dir is for GLUE tasks and hub datasets: with train_file, leave it out")
+        delimiter_char(delimiter)  # a bad value is named before any file is read
         task = load_files(
             train_file,
             eval_file,
@@ -114,12 +118,20 @@ def load_task(
             text_pair_column=text_pair_column,
             label_column=label_column,
             task_type=task_type,
+            delimiter=delimiter,
+            label_separator=label_separator,
         )
     elif eval_file is not None:
         raise RxfError("eval_file needs a train_file too (the train labels define the label ids)")
+    elif delimiter is not None:
+        raise RxfError(f"delimiter={delimiter!r} is for your own delimited-text files (train_file/eval_file): leave it out")
     else:
         name = (name or DEFAULT_TASK).strip()
         key = glue_key(name)
+        if task_type == "multi_label" and (name.lower() in PACKAGED_TASKS or key is not None or is_xnli_name(name)):
+            raise RxfError(f"task {name!r} is not a multi-label task: leave out task_type='multi_label'")
+        if label_separator is not None and (name.lower() in PACKAGED_TASKS or key is not None or is_xnli_name(name)):
+            raise RxfError(f"label_separator does not apply to task {name!r}, whose labels are fixed: leave it out")
         if name.lower() in PACKAGED_TASKS:
             _reject_options(name, fixed_columns)
             if data_dir is not None:
@@ -152,6 +164,7 @@ def load_task(
                 text_pair_column=text_pair_column,
                 label_column=label_column,
                 task_type=task_type,
+                label_separator=label_separator,
                 suggestion=closest(name.lower(), available_tasks()),
             )
     return limit(task, max_train_samples, max_eval_samples, seed)

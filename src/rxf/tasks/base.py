@@ -20,7 +20,7 @@ TEXT, TEXT_PAIR, LABEL = "text", "text_pair", "label"
 
 @dataclass
 class TextTask:
-    """A text classification or regression task: datasets with columns text[, text_pair], label."""
+    """A text classification, regression or multi-label task: datasets with columns text[, text_pair], label."""
 
     name: str
     train: datasets.Dataset | None
@@ -28,6 +28,7 @@ class TextTask:
     label_names: list[str] | None  # class names in id order; None for regression
     main_metric: str  # key of compute_metrics' output used for model selection
     metric_set: str | None = None  # a key of rxf.metrics.METRIC_SETS; defaults to main_metric
+    multi_label: bool = False  # labels are multi-hot rows over label_names (any number of classes per example)
 
     @property
     def num_labels(self) -> int:
@@ -56,15 +57,20 @@ def make_dataset(
     text_pairs: Sequence[str] | None = None,
     *,
     regression: bool = False,
+    multi_label: bool = False,
 ) -> datasets.Dataset:
-    """A dataset with the standard columns: text, [text_pair,] label (int64, or float32 for regression)."""
+    """A dataset with the standard columns: text, [text_pair,] label (int64; float32 for regression;
+    a float32 0/1 row per example for multi-label)."""
     columns: dict[str, list] = {TEXT: list(texts)}
     features = {TEXT: datasets.Value("string")}
     if text_pairs is not None:
         columns[TEXT_PAIR] = list(text_pairs)
         features[TEXT_PAIR] = datasets.Value("string")
     columns[LABEL] = list(labels)
-    features[LABEL] = datasets.Value("float32" if regression else "int64")
+    if multi_label:
+        features[LABEL] = datasets.List(datasets.Value("float32"))
+    else:
+        features[LABEL] = datasets.Value("float32" if regression else "int64")
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 

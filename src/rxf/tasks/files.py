@@ -1,14 +1,22 @@
 """Tasks from the user's own CSV/TSV/JSON/JSONL files, or from any Hugging Face hub dataset.
 
 Both go through :func:`build_task`, which picks the text/text_pair/label columns, decides between
-classification and regression, maps string labels to ids (sorted label set of the train split)
-and reports every data problem as an :class:`~rxf.errors.RxfError` naming the file and row.
+classification, regression and multi-label, maps string labels to ids (sorted label set of the
+train split) and reports every data problem as an :class:`~rxf.errors.RxfError` naming the file and row.
+
+Delimited text: ``.csv`` (its delimiter sniffed when unambiguous, else a comma), ``.tsv`` (tab),
+and ``.txt`` when a delimiter is given (``delimiter: tab`` reads a tab-separated .txt).
+Multi-label rows hold a list of labels: a JSON list (``"label": ["sport", "politics"]``) or, in
+delimited text, labels joined by ``label_separator`` (``sport|politics``); an empty cell or list
+is a row with no labels.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 import datasets
@@ -18,8 +26,12 @@ from rxf.errors import RxfError, closest
 from rxf.tasks.base import SPLIT_SEED, TextTask, make_dataset, stratified_split
 
 HOLDOUT_FRACTION = 0.1
-TASK_TYPES = ("classification", "regression")
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+TASK_TYPES = ("classification", "regression", "multi_label")
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json"}
+# The delimiter option: a name or one character. None: sniffed (.csv) or tab (.tsv).
+DELIMITERS = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+SNIFFED_DELIMITERS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
 
 
 @dataclass
@@ -32,12 +44,71 @@ class RawSplit:
 
 
 def check_task_type(task_type: str | None) -> None:
-    """Reject a task_type other than None, "classification" or "regression"."""
+    """Reject a task_type other than None, "classification", "regression" or "multi_label"."""
     if task_type is not None and task_type not in TASK_TYPES:
         raise RxfError(
             f"task_type {task_type!r}{closest(str(task_type), TASK_TYPES)} is not valid: "
-            f"use {' or '.join(TASK_TYPES)}, or leave it out to infer it from the labels"
+            f"use {', '.join(TASK_TYPES)}, or leave it out to infer it from the labels"
         )
+
+
+def delimiter_char(delimiter: str | None) -> str | None:
+    """The character a delimiter option names ("tab", ";", "\\t", ...); None (or "auto") for "infer it"."""
+    if delimiter is None or delimiter == "auto":
+        return None
+    if delimiter.lower() in DELIMITERS:
+        return DELIMITERS[delimiter.lower()]
+    if delimiter == "\\t":
+        return "\t"
+    if len(delimiter) == 1 and delimiter not in "\"\r\n":
+        return delimiter
+    raise RxfError(
+        f"delimiter {delimiter!r} is not valid: use one of {', '.join(DELIMITERS)}, auto, or a single character"
+    )
+
+
+def _consistent_width(sample: str, delimiter: str) -> bool:
+    """True when every row of ``sample`` splits into the same number (> 1) of fields."""
+    widths = {len(row) for row in csv.reader(StringIO(sample), delimiter=delimiter) if row}
+    return len(widths) == 1 and widths.pop() > 1
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter of a .csv file: the only one of , ; tab | that splits every sampled row into the same
+    number of fields; with several, a comma if it is one of them, else csv.Sniffer's pick; a comma otherwise."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        sample = f.read(SNIFF_BYTES)
+        if f.read(1):  # cut at the last line break: a partial last row would look inconsistent
+            sample = sample[: sample.rfind("\n") + 1] or sample
+    consistent = [d for d in SNIFFED_DELIMITERS if _consistent_width(sample, d)]
+    if len(consistent) == 1:
+        return consistent[0]
+    if not consistent or "," in consistent:
+        return ","
+    try:
+        guess = csv.Sniffer().sniff(sample, delimiters="".join(consistent)).delimiter
+    except csv.Error:
+        guess = None
+    if guess is None:
+        shown = " or ".join(repr(d) for d in consistent)
+        raise RxfError(f"{path}: its delimiter could be {shown}: set delimiter (--delimiter) to say which")
+    return guess
+
+
+def file_delimiter(path: Path, delimiter: str | None, option: str) -> str:
+    """The delimiter to read a .csv/.tsv/.txt file with: the one given, else tab (.tsv) or sniffed (.csv)."""
+    given = delimiter_char(delimiter)
+    if given is not None:
+        return given
+    suffix = path.suffix.lower()
+    if suffix == ".tsv":
+        return "\t"
+    if suffix == ".txt":
+        raise RxfError(
+            f"{option} {path}: a .txt file is read as delimited text when you say how: "
+            "set delimiter (--delimiter tab for tab-separated text)"
+        )
+    return sniff_delimiter(path)
 
 
 def root_cause(error: BaseException) -> str:
@@ -138,6 +209,55 @@ def _class_ids(split: RawSplit, column: str, ids: dict[str, int], train: RawSpli
     return out
 
 
+def _label_sets(split: RawSplit, column: str, separator: str | None) -> list[list[str]]:
+    """Multi-label rows as lists of label keys: JSON lists as they are, text split at ``separator``."""
+    out = []
+    for i, value in enumerate(split.ds[column]):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            value = []  # an empty cell: a row with no labels
+        if isinstance(value, str):
+            if separator is None:
+                raise RxfError(
+                    f"{split.where(i)}: label {value!r} in column {column!r} is text, but a multi-label task needs "
+                    "a list per row: a JSON list, or set label_separator (e.g. '|' for 'sport|politics')"
+                )
+            value = [part for part in value.split(separator) if part.strip()]
+        elif not isinstance(value, list):
+            value = [value]  # one number per row
+        out.append([_label_key(v) for v in value if v is not None])
+    return out
+
+
+def _multi_hot(split: RawSplit, column: str, separator: str | None, ids: dict[str, int], train: RawSplit) -> list[list[float]]:
+    out = []
+    for i, keys in enumerate(_label_sets(split, column, separator)):
+        row = [0.0] * len(ids)
+        for key in keys:
+            if key not in ids:
+                raise RxfError(
+                    f"{split.where(i)}: label {key!r} does not occur in {train.source}; "
+                    f"the train labels are: {', '.join(list(ids)[:20])}{', ...' if len(ids) > 20 else ''}"
+                )
+            row[ids[key]] = 1.0
+        out.append(row)
+    return out
+
+
+def _is_multi_label(train: RawSplit, label_column: str, task_type: str | None, label_separator: str | None) -> bool:
+    """A multi-label task: asked for, or labels that are lists, or a label separator given."""
+    is_list = isinstance(train.ds.features[label_column], (datasets.List, datasets.LargeList))
+    if task_type in ("classification", "regression"):
+        if is_list:
+            raise RxfError(
+                f"{train.source}: column {label_column!r} holds lists of labels, which makes a multi-label task: "
+                f"set task_type to multi_label or leave it out, not {task_type!r}"
+            )
+        if label_separator is not None:
+            raise RxfError(f"label_separator is for multi-label tasks: leave it out for task_type {task_type!r}")
+        return False
+    return task_type == "multi_label" or is_list or label_separator is not None
+
+
 def _class_label_ids(split: RawSplit, column: str, names: list[str]) -> list[int]:
     values = split.ds[column]
     for i, value in enumerate(values):
@@ -155,17 +275,27 @@ def build_task(
     text_pair_column: str | None,
     label_column: str,
     task_type: str | None,
+    label_separator: str | None = None,
 ) -> TextTask:
     """A :class:`TextTask` from raw splits; without eval splits, a fixed 10% of train is held out."""
     check_task_type(task_type)
     columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
     for split in [train, *(eval_splits or {}).values()]:
         _check_columns(split, columns)
-    regression = task_type == "regression" if task_type else _is_regression(train, label_column)
+    if label_separator is not None and not label_separator:
+        raise RxfError("label_separator is empty: give the text between labels, e.g. '|'")
+    multi_label = _is_multi_label(train, label_column, task_type, label_separator)
+    regression = not multi_label and (task_type == "regression" if task_type else _is_regression(train, label_column))
     class_feature = train.ds.features[label_column]
 
     label_names: list[str] | None
-    if regression:
+    if multi_label:
+        label_names = _sorted_labels({key for keys in _label_sets(train, label_column, label_separator) for key in keys})
+        if not label_names:
+            raise RxfError(f"{train.source}: no row of column {label_column!r} has a label")
+        ids = {key: i for i, key in enumerate(label_names)}
+        to_labels = lambda split: _multi_hot(split, label_column, label_separator, ids, train)  # noqa: E731
+    elif regression:
         label_names = None
         to_labels = lambda split: _regression_labels(split, label_column)  # noqa: E731
     elif isinstance(class_feature, datasets.ClassLabel):
@@ -178,7 +308,9 @@ def build_task(
 
     def convert(split: RawSplit) -> datasets.Dataset:
         pairs = _texts(split, text_pair_column) if text_pair_column else None
-        return make_dataset(_texts(split, text_column), to_labels(split), pairs, regression=regression)
+        return make_dataset(
+            _texts(split, text_column), to_labels(split), pairs, regression=regression, multi_label=multi_label
+        )
 
     train_ds = convert(train)
     if eval_splits:
@@ -188,18 +320,20 @@ def build_task(
             raise RxfError(
                 f"{train.source} has {len(train_ds)} row(s): too few to hold out an eval set; pass eval_file"
             )
-        strata = [0] * len(train_ds) if regression else train_ds["label"]
+        strata = [0] * len(train_ds) if regression or multi_label else train_ds["label"]
         train_idx, eval_idx = stratified_split(strata, HOLDOUT_FRACTION, SPLIT_SEED)
         if len(eval_idx) == 0:  # tiny classes all round down to 0: hold out one row anyway
             train_idx, eval_idx = train_idx[1:], train_idx[:1]
         train_ds, eval_ds = train_ds.select(train_idx), {"validation": train_ds.select(eval_idx)}
+    metric_set = "multi_label" if multi_label else "regression" if regression else "classification"
     return TextTask(
         name=name,
         train=train_ds,
         eval=eval_ds,
         label_names=label_names,
-        main_metric="pearson_spearman" if regression else "accuracy",
-        metric_set="regression" if regression else "classification",
+        main_metric={"multi_label": "micro_f1", "regression": "pearson_spearman"}.get(metric_set, "accuracy"),
+        metric_set=metric_set,
+        multi_label=multi_label,
     )
 
 
@@ -216,15 +350,19 @@ def _row_locator(path: Path) -> Callable[[int], str]:
     return (lambda i: f"{path}, record {i + 1}") if is_array else (lambda i: f"{path}, line {i + 1}")
 
 
-def read_file(path: str | Path, option: str) -> RawSplit:
-    """A CSV/TSV/JSON/JSONL file via ``datasets.load_dataset``; unreadable or empty files are RxfErrors."""
+def read_file(path: str | Path, option: str, delimiter: str | None = None) -> RawSplit:
+    """A CSV/TSV/TXT/JSON/JSONL file via ``datasets.load_dataset``; unreadable or empty files are RxfErrors.
+
+    ``delimiter`` (delimited text only): a name (tab, comma, semicolon, pipe, space) or one character;
+    None sniffs a .csv's and reads a .tsv as tab-separated (see :func:`file_delimiter`).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise RxfError(f"{option} {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise RxfError(
-            f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .json or .jsonl"
+            f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl"
         )
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -233,13 +371,14 @@ def read_file(path: str | Path, option: str) -> RawSplit:
     no_rows = RxfError(f"{option} {path} has no data rows" + (" (only a header)" if FORMATS[suffix] == "csv" else ""))
     if FORMATS[suffix] == "csv" and len(head.strip().splitlines()) < 2 and path.stat().st_size <= 4096:
         raise no_rows
-    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    kwargs = {"delimiter": file_delimiter(path, delimiter, option)} if FORMATS[suffix] == "csv" else {}
     try:
         loaded = datasets.load_dataset(FORMATS[suffix], data_files={"train": str(path)}, **kwargs)
     except Exception as error:
         if "corresponds to no data" in str(error):
             raise no_rows from error
-        raise RxfError(f"could not read {option} {path}: {root_cause(error)}") from error
+        hint = f"; read with delimiter {kwargs['delimiter']!r}: set delimiter if it uses another" if kwargs else ""
+        raise RxfError(f"could not read {option} {path}: {root_cause(error)}{hint}") from error
     ds = loaded["train"]
     if len(ds) == 0:
         raise no_rows
@@ -255,10 +394,12 @@ def load_files(
     text_pair_column: str | None = None,
     label_column: str = "label",
     task_type: str | None = None,
+    delimiter: str | None = None,
+    label_separator: str | None = None,
 ) -> TextTask:
     """A task from a train file and an optional eval file (else a fixed 10% of train is held out)."""
-    train = read_file(train_file, "train_file")
-    eval_splits = None if eval_file is None else {"validation": read_file(eval_file, "eval_file")}
+    train = read_file(train_file, "train_file", delimiter)
+    eval_splits = None if eval_file is None else {"validation": read_file(eval_file, "eval_file", delimiter)}
     return build_task(
         name or FORMATS[Path(train_file).suffix.lower()],
         train,
@@ -267,6 +408,7 @@ def load_files(
         text_pair_column=text_pair_column,
         label_column=label_column,
         task_type=task_type,
+        label_separator=label_separator,
     )
 
 
@@ -289,6 +431,7 @@ def load_hub(
     text_pair_column: str | None = None,
     label_column: str = "label",
     task_type: str | None = None,
+    label_separator: str | None = None,
     suggestion: str = "",
 ) -> TextTask:
     """A hub dataset ("owner/name" or "owner/name:config"): train split, eval = validation* splits,
@@ -321,4 +464,5 @@ def load_hub(
         text_pair_column=text_pair_column,
         label_column=label_column,
         task_type=task_type,
+        label_separator=label_separator,
     )
