@@ -12,6 +12,10 @@ embeddings through ``**kwargs`` that the encoder ignored, so its noise never rea
   same factor, so that the noise is added *before* scaling, as in the paper.
 * For encoder-decoder models the noise goes on the encoder's tokens only, even when encoder and
   decoder share one embedding module (T5): the hook is armed only while the encoder runs.
+* A batch that brings its own ``inputs_embeds`` (the word-embedding output, computed by the
+  caller) bypasses the embedding module, so the noise goes on ``inputs_embeds`` itself, through a
+  pre-hook on the model's forward, with the same scale handling: the same embeddings and the
+  same noise give the same result as ``input_ids``.
 """
 
 from __future__ import annotations
@@ -116,8 +120,8 @@ class AppliedDelta:
         """RxfError if the perturbation never reached the model (it would silently do nothing)."""
         if self.calls == 0:
             raise RxfError(
-                f"{method}: the model never called its token embeddings, so the perturbation was not applied; "
-                "pass input_ids (not inputs_embeds) in the batch"
+                f"{method}: the model neither called its token embeddings nor received inputs_embeds, so the "
+                "perturbation was not applied; pass input_ids or inputs_embeds in the batch"
             )
 
 
@@ -133,26 +137,42 @@ def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None =
     in fp32, multiplied by the module's ``embed_scale`` (so that it lands *before* scaling),
     and cast back. A ``magnitude`` (typical |δ|) enables the precision warning when δ would
     round away in the model's compute dtype. For encoder-decoder models only the encoder's
-    embedding calls get δ.
+    embedding calls get δ. A forward called with ``inputs_embeds`` (the embedding output the
+    caller computed) gets δ on ``inputs_embeds``, the same way.
     """
     embedding, encoder = token_embedding(model)
     scale = getattr(embedding, "embed_scale", 1.0)
     scale = float(scale) if not torch.is_tensor(scale) else scale.float()
     armed = encoder is None
+    embeddings_given = False  # this forward brought inputs_embeds: the embedding module's output is not the input
     applied = AppliedDelta()
 
-    def add_delta(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if not armed:
-            return None
+    def perturbed(embeddings: torch.Tensor) -> torch.Tensor:
         if applied.calls == 0 and magnitude is not None:
-            check_noise_precision(magnitude, output)
+            check_noise_precision(magnitude, embeddings)
         applied.calls += 1
-        d = delta(output) if callable(delta) else delta
-        if d.shape != output.shape:
-            raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(output.shape)}")
+        d = delta(embeddings) if callable(delta) else delta
+        if d.shape != embeddings.shape:
+            raise RxfError(f"perturbation of shape {tuple(d.shape)} does not match the embeddings {tuple(embeddings.shape)}")
         # At least fp32 (fp64 models stay fp64), then back to the model's dtype.
-        compute = torch.promote_types(output.dtype, torch.float32)
-        return (output.to(compute) + d.to(compute) * scale).to(output.dtype)
+        compute = torch.promote_types(embeddings.dtype, torch.float32)
+        return (embeddings.to(compute) + d.to(compute) * scale).to(embeddings.dtype)
+
+    def add_delta(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not armed or embeddings_given:
+            return None
+        return perturbed(output)
+
+    def add_delta_to_given(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        nonlocal embeddings_given
+        if kwargs.get("inputs_embeds") is None:
+            return None
+        embeddings_given = True
+        return args, {**kwargs, "inputs_embeds": perturbed(kwargs["inputs_embeds"])}
+
+    def end_of_forward(*_args: Any) -> None:
+        nonlocal embeddings_given
+        embeddings_given = False
 
     def arm(*_args: Any) -> None:
         nonlocal armed
@@ -162,7 +182,11 @@ def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None =
         nonlocal armed
         armed = False
 
-    handles = [embedding.register_forward_hook(add_delta)]
+    handles = [
+        embedding.register_forward_hook(add_delta),
+        model.register_forward_pre_hook(add_delta_to_given, with_kwargs=True),
+        model.register_forward_hook(end_of_forward),
+    ]
     if encoder is not None:
         handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]
     try:

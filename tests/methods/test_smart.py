@@ -165,15 +165,6 @@ def test_bad_options_name_the_field(options, field):
         method_config("smart", **options)
 
 
-def test_inputs_embeds_batches_are_refused_not_silently_unperturbed():
-    model, batch = tiny_bert()
-    model.train()
-    embeds = model.get_input_embeddings()(batch["input_ids"]).detach()
-    batch = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"], "labels": batch["labels"]}
-    with pytest.raises(RxfError, match="input_ids"):
-        method_config("smart").build().compute_loss(model, batch)
-
-
 def test_random_start_comes_from_the_methods_noise_generator_when_seeded():
     from rxf.methods.base import Method
 

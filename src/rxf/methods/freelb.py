@@ -91,6 +91,20 @@ class FreeLBConfig(MethodConfig):
         return FreeLB(self)
 
 
+class _AddGradient(torch.autograd.Function):
+    """Identity forward; the backward adds a gradient gathered elsewhere (see :meth:`FreeLB.training_step`)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(extra)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (extra,) = ctx.saved_tensors
+        return grad + extra.to(grad.dtype), None
+
+
 def sync_context(model: nn.Module, accelerator: Any = None) -> contextlib.AbstractContextManager:
     """A context that suspends DDP's gradient all-reduce: the accelerator's, the model's own, or none."""
     if accelerator is not None:
@@ -151,10 +165,19 @@ class FreeLB(Method):
         mask = token_mask(inputs)
         steps = config.adv_steps
         delta = self.initial_delta(model, mask)
+        # inputs_embeds computed by the caller (embedding(input_ids)) carry a graph that only one backward
+        # may run through: the first K − 1 steps start from a detached copy, whose gradients the last
+        # step's backward carries into the caller's graph.
+        given = inputs.get("inputs_embeds")
+        through_copy = given is not None and given.grad_fn is not None and steps > 1
+        if through_copy:
+            copy = given.detach().requires_grad_(True)
         losses: list[torch.Tensor] = []
         first_logits = None
         for k in range(steps):
             last = k == steps - 1
+            if through_copy:
+                inputs["inputs_embeds"] = _AddGradient.apply(given, copy.grad) if last and copy.grad is not None else (given if last else copy)
             delta.requires_grad_(True)
             with contextlib.nullcontext() if last else sync_context(model, accelerator):
                 with embedding_delta(model, delta) as applied:

@@ -6,9 +6,10 @@ with respect to it — so they use :func:`rxf.noise.embedding_delta` (re-exporte
 ``embedding_noise`` is built, with a tensor they own. The hook sits on the output of ``get_input_embeddings()`` (before
 positions, scaling and LayerNorm; the encoder's only, for encoder-decoder models), adds δ in
 fp32 and casts back, and multiplies δ by the module's ``embed_scale`` so that δ is added
-*before* scaling. It never uses ``inputs_embeds``, which some code bases (mt-dnn's SMART, the
-smart-pytorch README) feed with the *full* embedding output, applying positions and LayerNorm
-twice.
+*before* scaling. A batch that brings ``inputs_embeds`` (the word-embedding output) gets δ on
+them, with the same scaling. rxf never builds ``inputs_embeds`` itself: some code bases (mt-dnn's
+SMART, the smart-pytorch README) feed it with the *full* embedding output, applying positions and
+LayerNorm twice.
 
 The ball helpers work on δ of shape ``(batch, length, dim)`` with a ``(batch, length)`` mask of
 real tokens. Norms are computed in fp32. ``granularity`` says what one ball is:
@@ -53,13 +54,15 @@ def embedding_dim(model: nn.Module) -> int:
 
 def token_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
     """``(batch, length)`` float mask of real tokens: the attention mask, or all ones."""
-    input_ids = inputs.get("input_ids")
-    if input_ids is None:
-        raise RxfError("embedding perturbations need input_ids in the batch (inputs_embeds bypasses the embedding hook)")
+    tokens = inputs.get("input_ids")
+    if tokens is None and inputs.get("inputs_embeds") is not None:
+        tokens = inputs["inputs_embeds"][..., 0]
+    if tokens is None:
+        raise RxfError("embedding perturbations need input_ids or inputs_embeds in the batch")
     mask = inputs.get("attention_mask")
     if mask is None:
-        return torch.ones(input_ids.shape, dtype=torch.float32, device=input_ids.device)
-    return mask.to(device=input_ids.device, dtype=torch.float32)
+        return torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)
+    return mask.to(device=tokens.device, dtype=torch.float32)
 
 
 def _flatten(x: torch.Tensor, granularity: str) -> torch.Tensor:
