@@ -137,7 +137,7 @@ class RxfTrainerMixin:
         if not self._rxf_check_finite(out):
             # Nothing to back-propagate; the optimizer step is dropped by _SkipNonfiniteStep.
             return torch.zeros((), device=out.loss.device, requires_grad=True)
-        self._rxf_record(out)
+        self._rxf_record(out, normalizer)
         self.loss_is_scaled_for_ga = normalizer is not None
         loss = out.loss
         if normalizer is not None and self.args.average_tokens_across_devices:
@@ -199,7 +199,7 @@ class RxfTrainerMixin:
             options["accelerator"] = self.accelerator
         with self.compute_loss_context_manager():
             out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer, **options)
-        self._rxf_record(out)
+        self._rxf_record(out, normalizer)
         return out.loss.detach() / steps
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
@@ -214,12 +214,21 @@ class RxfTrainerMixin:
 
     # ---- logging ------------------------------------------------------------------------------
 
-    def _rxf_record(self, out: LossOutput) -> None:
+    def _rxf_record(self, out: LossOutput, normalizer: Any = None) -> None:
         parts = {"task_loss": out.task_loss}
         if out.regularizer is not None:
             parts[self.rxf_method.regularizer_name] = out.regularizer
+        # With a normalizer (token-level tasks), each micro-batch's parts are divided by the tokens of the
+        # whole accumulated batch (of all ranks, with average_tokens_across_devices): they add up to the
+        # batch's value. Scaled back by the micro-batches (and ranks), their average over the logging
+        # interval is what an unaccumulated run logs.
+        scale = 1.0
+        if normalizer is not None:
+            scale = float(self.current_gradient_accumulation_steps)
+            if self.args.average_tokens_across_devices:
+                scale *= self.accelerator.num_processes
         for key, value in parts.items():
-            self._rxf_log_sums[key] = self._rxf_log_sums.get(key, 0.0) + float(value)
+            self._rxf_log_sums[key] = self._rxf_log_sums.get(key, 0.0) + float(value) * scale
         self._rxf_log_count += 1
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
