@@ -1,0 +1,34 @@
+"""Set a model's dropout everywhere, for runs that switch it off (or change it) at fine-tuning time.
+
+    set_dropout(model, 0.0)   # every nn.Dropout and every float dropout rate a module reads
+
+Models read dropout in two ways: ``nn.Dropout`` modules (BERT's attention passes ``self.dropout.p``
+to the attention kernel too) and plain float attributes such as Llama's ``attention_dropout``. Both
+are set, and so is the config (so that a saved model says what it was trained with).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set every dropout rate of ``model`` to ``p``; return how many places were set."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+            changed += 1
+            continue
+        for name, value in vars(module).items():
+            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool):
+                setattr(module, name, p)
+                changed += 1
+    config = getattr(model, "config", None)
+    if config is not None:
+        for name, value in config.to_dict().items():
+            if ("dropout" in name or name.endswith("_pdrop")) and isinstance(value, float):
+                setattr(config, name, p)
+    return changed
