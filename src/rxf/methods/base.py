@@ -28,6 +28,7 @@ from torch import nn
 
 from rxf.errors import RxfError, closest
 from rxf.noise import unwrap_model
+from rxf.vocab_losses import IGNORE_INDEX, chunked_version, token_cross_entropy
 
 TaskType = Literal["classification", "regression", "multi_label", "seq2seq", "causal_lm"]
 TASK_TYPES: tuple[str, ...] = ("classification", "regression", "multi_label", "seq2seq", "causal_lm")
@@ -78,13 +79,31 @@ def logit_divergence(
     *,
     normalizer: int | float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """A divergence (rxf.divergence) between two outputs of the model, over the positions that count."""
+    """A divergence (rxf.divergence) between two outputs of the model, over the positions that count.
+
+    For token-level tasks, symmetric KL and JS run as the chunked kernels of rxf.vocab_losses
+    (same values, no [positions, vocabulary] temporaries) on the unshifted logits.
+    """
+    chunked = chunked_version(divergence) if task_type in GENERATION_TASKS else None
+    if chunked is not None:
+        mask = token_targets(labels, task_type) != IGNORE_INDEX
+        return chunked(logits, other_logits, mask, normalizer=normalizer)
     return divergence(
         prediction_logits(logits, task_type),
         prediction_logits(other_logits, task_type),
         target_mask(labels, task_type),
         normalizer=normalizer,
     )
+
+
+def token_targets(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:
+    """Labels aligned with the *unshifted* logits: for causal LMs, shifted left with −100 at the end.
+
+    Shifting the labels instead of slicing the logits keeps the logits contiguous: no copy of them.
+    """
+    if task_type == "causal_lm":
+        return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return labels
 
 
 def task_loss(
@@ -95,7 +114,27 @@ def task_loss(
     label_smoothing: float = 0.0,
     normalizer: int | float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The supervised loss, in fp32, averaged over examples (or target tokens), or summed and divided by ``normalizer``."""
+    """The supervised loss, in fp32, averaged over examples (or target tokens), or summed and divided by ``normalizer``.
+
+    Token-level tasks use the chunked cross-entropy of rxf.vocab_losses (the values and
+    gradients of :func:`reference_task_loss`, without [positions, vocabulary] fp32 temporaries).
+    """
+    if task_type in GENERATION_TASKS:
+        return token_cross_entropy(
+            logits, token_targets(labels, task_type), label_smoothing=label_smoothing, normalizer=normalizer
+        )
+    return reference_task_loss(logits, labels, task_type, label_smoothing=label_smoothing, normalizer=normalizer)
+
+
+def reference_task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: TaskType,
+    *,
+    label_smoothing: float = 0.0,
+    normalizer: int | float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`task_loss` in plain PyTorch: what sequence-level tasks use, and the reference the chunked kernels are tested against."""
     logits = prediction_logits(logits, task_type).float()
     labels = prediction_labels(labels, task_type)
     if task_type == "regression":
