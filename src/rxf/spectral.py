@@ -15,10 +15,16 @@ saved or evaluated, so that the saved head has σ_max ≤ 1 up to float error.
 Checkpoints never carry the parametrisation: :func:`folded_state_dict` gives the plain
 ``…weight`` tensors (``W / σ`` as the model uses them), so a saved R4F model loads into the plain
 transformers class, without rxf, and gives the same logits.
+
+With a peft model (LoRA …), the head is the trainable copy peft keeps in ``modules_to_save``
+(``task_type="SEQ_CLS"`` puts the classifier there): that copy is normalised, not the frozen
+original beside it, and the saved adapter carries the folded head.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -32,24 +38,57 @@ from rxf.noise import unwrap_model
 SpectralScope = Literal["final", "head"]
 
 
+def transformers_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside DDP/compile wrappers and a peft model (``PeftModel.get_base_model()``)."""
+    model = unwrap_model(model)
+    if hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None)):
+        return model.get_base_model()
+    return model
+
+
+def peft_frozen_modules(model: nn.Module) -> set[int]:
+    """ids of the modules peft keeps beside the trained ones: the original of a ``modules_to_save``
+    wrapper and its inactive adapters' copies, and everything inside a LoRA-adapted layer."""
+    frozen: set[int] = set()
+    for module in model.modules():
+        if hasattr(module, "original_module") and isinstance(getattr(module, "modules_to_save", None), nn.ModuleDict):
+            active = set(getattr(module, "active_adapters", None) or [getattr(module, "active_adapter", "default")])
+            frozen |= {id(m) for m in module.original_module.modules()}
+            for adapter, copy in module.modules_to_save.items():
+                if adapter not in active:
+                    frozen |= {id(m) for m in copy.modules()}
+        elif hasattr(module, "base_layer") and hasattr(module, "lora_A"):
+            frozen |= {id(m) for m in module.modules()}
+    return frozen
+
+
 def head_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     """(name, module) of the linear layers outside the base model, in registration order."""
-    model = unwrap_model(model)
+    model = transformers_model(model)
     base = getattr(model, "base_model", None)
     if base is None or base is model:
         return []
-    inside = {id(m) for m in base.modules()}
+    inside = {id(m) for m in base.modules()} | peft_frozen_modules(model)
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) and id(m) not in inside]
 
 
 def classification_head(model: nn.Module, scope: SpectralScope = "final") -> list[tuple[str, nn.Linear]]:
     """The head linears R4F normalises; an RxfError if the model has no classification head."""
     linears = head_linears(model)
-    num_labels = getattr(getattr(unwrap_model(model), "config", None), "num_labels", None)
+    inner = transformers_model(model)
+    num_labels = getattr(getattr(inner, "config", None), "num_labels", None)
     outputs = [(n, m) for n, m in linears if m.out_features == num_labels]
+    peft_model = inner is not unwrap_model(model)
+    if peft_model and not all(m.weight.requires_grad for _, m in outputs):
+        outputs = []  # peft froze it: normalised, it would change the logits without being saved with the adapter
+    if not outputs and peft_model:
+        raise RxfError(
+            f"R4F needs the classification head of the peft model trained in full, and {type(inner).__name__}'s is "
+            "not: list it in modules_to_save (LoraConfig(task_type='SEQ_CLS') does) rather than adapting it with LoRA"
+        )
     if not outputs:
         raise RxfError(
-            f"R4F needs a classification head, and {type(unwrap_model(model)).__name__} has none "
+            f"R4F needs a classification head, and {type(inner).__name__} has none "
             "(no linear layer outside the base model projects to num_labels): use r3f instead"
         )
     if scope == "final":
@@ -57,6 +96,11 @@ def classification_head(model: nn.Module, scope: SpectralScope = "final") -> lis
     if scope == "head":
         return linears
     raise RxfError(f"unknown spectral_norm_scope {scope!r}: choose 'final' or 'head'")
+
+
+def is_parametrized(module: nn.Module) -> bool:
+    """Whether the module itself holds a parametrisation (peft's wrappers forward the attribute to the module they wrap)."""
+    return isinstance(module._modules.get("parametrizations"), nn.ModuleDict)
 
 
 def apply_spectral_norm(model: nn.Module, scope: SpectralScope = "final", n_power_iterations: int = 1) -> list[str]:
@@ -78,7 +122,7 @@ def refresh_spectral_norm(model: nn.Module) -> None:
     evaluating and saving, so the head the user gets has σ_max = 1 up to float error.
     """
     for module in unwrap_model(model).modules():
-        if not parametrize.is_parametrized(module):
+        if not is_parametrized(module):
             continue
         for tensor_name, chain in module.parametrizations.items():
             for p in chain:
@@ -94,7 +138,7 @@ def refresh_spectral_norm(model: nn.Module) -> None:
 
 
 def has_spectral_norm(model: nn.Module) -> bool:
-    return any(parametrize.is_parametrized(m) for m in unwrap_model(model).modules())
+    return any(is_parametrized(m) for m in unwrap_model(model).modules())
 
 
 def folded_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -107,7 +151,7 @@ def folded_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     refresh_spectral_norm(model)
     state = {k: v for k, v in model.state_dict().items() if ".parametrizations." not in k}
     for name, module in model.named_modules():
-        if not parametrize.is_parametrized(module):
+        if not is_parametrized(module):
             continue
         was_training = module.training
         module.eval()  # eval: read the stored estimate, don't advance the power iteration
@@ -118,11 +162,66 @@ def folded_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def plain_linear(module: nn.Linear) -> nn.Linear:
+    """A parameter-free-of-parametrisation copy of a normalised linear layer: its weight is ``W / σ`` (eval value)."""
+    weight = folded_weight(module)
+    plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if module.bias is not None:
+            plain.bias.copy_(module.bias)
+    plain.train(module.training)
+    return plain
+
+
+def folded_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a normalised module computes with in eval mode (no power-iteration step), detached."""
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        weight = module.weight.detach().clone()
+    module.train(was_training)
+    return weight
+
+
+@contextmanager
+def spectral_norm_folded(model: nn.Module) -> Iterator[None]:
+    """While active, each spectrally normalised module is swapped for a plain copy holding ``W / σ``.
+
+    For savers that read the modules themselves rather than a state dict (peft's
+    ``save_pretrained`` asks each ``modules_to_save`` copy for its own keys), e.g.
+    ``with spectral_norm_folded(peft_model): peft_model.save_pretrained(path)``. The parametrised
+    modules are put back (same parameters, so an optimizer holding them is unaffected), with the
+    copies' bias, which a loader may have written; their weight's state (W, u, v) is left as it was.
+    """
+    model = unwrap_model(model)
+    refresh_spectral_norm(model)
+    swapped = []
+    parametrized = [
+        (parent, child, module)
+        for parent in model.modules()
+        for child, module in parent.named_children()
+        if is_parametrized(module)
+    ]
+    for parent, child, module in parametrized:
+        plain = plain_linear(module)
+        setattr(parent, child, plain)
+        swapped.append((parent, child, module, plain))
+    try:
+        yield
+    finally:
+        for parent, child, module, plain in swapped:
+            setattr(parent, child, module)
+            if module.bias is not None:  # a loader may have written it (the weight's state comes from elsewhere)
+                with torch.no_grad():
+                    module.bias.copy_(plain.bias)
+
+
 def remove_spectral_norm(model: nn.Module) -> nn.Module:
     """Fold the parametrisation into the weights for good (after training), in place."""
     refresh_spectral_norm(model)
     for module in unwrap_model(model).modules():
-        if parametrize.is_parametrized(module):
+        if is_parametrized(module):
             was_training = module.training
             module.eval()
             for tensor_name in list(module.parametrizations):

@@ -48,7 +48,7 @@ from rxf.methods.base import (
     output_logits,
     task_loss,
 )
-from rxf.spectral import folded_state_dict, has_spectral_norm, refresh_spectral_norm
+from rxf.spectral import has_spectral_norm, refresh_spectral_norm, spectral_norm_folded
 
 SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
 NOISE_RNG_FILE = "rxf_noise_rng_{rank}.safetensors"
@@ -71,6 +71,23 @@ class _SkipNonfiniteStep(TrainerCallback):
             self.trainer.rxf_skipped_steps += 1
 
 
+def refuse_neftune_argument(method: Method, args: Any) -> None:
+    """RxfError if ``neftune_noise_alpha`` is set with a method that perturbs the embeddings itself.
+
+    transformers' NEFTune hook noises every training forward pass, so R3F's and SMART's clean pass
+    would not be clean, and NEFTune would be applied twice. Standard and R-Drop compose with it.
+    """
+    from rxf.methods import R3F, FreeLB, NEFTune, Smart
+
+    alpha = getattr(args, "neftune_noise_alpha", None)
+    if alpha is not None and isinstance(method, (R3F, Smart, FreeLB, NEFTune)):
+        raise RxfError(
+            f"neftune_noise_alpha={alpha} cannot be combined with method {method.config.name!r}, which perturbs the "
+            "embeddings itself (the NEFTune hook would noise its clean pass too): unset neftune_noise_alpha, or use "
+            "method='neftune' (alpha=...) instead of the argument"
+        )
+
+
 class RxfTrainerMixin:
     """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
 
@@ -87,9 +104,12 @@ class RxfTrainerMixin:
         self.rxf_on_nonfinite = on_nonfinite
         self.rxf_skipped_steps = 0
         model = kwargs.get("model", args[0] if args else None)
-        if model is not None:
+        if isinstance(model, nn.Module):
             self.rxf_method.prepare_model(model)
         super().__init__(*args, **kwargs)
+        if model is not None and not isinstance(model, nn.Module):  # a name, loaded by the Trainer (TRL's SFTTrainer)
+            self.rxf_method.prepare_model(self.model)
+        refuse_neftune_argument(self.rxf_method, self.args)
         # A different noise stream on every rank, reproducible from the seed.
         self.rxf_method.noise_seed = self.args.seed + 7919 * (self.args.process_index + 1)
         self._rxf_log_sums: dict[str, float] = {}
@@ -293,7 +313,10 @@ class RxfTrainerMixin:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not has_spectral_norm(self.model):
             return super()._save(output_dir, state_dict)
-        super()._save(output_dir, folded_state_dict(self.model))
+        # Plain weights W/σ, loadable without rxf; swapped-in plain modules rather than a state dict,
+        # since peft's save_pretrained asks each modules_to_save copy for its own keys.
+        with spectral_norm_folded(self.model):
+            super()._save(output_dir)
         if self.args.should_save:
             raw = {k: v.detach().contiguous() for k, v in self.model.state_dict().items() if ".parametrizations." in k}
             save_file(raw, os.path.join(output_dir, SPECTRAL_STATE_FILE))
@@ -302,6 +325,13 @@ class RxfTrainerMixin:
         model = model if model is not None else self.model
         raw_path = os.path.join(resume_from_checkpoint, SPECTRAL_STATE_FILE)
         weights_path = os.path.join(resume_from_checkpoint, "model.safetensors")
+        if has_spectral_norm(model) and os.path.isfile(raw_path) and not os.path.isfile(weights_path):
+            # A peft adapter (or sharded weights): load it into plain copies of the normalised
+            # modules, then put back their exact spectral-norm state.
+            with spectral_norm_folded(model):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+            model.load_state_dict(load_file(raw_path), strict=False)
+            return
         if not (has_spectral_norm(model) and os.path.isfile(raw_path) and os.path.isfile(weights_path)):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         raw = load_file(raw_path)
