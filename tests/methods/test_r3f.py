@@ -145,3 +145,52 @@ def test_bad_options_name_the_field(options, field):
 def test_unknown_method_suggests_the_closest():
     with pytest.raises(RxfError, match="did you mean 'r3f'"):
         method_config("r3g")
+
+
+@pytest.mark.parametrize("name", ["r3f", "smart", "rdrop"])
+@pytest.mark.parametrize("arch", ["gpt2", "bart", "bert"])
+def test_sequence_sum_is_token_mean_times_mean_target_tokens(arch, name):
+    """fairseq's normalisation for generation (sum over real tokens / sequences) against ours (mean over real tokens)."""
+    model, batch = ARCHITECTURES[arch]()
+    model.train()
+    if name == "rdrop":  # R-Drop's divergence needs dropout
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.1
+            elif isinstance(getattr(module, "dropout", None), float):  # BART's functional dropout
+                module.dropout = 0.1
+    task_type = infer_task_type(model)
+    options = {"r3f": {"sigma": 0.1}, "smart": {"epsilon": 0.1, "step_size": 0.1}, "rdrop": {}}[name]
+    values = {}
+    for reduction in ("token_mean", "sequence_sum"):
+        method = method_config(name, divergence_reduction=reduction, **options).build()
+        method.noise_seed = 0
+        torch.manual_seed(0)  # the same dropout masks
+        values[reduction] = method.compute_loss(model, batch).regularizer.item()
+    assert values["token_mean"] > 0
+    if task_type == "classification":
+        expected = 1.0  # one position per sequence
+    else:
+        targets = batch["labels"][:, 1:] if task_type == "causal_lm" else batch["labels"]
+        expected = (targets != -100).sum().item() / batch["labels"].size(0)
+        assert expected > 1
+    assert values["sequence_sum"] / values["token_mean"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sequence_sum_under_accumulation_weights_micro_batches_by_their_tokens():
+    """With a normalizer N (the accumulated batch's tokens), a micro-batch with t tokens and B sequences gives ΣKL/B · t/N."""
+    model, batch = tiny_gpt2()
+    model.train()
+    tokens = (batch["labels"][:, 1:] != -100).sum().item()
+    results = {}
+    for reduction in ("token_mean", "sequence_sum"):
+        method = method_config("r3f", sigma=0.1, divergence_reduction=reduction).build()
+        method.noise_seed = 0
+        results[reduction] = method.compute_loss(model, batch, normalizer=3 * tokens).regularizer.item()
+    summed = results["token_mean"] * 3 * tokens  # ΣKL over the micro-batch
+    assert results["sequence_sum"] == pytest.approx(summed / batch["labels"].size(0) * tokens / (3 * tokens), rel=1e-5)
+
+
+def test_divergence_reduction_is_validated():
+    with pytest.raises(RxfError, match="divergence_reduction"):
+        method_config("r3f", divergence_reduction="sum")

@@ -14,6 +14,17 @@ Gradient modes:
 The divergence is chosen from the task type unless set: symmetric KL for classification and
 token-level tasks (over labels ≠ −100 only), squared error for regression (our extension), a
 symmetric Bernoulli KL for multi-label heads. It is computed in fp32.
+
+For token-level tasks ``divergence_reduction`` says how the token divergences are reduced:
+
+* ``"token_mean"`` (default): averaged over the real target tokens, like the task loss;
+* ``"sequence_sum"``: summed over the real target tokens and divided by the number of sequences,
+  as fairseq's R3F for generation (``label_smoothed_cross_entropy_r3f``) does, so the paper's
+  summarization λ grid {0.001, 0.01, 0.1} means what it meant there. It is ``token_mean`` × the
+  mean number of real target tokens per sequence. Under gradient accumulation each micro-batch
+  counts by its share of the accumulated batch's tokens, as in fairseq.
+
+Classification reduces over one position per sequence, where the two agree.
 """
 
 from __future__ import annotations
@@ -37,7 +48,9 @@ from rxf.methods.base import (
     logit_divergence,
     model_inputs,
     output_logits,
+    paired_losses,
     register,
+    target_mask,
     task_loss,
 )
 from rxf.noise import NOISE_TYPES, embedding_noise
@@ -52,8 +65,24 @@ DEFAULT_DIVERGENCE: dict[str, str] = {
 }
 
 
+DIVERGENCE_REDUCTIONS = ("token_mean", "sequence_sum")
+
+
 def divergence_for(name: str, task_type: TaskType) -> Divergence:
     return DIVERGENCES[DEFAULT_DIVERGENCE[task_type] if name == "auto" else name]
+
+
+def reduced(divergence: torch.Tensor, labels: torch.Tensor, task_type: TaskType, reduction: str) -> torch.Tensor:
+    """A divergence averaged over target tokens (``logit_divergence``), reduced as ``reduction`` says.
+
+    ``sequence_sum`` multiplies by the micro-batch's real target tokens over its sequences: the sum
+    over tokens divided by the sequences, or, with a normalizer (the accumulated batch's tokens),
+    that weighted by the micro-batch's share of them — fairseq's R3F under gradient accumulation.
+    """
+    mask = target_mask(labels, task_type)
+    if reduction == "token_mean" or mask is None:
+        return divergence
+    return divergence * mask.sum() / mask.size(0)
 
 
 def doubled(inputs: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -79,6 +108,8 @@ class R3FConfig(MethodConfig):
     gradient_mode: str = "both"
     # "auto" picks from the task type; or one of sym_kl, js, mse, sym_bernoulli_kl.
     divergence: str = "auto"
+    # Token-level tasks: "token_mean" (over real target tokens) or "sequence_sum" (fairseq's: summed, / sequences).
+    divergence_reduction: str = "token_mean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,6 +118,7 @@ class R3FConfig(MethodConfig):
         check_choice("noise_type", self.noise_type, NOISE_TYPES)
         check_choice("gradient_mode", self.gradient_mode, GRADIENT_MODES)
         check_choice("divergence", self.divergence, ("auto", *DIVERGENCES))
+        check_choice("divergence_reduction", self.divergence_reduction, DIVERGENCE_REDUCTIONS)
 
     def build(self) -> Method:
         return R3F(self)
@@ -109,17 +141,24 @@ class R3F(Method):
             return self.clean_loss(model, batch, normalizer=normalizer)
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
+        divergence = divergence_for(config.divergence, task_type)
+        paired = None
         if config.gradient_mode == "both":
             n = labels.size(0)
             logits = self.noised_logits(model, doubled(inputs, n), rows=slice(n, None))
             clean, noised = logits[:n], logits[n:]
+            # Token-level tasks: both terms in one chunked kernel over the doubled logits (rxf.vocab_losses).
+            paired = paired_losses(logits, labels, task_type, divergence, label_smoothing=config.label_smoothing, normalizer=normalizer)
         else:
             clean = output_logits(model(**inputs))
             with torch.no_grad():
                 noised = self.noised_logits(model, inputs)
-        loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
-        divergence = divergence_for(config.divergence, task_type)
-        regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
+        if paired is not None:
+            loss, _, regularizer = paired
+        else:
+            loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
+            regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
+        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
         return LossOutput(
             loss=loss + config.lambda_ * regularizer,
             task_loss=loss.detach(),

@@ -31,10 +31,11 @@ from rxf.methods.base import (
     logit_divergence,
     model_inputs,
     output_logits,
+    paired_losses,
     register,
     task_loss,
 )
-from rxf.methods.r3f import divergence_for, doubled
+from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, doubled, reduced
 
 
 @register
@@ -47,11 +48,14 @@ class RDropConfig(MethodConfig):
     alpha: float = 1.0
     # "auto" picks from the task type; or one of sym_kl, js, mse, sym_bernoulli_kl.
     divergence: str = "auto"
+    # Token-level tasks: "token_mean" or "sequence_sum" (summed over real target tokens, / sequences), as R3F.
+    divergence_reduction: str = "token_mean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number("alpha", self.alpha, minimum=0.0)
         check_choice("divergence", self.divergence, ("auto", *DIVERGENCES))
+        check_choice("divergence_reduction", self.divergence_reduction, DIVERGENCE_REDUCTIONS)
 
     def build(self) -> Method:
         return RDrop(self)
@@ -73,9 +77,17 @@ class RDrop(Method):
         logits = output_logits(model(**doubled(inputs, n)))
         first, second = logits[:n], logits[n:]
         options = {"label_smoothing": config.label_smoothing, "normalizer": normalizer}
-        loss = 0.5 * (task_loss(first, labels, task_type, **options) + task_loss(second, labels, task_type, **options))
         divergence = divergence_for(config.divergence, task_type)
-        regularizer = 0.5 * logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
+        # Token-level tasks: every term in one chunked kernel over the doubled logits (rxf.vocab_losses).
+        paired = paired_losses(logits, labels, task_type, divergence, **options)
+        if paired is not None:
+            task_first, task_second, divergence_value = paired
+        else:
+            task_first, task_second = task_loss(first, labels, task_type, **options), task_loss(second, labels, task_type, **options)
+            divergence_value = logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
+        loss = 0.5 * (task_first + task_second)
+        regularizer = 0.5 * divergence_value
+        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
         return LossOutput(
             loss=loss + config.alpha * regularizer,
             task_loss=loss.detach(),

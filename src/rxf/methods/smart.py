@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from rxf.divergence import DIVERGENCES
-from rxf.errors import RxfError
 from rxf.methods.base import (
     Batch,
     LossOutput,
@@ -65,7 +64,7 @@ from rxf.methods.perturb import (
     project,
     token_mask,
 )
-from rxf.methods.r3f import divergence_for
+from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, reduced
 from rxf.noise import unwrap_model
 
 
@@ -91,6 +90,8 @@ class SmartConfig(MethodConfig):
     granularity: str = "token"
     # "auto" picks from the task type; or one of sym_kl, js, mse, sym_bernoulli_kl.
     divergence: str = "auto"
+    # Token-level tasks: "token_mean" or "sequence_sum" (summed over real target tokens, / sequences), as R3F.
+    divergence_reduction: str = "token_mean"
     # Weight μ of the Bregman proximal term (0 = off). SMART's paper uses 1.
     bregman_mu: float = 0.0
     # β of the teacher's moving average θ̃ ← β θ̃ + (1 − β) θ.
@@ -106,10 +107,9 @@ class SmartConfig(MethodConfig):
         check_choice("norm", self.norm, NORMS)
         check_choice("granularity", self.granularity, GRANULARITIES)
         check_choice("divergence", self.divergence, ("auto", *DIVERGENCES))
+        check_choice("divergence_reduction", self.divergence_reduction, DIVERGENCE_REDUCTIONS)
         check_number("bregman_mu", self.bregman_mu, minimum=0.0)
-        check_number("teacher_momentum", self.teacher_momentum, minimum=0.0)
-        if self.teacher_momentum >= 1:
-            raise RxfError(f"teacher_momentum must be < 1, got {self.teacher_momentum!r}")
+        check_number("teacher_momentum", self.teacher_momentum, minimum=0.0, below=1.0)
 
     def build(self) -> Method:
         return Smart(self)
@@ -199,12 +199,14 @@ class Smart(Method):
                 perturbed = output_logits(model(**inputs))
             applied.check("smart")
             regularizer = logit_divergence(divergence, clean, perturbed, labels, task_type, normalizer=normalizer)
+            regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
             total = total + config.lambda_ * regularizer
         self.last_bregman = None
         if teacher is not None:
             with torch.no_grad():
                 teacher_logits = output_logits(teacher(**inputs))
             bregman = logit_divergence(divergence, clean, teacher_logits, labels, task_type, normalizer=normalizer)
+            bregman = reduced(bregman, labels, task_type, config.divergence_reduction)
             total = total + config.bregman_mu * bregman
             self.last_bregman = bregman.detach()
         return LossOutput(
