@@ -171,3 +171,55 @@ def test_shape_mistakes_are_named():
         chunked_symmetric_kl(logits, other, labels[:, 1:] != -100)
     with pytest.raises(ValueError, match="two halves"):
         paired_token_losses(logits, labels, "sym_kl")
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("standard", {}),
+        ("r3f", {"gradient_mode": "both", "sigma": 1e-2}),
+        ("r3f", {"gradient_mode": "clean", "sigma": 1e-2}),
+        ("rdrop", {}),
+        ("r3f", {"gradient_mode": "both", "sigma": 1e-2, "divergence": "js", "label_smoothing": 0.1}),
+    ],
+)
+def test_methods_use_the_kernels_on_causal_lms_with_the_reference_result(name, options, monkeypatch):
+    """R3F, R-Drop and Standard give the loss and gradients of the plain-PyTorch losses, through the chunked kernels."""
+    import rxf.methods.base as base
+    import rxf.methods.r3f as r3f
+    import rxf.methods.rdrop as rdrop
+    from rxf import method_config
+    from tiny_models import tiny_gpt2
+
+    model, batch = tiny_gpt2()
+    model.train()
+    if name == "rdrop":  # R-Drop needs dropout; the same seed gives both runs the same masks
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.1
+
+    def run():
+        method = method_config(name, **options).build()
+        method.noise_seed = 0
+        torch.manual_seed(0)
+        model.zero_grad()
+        out = method.compute_loss(model, batch)
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    calls = []
+    apply = vocab_losses._TokenLosses.apply
+    monkeypatch.setattr(vocab_losses._TokenLosses, "apply", lambda *a: calls.append(1) or apply(*a))
+    loss, grads = run()
+    assert calls, "the chunked kernels were not used"
+
+    for module in (base, r3f, rdrop):
+        monkeypatch.setattr(module, "task_loss", base.reference_task_loss, raising=False)
+        monkeypatch.setattr(module, "paired_losses", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(base, "chunked_version", lambda divergence: None)
+    calls.clear()
+    expected, expected_grads = run()
+    assert not calls
+    assert_close(loss, expected)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert_close(grad, expected_grad)

@@ -35,7 +35,8 @@ def _select(x: torch.Tensor, mask: torch.Tensor | None, event_dims: int) -> torc
     return x.reshape(-1, *x.shape[x.dim() - event_dims :]) if event_dims else x.reshape(-1)
 
 
-def _reduce(per_position: torch.Tensor, reduction: Reduction, normalizer: Normalizer) -> torch.Tensor:
+def reduce_positions(per_position: torch.Tensor, reduction: Reduction, normalizer: Normalizer) -> torch.Tensor:
+    """Per-position values reduced as the module docstring says (``"mean"``, ``"sum"``, ``"none"``)."""
     if reduction == "none":
         return per_position
     total = per_position.sum()
@@ -62,7 +63,7 @@ def symmetric_kl(
     log_p = F.log_softmax(_select(logits_p, mask, 1), dim=-1)
     log_q = F.log_softmax(_select(logits_q, mask, 1), dim=-1)
     per_position = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1)
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 def js_divergence(
@@ -79,7 +80,7 @@ def js_divergence(
     per_position = 0.5 * (
         (log_p.exp() * (log_p - log_m)).sum(-1) + (log_q.exp() * (log_q - log_m)).sum(-1)
     )
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 def symmetric_bernoulli_kl(
@@ -93,7 +94,7 @@ def symmetric_bernoulli_kl(
     p, q = _select(logits_p, mask, 1), _select(logits_q, mask, 1)
     # For a Bernoulli, log p − log(1−p) = logit, so Σ (p − q)(log p − log q) over {1, 0} is (p − q)(logit_p − logit_q).
     per_position = ((torch.sigmoid(p) - torch.sigmoid(q)) * (p - q)).sum(-1)
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 def squared_error(
@@ -112,7 +113,7 @@ def squared_error(
         scores_p, scores_q = scores_p.unsqueeze(-1), scores_q.unsqueeze(-1)
     p, q = _select(scores_p, mask, 1), _select(scores_q, mask, 1)
     per_position = (p - q).pow(2).sum(-1)
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 Divergence = Callable[..., torch.Tensor]

@@ -36,11 +36,13 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from rxf.divergence import Normalizer, Reduction, _reduce
+from rxf.divergence import Normalizer, Reduction, reduce_positions
 
-# fp32 values per chunk: 2^21 = 8 MiB, e.g. 16 positions of a 128,256-token vocabulary.
-CHUNK_ELEMENTS = 1 << 21
+# fp32 values per chunk: 2^18 = 1 MiB (2 positions of a 128,256-token vocabulary), so that a chunk's
+# temporaries stay in the CPU's cache: measured faster than 2^21 (benchmarks/llm_cost.py, docs/benchmarks.md).
+CHUNK_ELEMENTS = 1 << 18
 IGNORE_INDEX = -100
+LOG_2 = math.log(2.0)
 VOCAB_DIVERGENCES = ("sym_kl", "js")
 
 
@@ -51,45 +53,65 @@ class _Spec:
     chunk_rows: int
 
 
-def _chunks(count: int, size: int):
-    for start in range(0, count, size):
-        yield slice(start, min(start + size, count))
+def _chunks(index: torch.Tensor, size: int):
+    """(positions in ``index``, rows of the logits) per chunk; rows are a slice (a view, no copy) when contiguous."""
+    for start in range(0, index.numel(), size):
+        chunk = slice(start, min(start + size, index.numel()))
+        rows = index[chunk]
+        first, last = int(rows[0]), int(rows[-1])
+        yield chunk, (slice(first, last + 1) if last - first + 1 == rows.numel() else rows)
 
 
-def _log_probs(rows: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
-    return rows.float() - lse.unsqueeze(-1)
+def _take(side: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    return side[rows] if isinstance(rows, slice) else side.index_select(0, rows)
 
 
-def _cross_entropy_grad(log_p: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """softmax − (1−ε)·onehot − ε/V, in place over exp(log_p)."""
-    grad = log_p.exp()
-    grad[torch.arange(grad.size(0), device=grad.device), targets] -= 1.0 - smoothing
-    if smoothing:
-        grad -= smoothing / grad.size(-1)
-    return grad
+def _put(out: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
+    if isinstance(rows, slice):
+        out[rows].copy_(values)
+    else:
+        out.index_copy_(0, rows, values.to(out.dtype))
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_j a_ij b_ij per row, shape (rows, 1), without an (rows, V) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).squeeze(-1)
 
 
 def _divergence_values(log_p: torch.Tensor, log_q: torch.Tensor, kind: str) -> torch.Tensor:
-    p, q = log_p.exp(), log_q.exp()
-    if kind == "sym_kl":
-        return ((p - q) * (log_p - log_q)).sum(-1)
-    log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
-    return 0.5 * ((p * (log_p - log_m)).sum(-1) + (q * (log_q - log_m)).sum(-1))
-
-
-def _divergence_grads(log_p: torch.Tensor, log_q: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    p, q = log_p.exp(), log_q.exp()
+    """Per row; consumes log_p and log_q (overwritten)."""
     if kind == "sym_kl":
         d = log_p - log_q
-        s = p - q
-        grad_p = p * (d - (p * d).sum(-1, keepdim=True)) + s
-        grad_q = -q * (d - (q * d).sum(-1, keepdim=True)) - s
-        return grad_p, grad_q
-    log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
+        return _rowdot(log_p.exp_().sub_(log_q.exp_()), d).squeeze(-1)
+    log_m = torch.logaddexp(log_p, log_q).sub_(LOG_2)
     r_p, r_q = log_p - log_m, log_q - log_m
-    grad_p = 0.5 * p * (r_p - (p * r_p).sum(-1, keepdim=True))
-    grad_q = 0.5 * q * (r_q - (q * r_q).sum(-1, keepdim=True))
-    return grad_p, grad_q
+    return 0.5 * (_rowdot(log_p.exp_(), r_p) + _rowdot(log_q.exp_(), r_q)).squeeze(-1)
+
+
+def _divergence_grads(log_p, log_q, kind: str, weight: torch.Tensor):
+    """(∂/∂a, ∂/∂b) of the per-row divergence times ``weight`` (rows, 1), and (p, q); consumes log_p and log_q."""
+    if kind == "sym_kl":
+        d = log_p - log_q
+        p, q = log_p.exp_(), log_q.exp_()
+        s = p - q
+        grad_p = (d - _rowdot(p, d)).mul_(p).add_(s).mul_(weight)
+        grad_q = d.sub_(_rowdot(q, d)).mul_(q).add_(s).neg_().mul_(weight)
+        return grad_p, grad_q, p, q
+    log_m = torch.logaddexp(log_p, log_q).sub_(LOG_2)
+    r_p, r_q = log_p - log_m, log_m.neg_().add_(log_q)
+    p, q = log_p.exp_(), log_q.exp_()
+    grad_p = r_p.sub_(_rowdot(p, r_p)).mul_(p).mul_(0.5 * weight)
+    grad_q = r_q.sub_(_rowdot(q, r_q)).mul_(q).mul_(0.5 * weight)
+    return grad_p, grad_q, p, q
+
+
+def _add_cross_entropy_grad(grad, probs, targets, smoothing: float, weight):
+    """grad + weight · (softmax − (1−ε)·onehot − ε/V); with grad None, built in place over ``probs``."""
+    grad = probs.mul_(weight) if grad is None else grad.addcmul_(probs, weight)
+    grad[torch.arange(grad.size(0), device=grad.device), targets] -= weight.squeeze(-1) * (1.0 - smoothing)
+    if smoothing:
+        grad.sub_(weight * (smoothing / grad.size(-1)))
+    return grad
 
 
 class _TokenLosses(torch.autograd.Function):
@@ -105,21 +127,19 @@ class _TokenLosses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, stacked, partner, targets, index, spec: _Spec):  # type: ignore[override]
         sides = [stacked[0]] + ([stacked[1]] if stacked.size(0) == 2 else []) + ([partner[0]] if partner is not None else [])
-        count = index.numel()
-        lses = [torch.empty(count, dtype=torch.float32, device=stacked.device) for _ in sides]
-        cross_entropy = [torch.empty(count if targets is not None else 0, dtype=torch.float32, device=stacked.device) for _ in sides]
-        divergence = torch.empty(count if spec.divergence else 0, dtype=torch.float32, device=stacked.device)
-        for chunk in _chunks(count, spec.chunk_rows):
-            rows = index[chunk]
+        count, device = index.numel(), stacked.device
+        lses = [torch.empty(count, dtype=torch.float32, device=device) for _ in sides]
+        cross_entropy = [torch.empty(count if targets is not None else 0, dtype=torch.float32, device=device) for _ in sides]
+        divergence = torch.empty(count if spec.divergence else 0, dtype=torch.float32, device=device)
+        for chunk, rows in _chunks(index, spec.chunk_rows):
             log_probs = []
             for side, lse, ce in zip(sides, lses, cross_entropy):
-                x = side.index_select(0, rows).float()
+                x = _take(side, rows).float()
                 lse[chunk] = torch.logsumexp(x, -1)
-                log_probs.append(x.sub_(lse[chunk].unsqueeze(-1)))  # log-softmax, in place
+                log_p = x - lse[chunk].unsqueeze(-1)
+                log_probs.append(log_p)
                 if targets is not None:
-                    y = targets.index_select(0, rows)
-                    log_p = log_probs[-1]
-                    nll = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+                    nll = -log_p.gather(-1, targets[index[chunk]].unsqueeze(-1)).squeeze(-1)
                     smoothing = spec.label_smoothing
                     ce[chunk] = (1 - smoothing) * nll - smoothing * log_p.mean(-1) if smoothing else nll
             if spec.divergence:
@@ -147,26 +167,27 @@ class _TokenLosses(torch.autograd.Function):
             + ([grad_stacked[1] if want_stacked else None] if ctx.two_stacked else [])
             + ([grad_partner[0] if want_partner else None] if ctx.has_partner else [])
         )
-        grad_ce = [grad_ce_first, grad_ce_second]
+        grad_ce = [g if g is not None and g.numel() else None for g in (grad_ce_first, grad_ce_second)]
         if grad_divergence is not None and grad_divergence.numel() == 0:
             grad_divergence = None
-        for chunk in _chunks(index.numel(), spec.chunk_rows):
-            rows = index[chunk]
-            log_probs = [_log_probs(side.index_select(0, rows), lse[chunk]) for side, lse in zip(sides, lses)]
+        for chunk, rows in _chunks(index, spec.chunk_rows):
+            log_probs = [_take(side, rows).float() - lse[chunk].unsqueeze(-1) for side, lse in zip(sides, lses)]
             grads: list[torch.Tensor | None] = [None] * len(sides)
+            probs: list[torch.Tensor | None] = [None] * len(sides)
             if grad_divergence is not None:
                 weight = grad_divergence[chunk].unsqueeze(-1)
-                grad_p, grad_q = _divergence_grads(log_probs[0], log_probs[1], spec.divergence)  # type: ignore[arg-type]
-                grads[0], grads[1] = grad_p.mul_(weight), grad_q.mul_(weight)
-            for i, (log_p, g) in enumerate(zip(log_probs, grad_ce)):
-                if g is None or g.numel() == 0 or outputs[i] is None:
+                grads[0], grads[1], probs[0], probs[1] = _divergence_grads(log_probs[0], log_probs[1], spec.divergence, weight)
+            for i, g in enumerate(grad_ce[: len(sides)]):
+                if g is None or outputs[i] is None:
                     continue
-                term = _cross_entropy_grad(log_p, targets.index_select(0, rows), spec.label_smoothing)
-                term.mul_(g[chunk].unsqueeze(-1))
-                grads[i] = term if grads[i] is None else grads[i].add_(term)
+                p = probs[i] if probs[i] is not None else log_probs[i].exp_()
+                y = targets[index[chunk]]
+                grads[i] = _add_cross_entropy_grad(grads[i], p, y, spec.label_smoothing, g[chunk].unsqueeze(-1))
             for out, grad in zip(outputs, grads):
                 if out is not None:
-                    out.index_copy_(0, rows, grad.to(out.dtype) if grad is not None else out.new_zeros(len(rows), out.size(-1)))
+                    if grad is None:  # this side gets no gradient from any term
+                        grad = out.new_zeros(1, out.size(-1)).expand(chunk.stop - chunk.start, -1)
+                    _put(out, rows, grad)
         return grad_stacked, grad_partner, None, None, None
 
 
@@ -221,7 +242,7 @@ def token_cross_entropy(
     index = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
     spec = _spec(logits.size(-1), label_smoothing)
     per_position, _, _ = _TokenLosses.apply(_rows(logits).unsqueeze(0), None, targets, index, spec)
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 def _divergence(kind, logits_p, logits_q, mask, reduction, normalizer) -> torch.Tensor:
@@ -231,7 +252,7 @@ def _divergence(kind, logits_p, logits_q, mask, reduction, normalizer) -> torch.
     index = _selected(mask, logits_p.numel() // logits_p.size(-1), logits_p.device)
     spec = _spec(logits_p.size(-1), divergence=kind)
     _, _, per_position = _TokenLosses.apply(_rows(logits_p).unsqueeze(0), _rows(logits_q).unsqueeze(0), None, index, spec)
-    return _reduce(per_position, reduction, normalizer)
+    return reduce_positions(per_position, reduction, normalizer)
 
 
 def chunked_symmetric_kl(logits_p, logits_q, mask=None, reduction: Reduction = "mean", normalizer: Normalizer = None):

@@ -28,7 +28,8 @@ from torch import nn
 
 from rxf.errors import RxfError, closest
 from rxf.noise import unwrap_model
-from rxf.vocab_losses import IGNORE_INDEX, chunked_version, token_cross_entropy
+from rxf.divergence import reduce_positions, js_divergence, symmetric_kl
+from rxf.vocab_losses import IGNORE_INDEX, chunked_version, paired_token_losses, token_cross_entropy
 
 TaskType = Literal["classification", "regression", "multi_label", "seq2seq", "causal_lm"]
 TASK_TYPES: tuple[str, ...] = ("classification", "regression", "multi_label", "seq2seq", "causal_lm")
@@ -94,6 +95,32 @@ def logit_divergence(
         target_mask(labels, task_type),
         normalizer=normalizer,
     )
+
+
+def paired_losses(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: TaskType,
+    divergence: Callable[..., torch.Tensor],
+    *,
+    label_smoothing: float = 0.0,
+    normalizer: int | float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """For the logits of a batch run twice in one pass (rows ``[:n]`` and ``[n:]``, R3F "both" and R-Drop):
+    the task loss of each half and the divergence between them, reduced as :func:`task_loss` and
+    :func:`logit_divergence` reduce them.
+
+    For token-level tasks with symmetric KL or JS this is one chunked kernel over the whole
+    logits (rxf.vocab_losses.paired_token_losses): slicing the halves apart would cost two more
+    full-size buffers in the backward pass. None where the kernel does not apply (sequence-level
+    tasks, other divergences): compute the terms on the halves then.
+    """
+    kind = {symmetric_kl: "sym_kl", js_divergence: "js"}.get(divergence)
+    if task_type not in GENERATION_TASKS or kind is None:
+        return None
+    targets = token_targets(labels, task_type)
+    out = paired_token_losses(logits, targets, kind, label_smoothing=label_smoothing)
+    return tuple(reduce_positions(values, "mean", normalizer) for values in (out.cross_entropy_first, out.cross_entropy_second, out.divergence))
 
 
 def token_targets(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:

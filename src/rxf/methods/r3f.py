@@ -48,6 +48,7 @@ from rxf.methods.base import (
     logit_divergence,
     model_inputs,
     output_logits,
+    paired_losses,
     register,
     target_mask,
     task_loss,
@@ -140,17 +141,23 @@ class R3F(Method):
             return self.clean_loss(model, batch, normalizer=normalizer)
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
+        divergence = divergence_for(config.divergence, task_type)
+        paired = None
         if config.gradient_mode == "both":
             n = labels.size(0)
             logits = self.noised_logits(model, doubled(inputs, n), rows=slice(n, None))
             clean, noised = logits[:n], logits[n:]
+            # Token-level tasks: both terms in one chunked kernel over the doubled logits (rxf.vocab_losses).
+            paired = paired_losses(logits, labels, task_type, divergence, label_smoothing=config.label_smoothing, normalizer=normalizer)
         else:
             clean = output_logits(model(**inputs))
             with torch.no_grad():
                 noised = self.noised_logits(model, inputs)
-        loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
-        divergence = divergence_for(config.divergence, task_type)
-        regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
+        if paired is not None:
+            loss, _, regularizer = paired
+        else:
+            loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
+            regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
         regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
         return LossOutput(
             loss=loss + config.lambda_ * regularizer,

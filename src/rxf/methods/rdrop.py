@@ -31,6 +31,7 @@ from rxf.methods.base import (
     logit_divergence,
     model_inputs,
     output_logits,
+    paired_losses,
     register,
     task_loss,
 )
@@ -76,9 +77,16 @@ class RDrop(Method):
         logits = output_logits(model(**doubled(inputs, n)))
         first, second = logits[:n], logits[n:]
         options = {"label_smoothing": config.label_smoothing, "normalizer": normalizer}
-        loss = 0.5 * (task_loss(first, labels, task_type, **options) + task_loss(second, labels, task_type, **options))
         divergence = divergence_for(config.divergence, task_type)
-        regularizer = 0.5 * logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
+        # Token-level tasks: every term in one chunked kernel over the doubled logits (rxf.vocab_losses).
+        paired = paired_losses(logits, labels, task_type, divergence, **options)
+        if paired is not None:
+            task_first, task_second, divergence_value = paired
+        else:
+            task_first, task_second = task_loss(first, labels, task_type, **options), task_loss(second, labels, task_type, **options)
+            divergence_value = logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
+        loss = 0.5 * (task_first + task_second)
+        regularizer = 0.5 * divergence_value
         regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
         return LossOutput(
             loss=loss + config.alpha * regularizer,
