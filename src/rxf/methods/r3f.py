@@ -85,12 +85,27 @@ def reduced(divergence: torch.Tensor, labels: torch.Tensor, task_type: TaskType,
     return divergence * mask.sum() / mask.size(0)
 
 
+# Varlen-attention metadata of packed (padding-free) batches: offsets of the sequences in the
+# flattened batch (TRL's padding-free collator, transformers' DataCollatorWithFlattening).
+SEQUENCE_OFFSETS = ("cu_seq_lens_q", "cu_seq_lens_k")
+
+
 def doubled(inputs: dict[str, Any], batch_size: int) -> dict[str, Any]:
-    """Each batch tensor stacked on itself along the batch dimension."""
-    return {
-        k: torch.cat([v, v]) if torch.is_tensor(v) and v.dim() > 0 and v.size(0) == batch_size else v
-        for k, v in inputs.items()
-    }
+    """Each batch tensor stacked on itself along the batch dimension: one pass equivalent to two.
+
+    A packed batch's sequence offsets (``cu_seq_lens_q/k``) are extended so that the copy's
+    sequences follow the original's in the flattened batch, as a varlen (flash-attention) kernel
+    reads them; ``max_length_q/k`` stay as they are.
+    """
+    out = {}
+    for key, value in inputs.items():
+        if key in SEQUENCE_OFFSETS and torch.is_tensor(value):
+            out[key] = torch.cat([value, value[1:] + value[-1]])
+        elif torch.is_tensor(value) and value.dim() > 0 and value.size(0) == batch_size:
+            out[key] = torch.cat([value, value])
+        else:
+            out[key] = value
+    return out
 
 
 @register
