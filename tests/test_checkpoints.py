@@ -15,14 +15,52 @@ from tiny_models import save_tiny_classifier_dir, write_sentiment_csv
 DRIVER = Path(__file__).resolve().parent / "resume_driver.py"
 
 
+def fake_checkpoint(folder: Path) -> Path:
+    """A checkpoint folder with every file Trainer writes, small but real (safetensors, torch zip files)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text('{"global_step": 1}')
+    save_file({"weight": torch.zeros(64, 8)}, str(folder / "model.safetensors"))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({"state": torch.zeros(64)}, folder / name)
+    return folder
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 def test_latest_checkpoint_ignores_incomplete_ones(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
-    for step, complete in ((4, True), (8, True), (12, False)):
-        folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
-        (folder / "trainer_state.json").write_text('{"global_step": 1}' if complete else '{"global_')
+    for step in (4, 8, 12):
+        fake_checkpoint(tmp_path / f"checkpoint-{step}")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_')
     (tmp_path / ".staging" / "checkpoint-16").mkdir(parents=True)
     assert latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda c: truncate(c / "optimizer.pt"), "optimizer.pt is truncated"),
+        (lambda c: truncate(c / "model.safetensors"), "model.safetensors is truncated"),
+        (lambda c: (c / "model.safetensors").unlink(), "model weights (model.safetensors) are missing"),
+        (lambda c: (c / "rng_state.pth").unlink(), "rng_state.pth is missing"),
+        # A rotation killed half-way: some files gone, trainer_state.json still there.
+        (lambda c: [(c / n).unlink() for n in ("optimizer.pt", "scheduler.pt")], "optimizer.pt is missing"),
+    ],
+    ids=["truncated-optimizer", "truncated-weights", "missing-weights", "missing-rng", "half-deleted"],
+)
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_sound_one(tmp_path, damage, problem):
+    from rxf.checkpoints import checkpoint_problem, find_resumable
+
+    sound, newest = fake_checkpoint(tmp_path / "checkpoint-4"), fake_checkpoint(tmp_path / "checkpoint-8")
+    assert checkpoint_problem(newest) is None
+    damage(newest)
+    assert problem in checkpoint_problem(newest)
+    assert find_resumable(tmp_path) == (str(sound), [(newest, checkpoint_problem(newest))])
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def save_tiny_bert(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ".", ","]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file))  # transformers 5 ignores vocab_file=
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=64,

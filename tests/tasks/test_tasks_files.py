@@ -101,7 +101,7 @@ def test_empty_and_unreadable_files(tmp_path):
         load_task(train_file=write_csv(tmp_path / "empty.csv", ""))
     with pytest.raises(RxfError, match=r"header\.csv has no data rows \(only a header\)"):
         load_task(train_file=write_csv(tmp_path / "header.csv", "text,label\n"))
-    with pytest.raises(RxfError, match=r"eval_file .*nope\.csv not found"):
+    with pytest.raises(RxfError, match=r"eval_file .*nope\.csv does not exist"):
         load_task(train_file=write_csv(tmp_path / "ok.csv", "text,label\na,1\nb,0\n"), eval_file=tmp_path / "nope.csv")
     with pytest.raises(RxfError, match=r"a\.txt: a \.txt file is read as delimited text when you say how.*--delimiter tab"):
         load_task(train_file=write_csv(tmp_path / "a.txt", "text,label\na,1\n"))
@@ -152,8 +152,12 @@ def test_hub_failure_is_an_rxf_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'imdb' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(RxfError, match=r"'imdb' is not a known task and loading it from the Hugging Face hub failed "
-                                       r"\(ConnectionError: Couldn't reach"):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    with pytest.raises(RxfError, match=r"'imdb' is not one of rxf's tasks, and as a Hugging Face hub dataset it could "
+                                       r"not be fetched: the hub cannot be reached"):
+        load_task("imdb")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # issue 17: not "Dataset imdb is not cached in None"
+    with pytest.raises(RxfError, match=r"it is not in the local cache, and the hub is off \(HF_HUB_OFFLINE"):
         load_task("imdb")
 
 

@@ -92,9 +92,10 @@ def test_multinli_train_file_is_preferred_to_english_dev(tmp_path):
     write_xnli_dir(tmp_path, ["en", "de"])
     train, tests = xnli_files(tmp_path, ("en", "de"))
     assert train == tmp_path / "dev" / "dev-en.tsv" and tests["de"].parent.name == "test_labeled_derived"
-    write_tsv(tmp_path / "train-en.tsv", [("A premise.", "A hypothesis.", "contradictory")] * 4)
+    rows = [("A premise.", "A hypothesis.", "contradictory")] * 3 + [("A premise.", "Another.", "entailment")]
+    write_tsv(tmp_path / "train-en.tsv", rows)
     task = load_task("xnli/en,de", data_dir=tmp_path)
-    assert len(task.train) == 4 and set(task.train["label"]) == {2}  # XTREME's "contradictory"
+    assert len(task.train) == 4 and task.train["label"] == [2, 2, 2, 0]  # XTREME's "contradictory"
 
 
 def test_bad_files_name_the_problem(tmp_path):

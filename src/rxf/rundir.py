@@ -1,0 +1,385 @@
+"""One run per run directory: a manifest of what defines the run, and a lock while it trains.
+
+A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one process:
+
+1. **The lock**, ``.rxf.lock``, holds the owner's pid, host and start time and is created
+   atomically, so a second process on the same directory stops with one line naming the owner.
+   A lock whose process is gone (same host, and the pid is dead or now belongs to another
+   process) is stale: it is taken over with a warning. A lock written on another host cannot be
+   checked from here; the message says how to remove it once that process is gone.
+2. **The manifest**, ``run.json``, records what defines the run: its settings (model, data
+   files, task, method and options, seed, steps, recipe, ...) and a fingerprint of the data as
+   loaded. :meth:`RunDirectory.check` compares them with the manifest already there:
+
+   * no manifest and no run outputs (a new or unrelated folder): a new run;
+   * the same run, unfinished: it resumes (from its newest sound checkpoint);
+   * the same run, finished: refused (nothing to do);
+   * a different run: refused, naming what differs;
+   * run outputs without a manifest (from an older rxf, or copied in): refused.
+
+   ``overwrite`` replaces the earlier run instead of refusing. Its outputs are removed only in
+   :meth:`RunDirectory.start`, once the new run's data and model have loaded, so that a mistyped
+   command never destroys a run.
+3. :meth:`RunDirectory.finish` marks the manifest finished once the results are written.
+
+A run that fails before writing anything leaves no trace: the folders it created and the
+manifest it wrote are removed again, and the lock is always released.
+
+Settings are compared as given, with a setting at its default equal to one that is absent, so a
+field added to the config in a later version (at its default) does not make an old run "another
+run". Only the main process of a multi-process launch takes the lock and writes the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from rxf.errors import RxfError
+
+MANIFEST = "run.json"
+LOCK = ".rxf.lock"
+# What a run writes whose presence says that a run happened here; `overwrite` removes these.
+RUN_OUTPUTS = ("checkpoints", "model", "metrics.json")
+SHOWN_DIFFERENCES = 3
+
+
+def warn(text: str) -> None:
+    """A one-line warning on stderr (the run goes on)."""
+    print(f"rxf: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of torchrun / accelerate launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+# ---- comparing settings ----------------------------------------------------------------------
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, values normalised as JSON stores them (tuples as lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.loads(json.dumps(value, default=str))
+    return flat
+
+
+def differences(before: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """``"seed: 3 there, 4 here"`` for every setting that differs; an absent setting is at its default."""
+    before, now, defaults = flatten(before), flatten(now), flatten(defaults)
+    missing = object()
+    found = []
+    for key in sorted(set(before) | set(now)):
+        old = before.get(key, defaults.get(key, missing))
+        new = now.get(key, defaults.get(key, missing))
+        if key not in now and key not in defaults:
+            continue  # a setting this version no longer has
+        if old != new:
+            shown = lambda v: "(not set)" if v is missing else json.dumps(v)  # noqa: E731
+            found.append(f"{key}: {shown(old)} there, {shown(new)} here")
+    return found
+
+
+def _summary(found: list[str]) -> str:
+    text = "; ".join(found[:SHOWN_DIFFERENCES])
+    if len(found) > SHOWN_DIFFERENCES:
+        text += f"; and {len(found) - SHOWN_DIFFERENCES} more (see {MANIFEST})"
+    return text
+
+
+# ---- the lock --------------------------------------------------------------------------------
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid; None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or owner.get("host") != socket.gethostname():
+        return True  # another machine's process: cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    started = owner.get("process_start")
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _read_lock(lock: Path) -> dict[str, Any] | None:
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _describe(owner: dict[str, Any]) -> str:
+    return f"pid {owner.get('pid')} on host {owner.get('host')}, since {owner.get('started')}"
+
+
+# ---- the directory ---------------------------------------------------------------------------
+
+
+class RunDirectory:
+    """A run's output directory, claimed by this process (see the module docstring)."""
+
+    def __init__(self, path: Path, created: list[Path], main_process: bool):
+        self.path = path
+        self.created = created  # folders this claim created, outermost first
+        self.main_process = main_process
+        self.locked = False
+        self.manifest: dict[str, Any] | None = None  # as found on disk, or as written
+        self.wrote_new_manifest = False
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    # -- the lock
+
+    def lock(self) -> None:
+        """Take the lock, or raise an RxfError naming the process that holds it."""
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _now(),
+            "process_start": _process_start(os.getpid()),
+            "command": sys.argv,
+        }
+        for _ in range(5):
+            try:
+                descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read_lock(self.lock_path)
+                if owner is None:
+                    # Being written by the process that just created it, or left empty by a crash.
+                    try:
+                        age = datetime.datetime.now().timestamp() - self.lock_path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if age < 5:
+                        import time
+
+                        time.sleep(0.5)
+                        continue
+                    warn(f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over")
+                elif _owner_alive(owner):
+                    if owner.get("host") != socket.gethostname():
+                        raise RxfError(
+                            f"output_dir {self.path} is locked by an rxf run on another machine ({_describe(owner)}): "
+                            f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}"
+                        )
+                    raise RxfError(
+                        f"output_dir {self.path} is in use by another rxf run ({_describe(owner)}): "
+                        "wait for it to finish, or choose another output_dir"
+                    )
+                else:
+                    warn(f"taking over the lock of {self.path} from a run that is gone ({_describe(owner)})")
+                try:
+                    self.lock_path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(json.dumps(me, indent=1))
+            self.locked = True
+            return
+        raise RxfError(f"could not take the lock {self.lock_path}: another process keeps replacing it")
+
+    def unlock(self) -> None:
+        if self.locked:
+            owner = _read_lock(self.lock_path)
+            if owner is None or owner.get("pid") == os.getpid():
+                try:
+                    self.lock_path.unlink()
+                except FileNotFoundError:
+                    pass
+            self.locked = False
+
+    # -- the manifest
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        from rxf.io import read_json
+
+        if not self.manifest_path.exists():
+            return None
+        manifest = read_json(self.manifest_path, "run manifest", "delete it only if you mean to discard this run")
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+            raise RxfError(f"run manifest {self.manifest_path} is not one rxf wrote (no settings): choose another output_dir")
+        return manifest
+
+    def _outputs(self) -> list[str]:
+        return [name for name in RUN_OUTPUTS if (self.path / name).exists()]
+
+    def check(self, settings: dict[str, Any], defaults: dict[str, Any], *, overwrite: bool) -> None:
+        """Refuse (RxfError) a directory that holds another run, a finished run or unidentified outputs,
+        unless ``overwrite``; otherwise return (a new run, or the same one to resume)."""
+        if not self.main_process:
+            return
+        manifest = self._read_manifest()
+        self.manifest = manifest
+        if overwrite:
+            return
+        how = "choose another output_dir, or pass --overwrite (overwrite: true) to replace it"
+        if manifest is None:
+            outputs = self._outputs()
+            if outputs:
+                raise RxfError(
+                    f"output_dir {self.path} holds {', '.join(outputs)} but no {MANIFEST} (from an older rxf, or "
+                    f"copied in), so rxf cannot tell whether it is this run: {how}"
+                )
+            return
+        found = differences(manifest["settings"], settings, defaults)
+        if found:
+            raise RxfError(f"output_dir {self.path} holds another run ({_summary(found)}): {how}")
+        if manifest.get("status") == "finished":
+            raise RxfError(
+                f"output_dir {self.path} holds this run, finished on {manifest.get('finished', '?')} "
+                "(its results are in metrics.json): choose another output_dir, or pass --overwrite (overwrite: true) "
+                "to train it again"
+            )
+
+    def start(self, settings: dict[str, Any], defaults: dict[str, Any], data: dict[str, Any], *, overwrite: bool) -> bool:
+        """The run is about to train: check the data too, replace an earlier run (``overwrite``), write the manifest.
+
+        Returns True when the run starts fresh (a new run, or an overwritten one), False when it resumes.
+        """
+        if not self.main_process:
+            return overwrite
+        self.check(settings, defaults, overwrite=overwrite)
+        manifest = self.manifest
+        if manifest is not None and not overwrite:
+            if manifest.get("data", {}).get("fingerprint") != data.get("fingerprint"):
+                raise RxfError(
+                    f"output_dir {self.path} holds a run with the same settings on other data (the data's fingerprint "
+                    f"{str(manifest.get('data', {}).get('fingerprint'))[:12]} there, {str(data.get('fingerprint'))[:12]} "
+                    "here: have the data files changed?): choose another output_dir, or pass --overwrite "
+                    "(overwrite: true) to replace it"
+                )
+            return False
+        if overwrite and (manifest is not None or self._outputs()):
+            replaced = ", ".join(self._outputs()) or MANIFEST
+            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced})")
+            for name in RUN_OUTPUTS:
+                target = self.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        self.manifest = {
+            "status": "running",
+            "started": _now(),
+            "host": socket.gethostname(),
+            "command": sys.argv,
+            "settings": settings,
+            "data": data,
+        }
+        self._write_manifest()
+        self.wrote_new_manifest = True
+        return True
+
+    def finish(self) -> None:
+        """Mark the run finished (its results are written): the same command no longer retrains it."""
+        if self.main_process and self.manifest is not None:
+            self.manifest.update(status="finished", finished=_now())
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        tmp = self.manifest_path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=1, default=str))
+        os.replace(tmp, self.manifest_path)
+
+    # -- ending the claim
+
+    def release(self, failed: bool) -> None:
+        """Release the lock; after a failure that wrote nothing, remove what the claim itself created."""
+        if failed and self.main_process:
+            leftovers = {child.name for child in self.path.iterdir()} - {LOCK, MANIFEST if self.wrote_new_manifest else ""}
+            if not leftovers:
+                if self.wrote_new_manifest:
+                    self.manifest_path.unlink(missing_ok=True)
+                self.unlock()
+                for folder in reversed(self.created):
+                    try:
+                        folder.rmdir()  # only if empty
+                    except OSError:
+                        break
+                return
+        self.unlock()
+
+    def __enter__(self) -> RunDirectory:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.release(failed=kind is not None)
+
+
+def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirectory:
+    """Create ``output_dir`` if needed, check that it can be written, and lock it for this process.
+
+    Use as a context manager: ``with claim(path) as run_dir: ...`` releases the lock at the end.
+    """
+    path = Path(output_dir).expanduser()
+    main_process = is_main_process() if main_process is None else main_process
+    if path.exists() and not path.is_dir():
+        raise RxfError(f"output_dir {path} is a file, not a folder: choose a folder for the run's outputs")
+    created = [parent for parent in [*reversed(path.parents), path] if not parent.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if main_process:
+            probe = path / f".rxf-write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+    except OSError as error:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        from rxf.io import os_cause
+
+        raise RxfError(f"output_dir {path} cannot be written: {os_cause(error)}") from None
+    run_dir = RunDirectory(path, created, main_process)
+    if main_process:
+        try:
+            run_dir.lock()
+        except BaseException:
+            run_dir.release(failed=True)
+            raise
+    return run_dir
+
+
+def is_finished(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` holds a finished run (its manifest says so)."""
+    path = Path(output_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text()).get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False

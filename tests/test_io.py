@@ -1,0 +1,114 @@
+"""rxf.io: every way a read fails is one RxfError line naming the file, the line where known, the cause and a fix."""
+
+import errno
+import os
+
+import pytest
+
+from rxf import io
+from rxf.errors import RxfError
+
+
+def message(call, *args) -> str:
+    with pytest.raises(RxfError) as caught:
+        call(*args)
+    text = str(caught.value)
+    assert "\n" not in text
+    return text
+
+
+def test_a_regular_file_is_read(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_bytes(b"\xef\xbb\xbfkey: caf\xc3\xa9\n")  # a byte-order mark is dropped
+    assert io.read_text(path, "config file") == "key: café\n"
+    assert list(io.iter_lines(path, "config file")) == ["key: café\n"]
+
+
+def test_missing_file_and_folder_are_named(tmp_path):
+    assert "does not exist" in message(io.read_text, tmp_path / "nope.yaml", "config file")
+    text = message(io.read_text, tmp_path, "config file")
+    assert "is a folder, not a file" in text and str(tmp_path) in text
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    # Opening a FIFO for reading would block this test forever: the check must come first.
+    for call in (io.read_text, io.check_utf8, lambda p, w: io.check_data_file(p, w, "csv")):
+        assert "FIFO" in message(call, fifo, "train_file")
+
+
+def test_permission_denied_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "secret.yaml"
+    path.write_text("a: 1\n")
+    real_access = os.access
+    monkeypatch.setattr(io.os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    text = message(io.read_text, path, "config file")
+    assert "permission denied" in text and "secret.yaml" in text
+
+
+def test_an_os_error_while_reading_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\n")
+
+    def failing(self):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(io.Path, "read_bytes", failing)
+    assert "input/output error" in message(io.read_text, path, "train_file")
+
+
+def test_latin1_names_line_byte_and_encoding(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes("text,label\ngood,pos\ncaf\xe9 au lait,neg\n".encode("latin-1"))
+    for call in (io.read_text, io.check_utf8):
+        text = message(call, path, "train_file")
+        assert "line 3" in text and "0xe9" in text and "Latin-1" in text and "iconv" in text
+
+
+def test_binary_files_are_not_taken_for_latin1(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xff\xfe")
+    assert "zip archive" in message(io.check_utf8, path, "train_file")
+
+
+def test_json_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "record.json"
+    path.write_text('{\n  "a": 1,\n  "b": \n}\n')
+    text = message(io.read_json, path, "run record", "delete it")
+    assert "line 4" in text and "not valid JSON" in text and text.endswith("delete it")
+
+
+def test_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n\n{"text": "b", "label": 2\n')
+    assert "line 3" in message(io.check_jsonl, path, "train_file")
+    path.write_text('{"text": "a", "label": 1}\n[1, 2]\n')
+    assert "line 2" in message(io.check_jsonl, path, "train_file")
+
+
+def test_check_data_file_tells_json_documents_from_json_lines(tmp_path):
+    array = tmp_path / "a.json"
+    array.write_text('[{"text": "a", "label": 1},\n {"text": "b", "label": 2}]\n')
+    io.check_data_file(array, "train_file", "json")
+    lines = tmp_path / "b.json"
+    lines.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n')
+    io.check_data_file(lines, "train_file", "json")
+    lines.write_text('{"text": "a", "label": 1}\n{"text": "b" "label": 2}\n')
+    assert "line 2" in message(io.check_data_file, lines, "train_file", "json")
+
+
+@pytest.mark.parametrize(
+    "error, cause",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+        (OSError(errno.EROFS, "Read-only file system"), "read-only file system"),
+        (RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"),
+         "no space left on device"),
+    ],
+)
+def test_write_failure_names_folder_and_cause(tmp_path, error, cause):
+    text = str(io.write_failure(error, tmp_path, "checkpoint-4", "then run the same command again"))
+    assert text.startswith(f"could not write checkpoint-4 in {tmp_path}: {cause}")
+    assert text.endswith("then run the same command again") and "\n" not in text

@@ -1,0 +1,175 @@
+"""rxf.rundir: one run per run directory (manifest, refusal naming what differs, overwrite, lock)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from rxf import rundir
+from rxf.errors import RxfError
+
+SETTINGS = {"model": "/m", "seed": 3, "method": "r3f", "method_options": {"lambda_": 1.0, "sigma": 1e-5}}
+DEFAULTS = {"model": "all-MiniLM-L6-v2", "seed": 42, "dropout": None, "method": "r3f", "method_options": {"lambda_": 1.0, "sigma": 1e-5}}
+DATA = {"fingerprint": "abc"}
+
+
+def started(path, settings=SETTINGS, data=DATA, overwrite=False):
+    with rundir.claim(path) as run_dir:
+        run_dir.check(settings, DEFAULTS, overwrite=overwrite)
+        fresh = run_dir.start(settings, DEFAULTS, data, overwrite=overwrite)
+    return fresh
+
+
+def finished(path):
+    with rundir.claim(path) as run_dir:
+        run_dir.check(SETTINGS, DEFAULTS, overwrite=False)
+        run_dir.start(SETTINGS, DEFAULTS, DATA, overwrite=False)
+        (path / "metrics.json").write_text("{}")
+        run_dir.finish()
+
+
+def refusal(path, settings=SETTINGS, overwrite=False) -> str:
+    with pytest.raises(RxfError) as caught:
+        with rundir.claim(path) as run_dir:
+            run_dir.check(settings, DEFAULTS, overwrite=overwrite)
+    return str(caught.value)
+
+
+def test_a_new_run_writes_its_manifest_and_the_same_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    assert started(out) is True
+    manifest = json.loads((out / rundir.MANIFEST).read_text())
+    assert manifest["status"] == "running" and manifest["settings"] == SETTINGS and manifest["data"] == DATA
+    assert started(out) is False  # the same settings and data: resume
+    assert not (out / rundir.LOCK).exists()  # released
+
+
+def test_another_run_is_refused_naming_what_differs(tmp_path):
+    out = tmp_path / "run"
+    started(out)
+    before = (out / rundir.MANIFEST).read_bytes()
+    text = refusal(out, {**SETTINGS, "seed": 4, "method_options": {"lambda_": 2.0, "sigma": 1e-5}})
+    assert "holds another run" in text and "seed: 3 there, 4 here" in text
+    assert "method_options.lambda_: 1.0 there, 2.0 here" in text and "--overwrite" in text
+    assert (out / rundir.MANIFEST).read_bytes() == before
+
+
+def test_a_setting_absent_from_the_manifest_counts_as_its_default(tmp_path):
+    out = tmp_path / "run"
+    started(out)
+    # A newer rxf adds a field: at its default the old run is the same run; set otherwise it is another.
+    assert started(out, {**SETTINGS, "dropout": None}) is False
+    text = refusal(out, {**SETTINGS, "dropout": 0.2})
+    assert "dropout: null there, 0.2 here" in text
+
+
+def test_other_data_with_the_same_settings_is_refused(tmp_path):
+    out = tmp_path / "run"
+    started(out)
+    with pytest.raises(RxfError, match="same settings on other data"):
+        started(out, data={"fingerprint": "def"})
+
+
+def test_a_finished_run_is_not_trained_again_silently(tmp_path):
+    out = tmp_path / "run"
+    finished(out)
+    assert "holds this run, finished" in refusal(out)
+    assert rundir.is_finished(out)
+
+
+def test_overwrite_replaces_the_earlier_run_only_when_it_starts(tmp_path):
+    out = tmp_path / "run"
+    finished(out)
+    (out / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with rundir.claim(out) as run_dir:
+        run_dir.check({**SETTINGS, "seed": 9}, DEFAULTS, overwrite=True)
+        assert (out / "metrics.json").exists()  # nothing removed before start()
+        assert run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True) is True
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # only the run's own outputs go
+    assert json.loads((out / rundir.MANIFEST).read_text())["settings"]["seed"] == 9
+
+
+def test_outputs_without_a_manifest_are_refused(tmp_path):
+    out = tmp_path / "old"
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    assert "no run.json" in refusal(out)
+    (tmp_path / "unrelated").mkdir()
+    (tmp_path / "unrelated" / "notes.txt").write_text("x")
+    assert started(tmp_path / "unrelated") is True
+
+
+def test_a_failure_before_anything_is_written_leaves_no_directory(tmp_path):
+    out = tmp_path / "a" / "b" / "run"
+    with pytest.raises(RxfError, match="bad data"):
+        with rundir.claim(out) as run_dir:
+            run_dir.check(SETTINGS, DEFAULTS, overwrite=False)
+            raise RxfError("bad data")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RxfError, match="bad model"):
+        with rundir.claim(out) as run_dir:
+            run_dir.start(SETTINGS, DEFAULTS, DATA, overwrite=False)
+            raise RxfError("bad model")
+    assert not (tmp_path / "a").exists()
+    # A directory that existed before stays, and so does whatever it held.
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    with pytest.raises(RxfError):
+        with rundir.claim(keep):
+            raise RxfError("bad")
+    assert keep.is_dir() and list(keep.iterdir()) == []
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RxfError, match="is a file, not a folder"):
+        rundir.claim(tmp_path / "f")
+
+
+def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "then"}
+        (out / rundir.LOCK).write_text(json.dumps(lock))
+        text = refusal(out)
+        assert "in use by another rxf run" in text and f"pid {holder.pid}" in text
+        assert json.loads((out / rundir.LOCK).read_text()) == lock  # the owner's lock is left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its process is gone: the lock is stale, taken over with a warning.
+    assert started(out) is True
+    assert "taking over the lock" in capsys.readouterr().err
+    assert not (out / rundir.LOCK).exists()
+
+
+def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    # Our own parent is alive, but it is not the process that wrote this lock (other start time).
+    lock = {"pid": os.getppid(), "host": socket.gethostname(), "started": "then", "process_start": "1"}
+    (out / rundir.LOCK).write_text(json.dumps(lock))
+    started(out)
+    assert "taking over the lock" in capsys.readouterr().err
+
+
+def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / rundir.LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "then"}))
+    text = refusal(out)
+    assert "another machine" in text and "delete" in text
+
+
+def test_only_the_main_process_locks_and_writes(tmp_path):
+    out = tmp_path / "run"
+    with rundir.claim(out, main_process=False) as run_dir:
+        run_dir.check(SETTINGS, DEFAULTS, overwrite=False)
+        assert run_dir.start(SETTINGS, DEFAULTS, DATA, overwrite=False) is False
+    assert list(out.iterdir()) == []
