@@ -47,4 +47,8 @@ def __getattr__(name: str):
         from rxf import trainer
 
         return getattr(trainer, name)
+    if name == "RxfSFTTrainer":  # needs trl (the llm extra)
+        from rxf.trl import RxfSFTTrainer
+
+        return RxfSFTTrainer
     raise AttributeError(f"module 'rxf' has no attribute {name!r}")

@@ -16,7 +16,11 @@ always calls it works for all of them. ``out.task_loss`` and ``out.regularizer``
 parts of the loss, detached, for logging.
 
 The building blocks are exported too: :func:`embedding_noise`, :func:`symmetric_kl`,
-:func:`apply_spectral_norm`, :func:`folded_state_dict`.
+:func:`apply_spectral_norm`, :func:`folded_state_dict`, and :func:`spectral_norm_folded` (save a
+peft model trained with R4F: ``with spectral_norm_folded(model): model.save_pretrained(path)``).
+
+Batches may bring ``inputs_embeds`` instead of ``input_ids``; token-level tasks under gradient
+accumulation pass ``normalizer=`` the accumulated batch's target-token count.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from rxf.divergence import js_divergence, squared_error, symmetric_bernoulli_kl, symmetric_kl
 from rxf.methods.base import LossOutput, Method, MethodConfig, build_method, task_loss
 from rxf.noise import embedding_noise, sample_noise
-from rxf.spectral import apply_spectral_norm, folded_state_dict, remove_spectral_norm
+from rxf.spectral import apply_spectral_norm, folded_state_dict, remove_spectral_norm, spectral_norm_folded
 
 
 def method(name: str | MethodConfig = "r3f", **options: Any) -> Method:
@@ -43,6 +47,7 @@ __all__ = [
     "method",
     "remove_spectral_norm",
     "sample_noise",
+    "spectral_norm_folded",
     "squared_error",
     "symmetric_bernoulli_kl",
     "symmetric_kl",

@@ -244,7 +244,7 @@ class RxfTrainerMixin:
         # interval is what an unaccumulated run logs.
         scale = 1.0
         if normalizer is not None:
-            scale = float(self.current_gradient_accumulation_steps)
+            scale = float(getattr(self, "current_gradient_accumulation_steps", 1))  # set by train()
             if self.args.average_tokens_across_devices:
                 scale *= self.accelerator.num_processes
         for key, value in parts.items():
