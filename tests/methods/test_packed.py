@@ -149,3 +149,18 @@ def test_doubled_packed_batch_in_rxf_trainer(tmp_path, name):
     assert logged and all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logged)
     if name == "r3f":
         assert all(entry["r3f_divergence"] > 0 for entry in logged)
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+def test_sequence_sum_counts_packed_sequences(with_metadata):
+    """fairseq's normalisation divides by sequences: the three packed in one row, not the row."""
+    model = tiny_llama("rxf_varlen_reference" if with_metadata else "sdpa")
+    model.train()
+    batch = packed_batch(with_metadata)
+    values = {}
+    for reduction in ("token_mean", "sequence_sum"):
+        method = method_config("r3f", sigma=0.1, divergence_reduction=reduction).build()
+        method.noise_seed = 0
+        values[reduction] = method.compute_loss(model, batch).regularizer.item()
+    targets = (batch["labels"][:, 1:] != -100).sum().item()
+    assert values["sequence_sum"] / values["token_mean"] == pytest.approx(targets / len(LENGTHS), rel=1e-5)

@@ -72,17 +72,31 @@ def divergence_for(name: str, task_type: TaskType) -> Divergence:
     return DIVERGENCES[DEFAULT_DIVERGENCE[task_type] if name == "auto" else name]
 
 
-def reduced(divergence: torch.Tensor, labels: torch.Tensor, task_type: TaskType, reduction: str) -> torch.Tensor:
+def sequence_count(inputs: dict[str, Any], rows: int) -> int | torch.Tensor:
+    """Sequences in a batch: its rows, or the sequences packed into them (varlen offsets, position restarts)."""
+    offsets = inputs.get("cu_seq_lens_q")
+    if offsets is not None:
+        return offsets.numel() - 1
+    positions = inputs.get("position_ids")
+    if positions is not None and positions.dim() == 2 and positions.size(0) == rows:
+        return (positions == 0).sum()
+    return rows
+
+
+def reduced(
+    divergence: torch.Tensor, labels: torch.Tensor, task_type: TaskType, reduction: str, inputs: dict[str, Any]
+) -> torch.Tensor:
     """A divergence averaged over target tokens (``logit_divergence``), reduced as ``reduction`` says.
 
-    ``sequence_sum`` multiplies by the micro-batch's real target tokens over its sequences: the sum
-    over tokens divided by the sequences, or, with a normalizer (the accumulated batch's tokens),
-    that weighted by the micro-batch's share of them — fairseq's R3F under gradient accumulation.
+    ``sequence_sum`` multiplies by the micro-batch's real target tokens over its sequences (packed
+    ones counted one by one): the sum over tokens divided by the sequences, or, with a normalizer
+    (the accumulated batch's tokens), that weighted by the micro-batch's share of them — fairseq's
+    R3F under gradient accumulation.
     """
     mask = target_mask(labels, task_type)
     if reduction == "token_mean" or mask is None:
         return divergence
-    return divergence * mask.sum() / mask.size(0)
+    return divergence * mask.sum() / sequence_count(inputs, labels.size(0))
 
 
 # Varlen-attention metadata of packed (padding-free) batches: offsets of the sequences in the
@@ -173,7 +187,7 @@ class R3F(Method):
         else:
             loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
             regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
-        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
+        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction, inputs)
         return LossOutput(
             loss=loss + config.lambda_ * regularizer,
             task_loss=loss.detach(),

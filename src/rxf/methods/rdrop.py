@@ -87,7 +87,7 @@ class RDrop(Method):
             divergence_value = logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
         loss = 0.5 * (task_first + task_second)
         regularizer = 0.5 * divergence_value
-        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
+        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction, inputs)
         return LossOutput(
             loss=loss + config.alpha * regularizer,
             task_loss=loss.detach(),

@@ -202,14 +202,14 @@ class Smart(Method):
                 perturbed = output_logits(model(**inputs))
             applied.check("smart")
             regularizer = logit_divergence(divergence, clean, perturbed, labels, task_type, normalizer=normalizer)
-            regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction)
+            regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction, inputs)
             total = total + config.lambda_ * regularizer
         self.last_bregman = None
         if teacher is not None:
             with torch.no_grad():
                 teacher_logits = output_logits(teacher(**inputs))
             bregman = logit_divergence(divergence, clean, teacher_logits, labels, task_type, normalizer=normalizer)
-            bregman = reduced(bregman, labels, task_type, config.divergence_reduction)
+            bregman = reduced(bregman, labels, task_type, config.divergence_reduction, inputs)
             total = total + config.bregman_mu * bregman
             self.last_bregman = bregman.detach()
         return LossOutput(
