@@ -8,10 +8,11 @@ There, through the device tool, as one command (``carry: [".gpu"]``)::
 
     python3 docs/results/glue-full/gpu_sweep.py run --out $OUT --minutes 9
 
-Back here, the records join the CPU ones (the same run ids: a run done on either is not redone)::
+Back here, the records go into a folder of their own (their run ids differ from the CPU runs':
+the model and data paths are part of a run's identity), reported like the CPU ones::
 
-    tar xzf <files_at>/glue-full-gpu.tar.gz -C docs/results/glue-full/cpu
-    rxf report --runs docs/results/glue-full/cpu --output-dir docs/results/glue-full
+    mkdir -p docs/results/glue-full/gpu && tar xzf <files_at>/glue-full-gpu.tar.gz -C docs/results/glue-full/gpu
+    rxf report --runs docs/results/glue-full/gpu --output-dir docs/results/glue-full/gpu-report
 
 Check of the whole path on this CPU (tiny budget, no GPU; what CI cannot show is the CUDA part)::
 
