@@ -25,6 +25,7 @@ COMMANDS = [
     "rxf.commands.sweep",
     "rxf.commands.report",
     "rxf.commands.xnli",
+    "rxf.commands.sft",
 ]
 
 

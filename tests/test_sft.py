@@ -1,0 +1,198 @@
+"""rxf.sft and rxf.tasks.chat: chat data, assistant-only labels, packing, and short SFT runs on a tiny Llama."""
+
+import json
+
+import pytest
+import torch
+
+from rxf.errors import RxfError
+from rxf.tasks.chat import chat_labels, load_chat_task, read_chat_jsonl, tokenize_chat
+from shared_data import SHARED_DATA
+from tiny_chat import chat_tokenizer, conversations, save_tiny_chat_llama, write_chat_jsonl
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+
+def test_labels_are_the_assistant_turns_with_their_end_of_turn():
+    tokenizer = chat_tokenizer()
+    messages = [
+        {"role": "user", "content": "what is red ?"},
+        {"role": "assistant", "content": "red"},
+        {"role": "user", "content": "blue ?"},
+        {"role": "assistant", "content": "blue cat"},
+    ]
+    input_ids, labels = chat_labels(tokenizer, messages)
+    trained = [tokenizer.convert_ids_to_tokens(label) for label in labels if label != -100]
+    assert trained == ["red", "<|im_end|>", "blue", "cat", "<|im_end|>"]
+    assert [i for i, label in zip(input_ids, labels) if label != -100] == [label for label in labels if label != -100]
+
+
+def test_a_template_that_is_not_prefix_preserving_is_refused():
+    tokenizer = chat_tokenizer()
+    # Renders the last message first: a conversation does not start with its first messages' rendering.
+    tokenizer.chat_template = "{% for message in messages|reverse %}{{ message['content'] }} {% endfor %}"
+    messages = [{"role": "user", "content": "red"}, {"role": "assistant", "content": "blue"}, {"role": "user", "content": "cat"},
+                {"role": "assistant", "content": "dog"}]
+    with pytest.raises(RxfError, match="prefix-preserving"):
+        chat_labels(tokenizer, messages)
+
+
+def test_both_record_formats_read_into_messages(tmp_path):
+    path = write_chat_jsonl(tmp_path / "chat.jsonl", conversations(4))
+    data = read_chat_jsonl(path)
+    assert len(data) == 4
+    assert data[1]["messages"][-1]["role"] == "assistant"  # a prompt/completion record
+    tokenized = tokenize_chat(data, chat_tokenizer())
+    assert set(tokenized.column_names) == {"input_ids", "labels"}
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "line 2: not valid JSON"),
+        ('{"prompt": "red"}', "line 2: field 'completion' is missing"),
+        ('{"messages": [{"role": "user", "content": "red"}]}', "line 2: field 'messages': no assistant message"),
+        ('{"messages": [{"role": "bot", "content": "red"}]}', r"line 2: field 'messages'\[0\].role: 'bot'"),
+        ('{"messages": [{"role": "user"}]}', r"line 2: field 'messages'\[0\]: a message needs"),
+        (
+            '{"prompt": "a", "completion": [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}',
+            "line 2: field 'completion' must hold assistant messages only",
+        ),
+    ],
+)
+def test_bad_records_are_named_by_file_line_and_field(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(conversations(1)[0]) + "\n" + line + "\n")
+    with pytest.raises(RxfError, match=message) as error:
+        read_chat_jsonl(path)
+    assert str(path) in str(error.value)
+
+
+def test_packed_batch_gives_the_padded_batch_loss(tmp_path):
+    """Packing is correct: each packed conversation attends to itself only, and no label crosses a boundary."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from rxf.methods.base import task_loss
+
+    folder = save_tiny_chat_llama(tmp_path / "model")
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = chat_tokenizer()
+    data = tokenize_chat(read_chat_jsonl(write_chat_jsonl(tmp_path / "c.jsonl", conversations(5))), tokenizer)
+    examples = [dict(row) for row in data]
+    padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(examples)
+    packed = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(examples)
+    assert packed["input_ids"].size(0) == 1 and "attention_mask" not in packed
+
+    def counted_logits(batch):
+        """The logits at the positions whose next token counts, in conversation order."""
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        with torch.no_grad():  # no KV cache: with one, transformers does not look for packed sequences
+            logits = model(**inputs, use_cache=False).logits
+        return logits[:, :-1][batch["labels"][:, 1:] != -100]
+
+    expected = counted_logits(padded)
+    assert torch.allclose(counted_logits(packed), expected, atol=1e-5)
+    assert task_loss(
+        model(**{k: packed[k] for k in ("input_ids", "position_ids")}, use_cache=False).logits, packed["labels"], "causal_lm"
+    ).item() == pytest.approx(task_loss(model(**{k: padded[k] for k in ("input_ids", "attention_mask")}).logits, padded["labels"], "causal_lm").item(), rel=1e-5)
+    # Without the packed positions, the conversations would see each other.
+    crossed = counted_logits({"input_ids": packed["input_ids"], "labels": packed["labels"]})
+    assert (crossed - expected).abs().max() > 1e-2
+
+
+def sft_config(tmp_path, **overrides):
+    from rxf.sft import SFTConfig
+
+    folder = tmp_path / "model"
+    if not folder.exists():
+        save_tiny_chat_llama(folder)
+    train = write_chat_jsonl(tmp_path / "train.jsonl", conversations(24, seed=1))
+    evaluation = write_chat_jsonl(tmp_path / "eval.jsonl", conversations(6, seed=2))
+    values = {
+        "model": str(folder), "task": None, "train_file": str(train), "eval_file": str(evaluation), "max_steps": 4,
+        "batch_size": 4, "eval_steps": 2, "logging_steps": 1, "learning_rate": 1e-2, "progress_bar": False,
+        "output_dir": str(tmp_path / "run"), **overrides,
+    }
+    return SFTConfig.from_dict(values)
+
+
+def test_lora_sft_trains_evaluates_and_saves_the_adapter_and_the_merged_model(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from rxf.sft import run_sft
+
+    config = sft_config(tmp_path, lora_r=4, merge_adapter=True, method="r3f", method_options={"lambda_": 1.0, "sigma": 1e-2})
+    result = run_sft(config)
+    out = tmp_path / "run"
+    assert result["global_step"] == 4 and result["method"] == "r3f"
+    assert [e["step"] for e in result["evaluations"]] == [2, 4, 4]
+    assert all(e["eval_loss"] > 0 for e in result["evaluations"])
+    assert any("r3f_divergence" in entry for entry in result["loss_curve"])
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "metrics.json").read_text())["final_eval_loss"] == result["final_eval_loss"]
+
+    # The adapter changed the model, and the merged model is the base model with the adapter.
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    ids = torch.tensor([[2, 5, 10, 11, 3]])
+    with torch.no_grad():
+        adapted = PeftModel.from_pretrained(base, out / "adapter").eval()(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(ids).logits
+        original = AutoModelForCausalLM.from_pretrained(tmp_path / "model")(ids).logits
+    assert torch.allclose(adapted, merged, atol=1e-5)
+    assert not torch.allclose(original, merged, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["standard", "neftune", "rdrop", "smart"])
+def test_full_sft_with_packing_and_each_method(tmp_path, method):
+    from rxf.sft import run_sft
+
+    options = {"rdrop": {"dropout": 0.1}}.get(method, {})
+    result = run_sft(sft_config(tmp_path, method=method, packing=True, max_steps=2, eval_steps=2, **options))
+    assert result["global_step"] == 2 and result["packing"]
+    assert result["final_eval_loss"] > 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    import shutil
+
+    from rxf.sft import run_sft
+
+    settings = {"max_steps": 4, "keep_checkpoints": 2, "method": "r3f", "method_options": {"sigma": 1e-2}}
+    whole = run_sft(sft_config(tmp_path, **settings))
+    assert whole["resumed_from"] is None
+    # Interrupted after step 2: only the step-2 checkpoint is there.
+    run = tmp_path / "run"
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    (run / "metrics.json").unlink()
+    resumed = run_sft(sft_config(tmp_path, **settings))
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
+    assert resumed["final_eval_loss"] == pytest.approx(whole["final_eval_loss"], rel=1e-5)
+    # Another run in the same directory is refused (unless overwrite).
+    with pytest.raises(RxfError, match="holds another run"):
+        run_sft(sft_config(tmp_path, **{**settings, "max_steps": 6}))
+
+
+def test_bad_settings_are_named(tmp_path):
+    from rxf.sft import SFTConfig
+
+    with pytest.raises(RxfError, match="R-Drop compares two dropout passes"):
+        SFTConfig.from_dict({"method": "rdrop", "train_file": "x.jsonl"})
+    with pytest.raises(RxfError, match="merge_adapter needs an adapter"):
+        SFTConfig.from_dict({"merge_adapter": True})
+    with pytest.raises(RxfError, match="R4F is not defined"):
+        SFTConfig.from_dict({"method": "r4f"})
+    with pytest.raises(RxfError, match="lora_r"):
+        SFTConfig.from_dict({"lora_r": 0})
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "summarization" / "samsum").is_dir(), reason="shared SAMSum data not found")
+def test_samsum_chat_is_built_from_the_shared_dialogues():
+    task = load_chat_task("samsum", data_dir=SHARED_DATA / "summarization")
+    assert (len(task.train), len(task.eval)) == (818, 819)
+    first = task.train[0]["messages"]
+    assert [m["role"] for m in first] == ["user", "assistant"]
+    assert first[0]["content"].startswith("Summarize this conversation")
