@@ -26,6 +26,8 @@ COMMANDS = [
     "rxf.commands.report",
     "rxf.commands.xnli",
     "rxf.commands.sft",
+    "rxf.commands.predict",
+    "rxf.commands.evaluate",
 ]
 
 

@@ -11,7 +11,11 @@ evaluates after every epoch (or every ``eval_steps``), and writes into ``output_
 * ``metrics.json``: the config, the final and best evaluation, every evaluation with the wall
   time at which it happened (for time-to-best), and the training loss curve with its parts;
 * ``model/``: the final model (safetensors, plain transformers format) and its tokenizer;
-* ``config.yaml``: the resolved config, to rerun with ``rxf train --config``.
+* ``config.yaml``: the resolved config, to rerun with ``rxf train --config``;
+* ``history.jsonl`` (every log entry, written as it comes) and ``history.png`` (rxf.history);
+* ``dev_report.md`` and ``dev_confusion_matrix.png``: the final model's per-class precision,
+  recall, F1 and support and its confusion matrix on the dev set (rxf.inference);
+* ``tensorboard/``, with ``report_to: [tensorboard]``.
 
 Optimiser defaults follow the paper's GLUE recipe (Table 5): Adam β = (0.9, 0.98), ε = 1e-6,
 linear (polynomial, power 1) decay, 6 % warm-up, weight decay 0.01.
@@ -54,7 +58,11 @@ class TrainConfig(YamlConfig):
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
-    task_type: str | None = None  # classification | regression, for files and hub datasets
+    task_type: str | None = None  # classification | regression | multi_label, for files and hub datasets
+    # Delimited-text files: tab, comma, semicolon, pipe, space or one character; None: .csv sniffed, .tsv tab.
+    delimiter: str | None = None
+    # Multi-label labels written in one text cell, e.g. "|" for "sport|politics" (JSON lists need none).
+    label_separator: str | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_length: int = 128
@@ -91,6 +99,8 @@ class TrainConfig(YamlConfig):
     output_dir: str = "runs/default"
     save_model: bool = True
     progress_bar: bool = True
+    # Trainer integrations to log to as well (tensorboard, wandb, mlflow, ..., or all installed ones).
+    report_to: list[str] = field(default_factory=list)
 
     # Reliability.
     checkpoint_steps: int | None = None  # None: a checkpoint at every evaluation
@@ -121,6 +131,11 @@ class TrainConfig(YamlConfig):
             check_number("data_seed", self.data_seed, integer=True, minimum=0)
         check_number("keep_checkpoints", self.keep_checkpoints, integer=True, minimum=0)
         check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        from rxf.history import check_report_to
+        from rxf.tasks.files import delimiter_char
+
+        check_report_to(self.report_to)
+        delimiter_char(self.delimiter)
         from rxf.methods.recipe import RECIPES
 
         check_choice("recipe", self.recipe, tuple(RECIPES))
@@ -190,6 +205,8 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         max_train_samples=config.max_train_samples,
         max_eval_samples=config.max_eval_samples,
         seed=config.subset_seed,
+        delimiter=config.delimiter,
+        label_separator=config.label_separator,
     )
     if task.train is None:
         raise RxfError(f"task {task.name!r} has no training split")
@@ -197,17 +214,22 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     import transformers
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
+    from rxf.history import TrainingHistory, check_report_to, keep_tensorboard_logs
     from rxf.trainer import RxfTrainer
 
     transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
-    model, tokenizer = load_classifier(config.model, task.num_labels, task.label_names)
+    model, tokenizer = load_classifier(config.model, task.num_labels, task.label_names, task.multi_label)
     train_data = tokenize(task.train, tokenizer, config.max_length, task.has_text_pair)
     eval_data = {split: tokenize(ds, tokenizer, config.max_length, task.has_text_pair) for split, ds in task.eval.items()}
     main_split = next(iter(eval_data))
 
+    last_evaluation: dict[str, Any] = {}  # the latest predictions on the dev set, for its per-class report
+
     def compute_metrics(prediction) -> dict[str, float]:
+        step = trainer.state.global_step
+        last_evaluation.update(predictions=prediction.predictions, labels=prediction.label_ids, step=step)
         return task.compute_metrics(prediction.predictions, prediction.label_ids)
 
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.gradient_accumulation_steps))
@@ -242,7 +264,7 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         save_total_limit=max(config.keep_checkpoints, 1),
         save_only_model=False,
         logging_steps=min(config.logging_steps, max(steps_per_epoch, 1)),
-        report_to="none",
+        report_to=check_report_to(config.report_to) or "none",
         disable_tqdm=not config.progress_bar,
         use_cpu=not _has_accelerator(),
         **save,
@@ -275,15 +297,21 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=list(extra_callbacks),
+        callbacks=[TrainingHistory(out, title=f"{task.name} · {config.method} · seed {config.seed}"), *extra_callbacks],
         method=method,
         on_nonfinite=config.on_nonfinite,
     )
+    keep_tensorboard_logs(trainer, out / "tensorboard")
     if resume_from is not None and trainer.is_world_process_zero():
         print(f"rxf: resuming from {resume_from}")
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
+    # The dev set's per-class report, of the final model: the last evaluation's predictions when it
+    # evaluated the final model, else one more pass.
+    if last_evaluation.get("step") != trainer.state.global_step:
+        last_evaluation.pop("predictions", None)
+    dev_predictions = last_evaluation if "predictions" in last_evaluation else None
     final = {split: trainer.evaluate(ds, metric_key_prefix=split) for split, ds in eval_data.items()} if len(eval_data) > 1 else {}
 
     # The trainer's log history survives a resume (it is in every checkpoint), so the curves
@@ -314,8 +342,13 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         "loss_curve": [entry for entry in log_history if "loss" in entry],
         "num_train_examples": len(train_data),
         "num_eval_examples": {split: len(ds) for split, ds in eval_data.items()},
+        "majority_baseline": majority_scores(task),
         "config": config.to_dict(),
     }
+    if dev_predictions is None:
+        output = trainer.predict(eval_data[main_split], metric_key_prefix="dev")
+        dev_predictions = {"predictions": output.predictions, "labels": output.label_ids}
+    result["dev_report"] = dev_report(task, dev_predictions, out, main_split, trainer.is_world_process_zero())
     if config.save_model:
         trainer.save_model(str(out / "model"))
     if trainer.is_world_process_zero():
@@ -324,6 +357,38 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         # The run is complete and its results are written: its checkpoints have served their purpose.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
+
+
+def majority_scores(task) -> dict[str, float]:
+    """The task's metrics for predicting the dev set's most frequent label everywhere (regression: its mean;
+    multi-label: each label's more frequent value). A run at or below this learned nothing a constant could not."""
+    import numpy as np
+
+    labels = np.asarray(next(iter(task.eval.values()))["label"])
+    if task.is_regression:
+        constant = np.full(len(labels), float(labels.mean()))
+    elif task.multi_label:
+        constant = np.tile((labels.mean(axis=0) > 0.5).astype(np.int64), (len(labels), 1))
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+        constant = np.full(len(labels), values[np.argmax(counts)], dtype=np.int64)  # ties: the lowest id
+    return task.compute_metrics(constant, labels)
+
+
+def dev_report(task, predictions: dict[str, Any], out: Path, split: str, write: bool) -> dict[str, Any]:
+    """The final model's per-class report and confusion matrix on the dev set (rxf.inference), written as
+    dev_report.md and dev_confusion_matrix.png; what metrics.json keeps of it."""
+    from rxf.inference import evaluate_logits
+
+    task_type = "regression" if task.is_regression else "multi_label" if task.multi_label else "classification"
+    evaluation = evaluate_logits(
+        predictions["predictions"], predictions["labels"], task_type, task.label_names, [task.metric_set or task.main_metric]
+    )
+    if write:
+        from rxf.inference import write_evaluation
+
+        write_evaluation(evaluation, out, "dev", f"final model on {task.name}, split {split}")
+    return {"split": split, **evaluation.to_dict()}
 
 
 def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig) -> str | None:

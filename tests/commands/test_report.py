@@ -72,3 +72,16 @@ def test_report_names_what_is_not_a_run(tmp_path, capsys):
     (tmp_path / "bad" / "metrics.json").write_text('{"loss": 1}')
     assert main(["report", "--runs", str(tmp_path / "bad")]) == 2
     assert "not the metrics.json of an rxf train run" in capsys.readouterr().err
+
+
+def test_report_over_real_train_runs(trained_runs, tmp_path, capsys):
+    """metrics.json as `rxf train` writes it (with its majority-class scores) is a run of the report."""
+    runs = [str(trained_runs["reviews"]), str(trained_runs["tickets"])]
+    assert main(["report", "--runs", *runs, "--output-dir", str(tmp_path / "report")]) == 0
+    with open(tmp_path / "report" / "table2.csv") as f:
+        rows = {(row["method"], row["metric"]): row for row in csv.DictReader(f)}
+    reviews = json.loads((trained_runs["reviews"] / "metrics.json").read_text())
+    row = rows[("r4f", "accuracy")]
+    assert float(row["max"]) == pytest.approx(reviews["best"]["eval_accuracy"])
+    assert float(row["majority_baseline"]) == pytest.approx(reviews["majority_baseline"]["accuracy"]) == pytest.approx(1 / 3)
+    assert ("r3f", "micro_f1") in rows  # the multi-label run, by its main metric

@@ -14,6 +14,12 @@ from typing import Any
 
 from rxf.commands.options import METHOD_FLAGS, config_values
 
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of names: "tensorboard,wandb" -> ["tensorboard", "wandb"]."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 # Flags for the most used fields: flag -> (field, type). Method options live in method_options.
 TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--model": ("model", str),
@@ -25,6 +31,8 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--text-pair-column": ("text_pair_column", str),
     "--label-column": ("label_column", str),
     "--task-type": ("task_type", str),
+    "--delimiter": ("delimiter", str),
+    "--label-separator": ("label_separator", str),
     "--max-train-samples": ("max_train_samples", int),
     "--max-eval-samples": ("max_eval_samples", int),
     "--max-length": ("max_length", int),
@@ -37,6 +45,7 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--eval-steps": ("eval_steps", int),
     "--seed": ("seed", int),
     "--output-dir": ("output_dir", str),
+    "--report-to": ("report_to", names),
 }
 
 
