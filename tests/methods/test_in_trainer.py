@@ -70,8 +70,12 @@ def _eight_rows(batch):
     return Dataset.from_dict({k: (v.tolist() * 8)[:8] for k, v in batch.items()})
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2", "bart"])
-@pytest.mark.parametrize("name", ["r3f", "rdrop", "freelb"])
+ACCUMULATION_CASES = [(arch, name) for arch in ("bert", "gpt2", "bart") for name in ("r3f", "rdrop", "freelb")] + [
+    (arch, name) for arch in ("gpt2", "bart") for name in ("smart", "neftune")
+]
+
+
+@pytest.mark.parametrize("arch,name", ACCUMULATION_CASES)
 def test_gradient_accumulation_logs_the_unaccumulated_parts(tmp_path, arch, name):
     """Batch 8 × GA 1 and batch 4 × GA 2 see the same 8 rows (and noise): every logged part agrees."""
     from rxf import method_config
@@ -82,12 +86,38 @@ def test_gradient_accumulation_logs_the_unaccumulated_parts(tmp_path, arch, name
         method = method_config("rdrop")
     elif name == "freelb":
         method = method_config("freelb", adv_steps=2)
+    elif name == "smart":
+        method = method_config("smart", epsilon=0.1, step_size=0.1)
+    elif name == "neftune":
+        method = method_config("neftune", alpha=5.0)
     else:
         method = method_config("r3f", sigma=0.1, noise_type="uniform")
     data = _eight_rows(builder()[1])
     whole = _logged_parts(tmp_path, builder, data, method, batch_size=8, accumulation=1)
     accumulated = _logged_parts(tmp_path, builder, data, method, batch_size=4, accumulation=2)
     keys = [k for k in whole if k in ("loss", "task_loss") or k.endswith(("_divergence", "_loss"))]
-    assert "task_loss" in keys and len(keys) >= 3
+    assert "task_loss" in keys and len(keys) >= (2 if name == "neftune" else 3)
     for key in keys:
         assert accumulated[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-8), key
+
+
+@pytest.mark.parametrize("name", ["r3f", "smart", "freelb", "neftune"])
+def test_batches_of_inputs_embeds_train_as_input_ids_do(tmp_path, name):
+    """A dataset of inputs_embeds (the embedding output for the same ids) logs what the input_ids dataset logs."""
+    from rxf import method_config
+    from tiny_models import ARCHITECTURES
+
+    model, batch = ARCHITECTURES["bert"]()
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(batch["input_ids"])
+    with_embeds = {"inputs_embeds": embeds, **{k: v for k, v in batch.items() if k != "input_ids"}}
+    options = {"r3f": {"sigma": 0.1}, "smart": {"epsilon": 0.1, "step_size": 0.1}}.get(name, {})
+    logged = [
+        _logged_parts(tmp_path / kind, ARCHITECTURES["bert"], _eight_rows(data), method_config(name, **options), 4, 2)
+        for kind, data in (("ids", batch), ("embeds", with_embeds))
+    ]
+    keys = [k for k in logged[0] if k in ("loss", "task_loss") or k.endswith(("_divergence", "_loss"))]
+    for key in keys:
+        assert logged[1][key] == pytest.approx(logged[0][key], rel=1e-5), key
+    if name in ("r3f", "smart"):
+        assert logged[1][f"{name}_divergence"] > 0
