@@ -154,3 +154,16 @@ def test_evaluation_is_sfttrainers(tmp_path):
     trainer.train()
     metrics = trainer.evaluate(eval_dataset=trainer.train_dataset)
     assert {"eval_loss", "eval_entropy", "eval_mean_token_accuracy"} <= set(metrics)
+
+
+def test_sft_gradient_accumulation_logs_the_unaccumulated_values(tmp_path):
+    logged = []
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        trainer = sft_trainer(
+            tmp_path / str(batch_size), "text", per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1,
+        )
+        trainer.train()
+        logged.append(training_logs(trainer)[0])
+    for key in ("loss", "task_loss", "r3f_divergence", "num_tokens"):
+        assert logged[1][key] == pytest.approx(logged[0][key], rel=1e-4), key
