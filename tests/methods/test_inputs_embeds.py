@@ -12,7 +12,25 @@ from rxf import method_config
 from rxf.noise import token_embedding
 from tiny_models import tiny_bart, tiny_bert, tiny_gpt2
 
-ARCHS = {"bert": tiny_bert, "bart_scaled": lambda: tiny_bart(scale_embedding=True), "gpt2": tiny_gpt2}
+def tiny_gemma():
+    """Gemma scales its embeddings by √d inside the embedding module, so inputs_embeds come scaled."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    config = GemmaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, max_position_embeddings=64, attention_dropout=0.0, pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    _, batch = tiny_gpt2()
+    return GemmaForCausalLM(config), batch
+
+
+ARCHS = {
+    "bert": tiny_bert,
+    "bart_scaled": lambda: tiny_bart(scale_embedding=True),
+    "gpt2": tiny_gpt2,
+    "gemma": tiny_gemma,
+}
 METHODS = {
     "r3f": {"sigma": 0.1},
     "r3f_clean": {"sigma": 0.1, "gradient_mode": "clean"},
