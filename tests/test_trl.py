@@ -124,10 +124,11 @@ def test_every_method_trains_in_sft_with_packing(tmp_path, method):
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
 
 
-def test_sft_with_peft_config_trains_only_the_adapter(tmp_path):
+@pytest.mark.parametrize("packing", [False, True])
+def test_sft_with_peft_config_trains_only_the_adapter(tmp_path, packing):
     peft = pytest.importorskip("peft")
     config = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = sft_trainer(tmp_path, "prompt_completion", peft_config=config)
+    trainer = sft_trainer(tmp_path, "prompt_completion", peft_config=config, packing=packing)
     frozen = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
     lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
     trainer.train()

@@ -121,3 +121,21 @@ def test_batches_of_inputs_embeds_train_as_input_ids_do(tmp_path, name):
         assert logged[1][key] == pytest.approx(logged[0][key], rel=1e-5), key
     if name in ("r3f", "smart"):
         assert logged[1][f"{name}_divergence"] > 0
+
+
+def test_sequence_sum_in_rxf_trainer_logs_token_mean_times_mean_target_tokens(tmp_path):
+    from rxf import method_config
+    from tiny_models import ARCHITECTURES
+
+    data = _eight_rows(ARCHITECTURES["gpt2"]()[1])
+    logged = {
+        reduction: _logged_parts(
+            tmp_path / reduction, ARCHITECTURES["gpt2"], data,
+            method_config("r3f", sigma=0.1, noise_type="uniform", divergence_reduction=reduction), 8, 1,
+        )["r3f_divergence"]
+        for reduction in ("token_mean", "sequence_sum")
+    }
+    labels = torch.tensor(data["labels"])
+    mean_tokens = (labels[:, 1:] != -100).sum().item() / len(labels)
+    assert logged["token_mean"] > 0
+    assert logged["sequence_sum"] == pytest.approx(logged["token_mean"] * mean_tokens, rel=1e-3)
