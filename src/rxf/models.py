@@ -66,9 +66,9 @@ def check_model_dir(path: Path) -> None:
         if pickled:
             raise RxfError(
                 f"model directory {path} has its weights only as {pickled[0]}, which rxf does not load: pickled weights "
-                "can run code when loaded (see docs/reliability.md); convert them once, if you trust their source: "
-                f"python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{path}', use_safetensors=False)"
-                f".save_pretrained('{path}-safetensors')\" (use the AutoModelFor... class of its task to keep its head)"
+                "can run code when loaded (see docs/reliability.md); if you trust their source, convert them once to "
+                f"safetensors (AutoModel.from_pretrained('{path}', use_safetensors=False).save_pretrained(NEW_DIR), "
+                "then copy its tokenizer files into NEW_DIR) and pass NEW_DIR"
             )
         raise RxfError(f"model directory {path} has no weights (model.safetensors): is the copy complete?")
     for name in sorted(names):

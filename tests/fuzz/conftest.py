@@ -35,6 +35,30 @@ def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 300) -> C
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+@pytest.fixture
+def run_in_process(capfd):
+    """``rxf ARGS`` through ``rxf.cli.main`` in this process (no start-up cost); stderr captured at the
+    file-descriptor level, and an escaped exception reported as the traceback a user would see (exit 1)."""
+
+    def run(args: list) -> CliResult:
+        import traceback
+
+        from rxf.cli import main
+
+        capfd.readouterr()
+        escaped = ""
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        except Exception:  # noqa: BLE001
+            code, escaped = 1, traceback.format_exc()
+        out, err = capfd.readouterr()
+        return CliResult(code, out, err + escaped)
+
+    return run
+
+
 def assert_clean_failure(result: CliResult, *fragments: str) -> str:
     """Exit 2, one line on stderr, no traceback, and every fragment (case-insensitive) in that line."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
