@@ -176,8 +176,10 @@ class FreeLB(Method):
         first_logits = None
         for k in range(steps):
             last = k == steps - 1
-            if through_copy:
-                inputs["inputs_embeds"] = _AddGradient.apply(given, copy.grad) if last and copy.grad is not None else (given if last else copy)
+            if through_copy and not last:
+                inputs["inputs_embeds"] = copy
+            elif through_copy:  # the last backward runs through the caller's graph, with the earlier steps' gradients
+                inputs["inputs_embeds"] = given if copy.grad is None else _AddGradient.apply(given, copy.grad)
             delta.requires_grad_(True)
             with contextlib.nullcontext() if last else sync_context(model, accelerator):
                 with embedding_delta(model, delta) as applied:
