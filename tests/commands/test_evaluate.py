@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
+from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, f1_score
 
 from inference_runs import reviews_csv, tickets_csv, train
@@ -61,10 +63,16 @@ def test_multi_label_and_regression_reports(trained_runs, tmp_path):
     for counts in results["confusion_matrix"]:  # per label [[TN, FP], [FN, TP]] over the 16 rows
         assert sum(map(sum, counts)) == 16 and counts[1][0] + counts[1][1] == 8
 
-    assert main(["evaluate", "--model", str(trained_runs["scores"]), "--eval-file", str(trained_runs["root"] / "scores.jsonl"),
+    scores = trained_runs["root"] / "scores.jsonl"
+    assert main(["evaluate", "--model", str(trained_runs["scores"]), "--eval-file", str(scores),
                  "--output-dir", str(tmp_path / "reg"), "--no-progress"]) == 0
+    assert main(["predict", "--model", str(trained_runs["scores"]), "--input", str(scores),
+                 "--output", str(tmp_path / "reg.jsonl"), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "reg.jsonl").read_text().splitlines()]
+    predicted, truth = [r["prediction"] for r in records], [r["score"] for r in records]
     results = json.loads((tmp_path / "reg" / "eval_results.json").read_text())
-    assert {"pearson", "spearman", "mse"} <= set(results["metrics"]) and results["metrics"]["pearson"] > 0.5
+    assert results["metrics"]["pearson"] == pytest.approx(pearsonr(predicted, truth)[0], abs=1e-4)
+    assert results["metrics"]["mse"] == pytest.approx(np.mean((np.array(predicted) - truth) ** 2), rel=1e-4)
     assert results["confusion_matrix"] is None and results["per_class"] is None
     assert not (tmp_path / "reg" / "eval_confusion_matrix.png").exists()
 

@@ -76,7 +76,6 @@ def test_regression_predictions_are_the_score(trained_runs, tmp_path):
     regress = pipeline("text-classification", model=str(trained_runs["scores"] / "model"), function_to_apply="none", device="cpu")
     expected = [item["score"] for item in regress([r["sentence"] for r in records])]
     assert [r["prediction"] for r in records] == pytest.approx(expected, abs=1e-4)
-    assert records[0]["prediction"] > records[1]["prediction"]  # more 'good', higher score, as trained
 
 
 def test_predict_mistakes_are_one_line(trained_runs, tmp_path, capsys):
