@@ -97,7 +97,7 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
     (text_column, text_pair_column, label_column, max_length, delimiter, label_separator) win over the run's settings."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rxf.models import resolve_model
+    from rxf.models import fit_max_length, max_positions, resolve_model
 
     path = Path(model).expanduser()
     run_config: dict[str, Any] | None = None
@@ -134,11 +134,13 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
         task_type = "classification"
     label_names = None if task_type == "regression" else [str(config.id2label[i]) for i in range(config.num_labels)]
     settings: dict[str, Any] = _run_columns(run_config) if run_config else {}
-    if not run_config:
-        settings["max_length"] = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+    if not run_config:  # as long as the tokenizer and the position table allow, up to 512
+        limits = [512, getattr(tokenizer, "model_max_length", None), max_positions(network)]
+        settings["max_length"] = min(int(n) for n in limits if isinstance(n, int) and n > 0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if not isinstance(settings.get("max_length", 1), int) or settings.get("max_length", 1) < 1:
         raise RxfError(f"max_length must be a whole number > 0, got {settings['max_length']!r}")
+    settings["max_length"] = fit_max_length(settings["max_length"], network, str(model))
     import torch
 
     network.to("cuda" if torch.cuda.is_available() else "cpu").eval()

@@ -96,3 +96,17 @@ def test_predict_mistakes_are_one_line(trained_runs, tmp_path, capsys):
     (tmp_path / "nomodel" / "metrics.json").write_text("{}")
     assert main(["predict", "--model", str(tmp_path / "nomodel"), "--input", str(data)]) == 2
     assert "saved no model" in capsys.readouterr().err
+
+
+def test_a_bare_model_directory_and_long_texts(trained_runs, tmp_path, capsys):
+    """No run config: columns default to 'text', max_length to what the model's position table takes (64 here)."""
+    import shutil
+
+    model = shutil.copytree(trained_runs["reviews"] / "model", tmp_path / "model")
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"text": " ".join(["the cat sat good"] * 60)}) + "\n" + json.dumps({"text": "bad"}) + "\n")
+    assert main(["predict", "--model", str(model), "--input", str(data), "--no-progress"]) == 0
+    assert main(["predict", "--model", str(model), "--input", str(data), "--max-length", "1000", "--no-progress"]) == 0
+    assert "max_length 1000 is more than model" in capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "long.predictions.jsonl").read_text().splitlines()]
+    assert [r["prediction"] in ("meh", "neg", "pos") for r in records] == [True, True]
