@@ -164,3 +164,66 @@ def test_sequence_sum_counts_packed_sequences(with_metadata):
         values[reduction] = method.compute_loss(model, batch).regularizer.item()
     targets = (batch["labels"][:, 1:] != -100).sum().item()
     assert values["sequence_sum"] / values["token_mean"] == pytest.approx(targets / len(LENGTHS), rel=1e-5)
+
+
+def packed_delta():
+    """δ over the packed batch, far outside any small ball, and the sequence id of each token."""
+    from rxf.methods.perturb import packed_sequences, token_mask
+
+    batch = packed_batch(with_metadata=True)
+    mask = token_mask(batch)
+    sequences = packed_sequences(batch, mask)
+    delta = torch.randn(1, sum(LENGTHS), 8, generator=torch.Generator().manual_seed(0))
+    return delta, mask, sequences
+
+
+def test_packed_sequences_are_found_from_offsets_and_positions():
+    from rxf.methods.perturb import packed_sequences, token_mask
+
+    for with_metadata in (True, False):
+        batch = packed_batch(with_metadata)
+        sequences = packed_sequences(batch, token_mask(batch))
+        assert sequences.tolist() == [[0] * 4 + [1] * 3 + [2] * 5]
+    padded = {"input_ids": torch.ones(2, 5, dtype=torch.long), "position_ids": torch.arange(5).expand(2, 5)}
+    assert packed_sequences(padded, token_mask(padded)) is None  # one sequence per row
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_a_packed_sequence_is_a_ball_of_its_own(norm):
+    from rxf.methods.perturb import ball_norms, normalized, project
+
+    delta, mask, sequences = packed_delta()
+    delta[0, 4:7] *= 1e-6  # the second sequence lies inside the ball already
+    projected = project(delta, 0.5, norm, "sequence", mask, sequences)
+    norms = ball_norms(projected, norm, "sequence", sequences)[0, :, 0]
+    for ids in (slice(0, 4), slice(7, 12)):
+        assert torch.allclose(norms[ids], torch.tensor(0.5))  # each rescaled onto its own surface
+    torch.testing.assert_close(projected[0, 4:7], delta[0, 4:7])  # untouched by its neighbours' norms
+    unit = ball_norms(normalized(delta, norm, "sequence", mask, sequences), norm, "sequence", sequences)
+    torch.testing.assert_close(unit, torch.ones_like(unit))
+
+
+def test_freelb_start_is_sized_per_packed_sequence():
+    from rxf.methods.perturb import ball_norms
+
+    _, mask, sequences = packed_delta()
+    model = tiny_llama("sdpa")
+    method = method_config("freelb", adv_init_mag=0.3, adv_max_norm=0.0).build()
+    method.noise_seed = 0
+    norms = ball_norms(method.initial_delta(model, mask, sequences), "l2", "sequence", sequences)[0, :, 0]
+    # ‖δ₀‖₂ ≈ mag/√3 for every sequence, short or long (as for each row of a padded batch)
+    assert norms.unique().numel() == 3
+    assert torch.allclose(norms, torch.full_like(norms, 0.3 / 3**0.5), rtol=0.25)
+
+
+@pytest.mark.parametrize("name", ["smart", "freelb"])
+def test_adversarial_methods_run_on_packed_batches(name):
+    model = tiny_llama("rxf_varlen_reference")
+    model.train()
+    options = {"smart": {"epsilon": 0.1, "step_size": 0.1, "granularity": "sequence", "norm": "l2"}, "freelb": {}}[name]
+    method = method_config(name, **options).build()
+    out = method.training_step(model, packed_batch(with_metadata=True), backward=lambda loss: loss.backward())
+    assert torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    if name == "smart":
+        assert out.regularizer.item() > 0

@@ -54,8 +54,10 @@ from rxf.methods.perturb import (
     embedding_dim,
     noise_generator,
     normalized,
+    packed_sequences,
     project,
     token_mask,
+    tokens_per_ball,
 )
 
 
@@ -120,7 +122,7 @@ class FreeLB(Method):
     # Logged: task_loss is the loss at δ₀ (the random start), freelb_last_loss the loss at the last ascent point.
     regularizer_name = "freelb_last_loss"
 
-    def initial_delta(self, model: nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    def initial_delta(self, model: nn.Module, mask: torch.Tensor, sequences: torch.Tensor | None = None) -> torch.Tensor:
         """δ₀: uniform, zero on padding, inside the ball (fp32)."""
         config = self.config
         shape = (*mask.shape, embedding_dim(model))
@@ -128,17 +130,17 @@ class FreeLB(Method):
         delta = (uniform * 2 - 1) * mask.unsqueeze(-1)
         if config.norm == "l2":
             # FreeLB's scaling: each element ~ U(−1, 1)·mag/√(elements in the ball), so ‖δ‖₂ ≈ mag/√3.
-            per_ball = mask.sum(1, keepdim=True) if config.granularity == "sequence" else torch.ones_like(mask)
+            per_ball = tokens_per_ball(mask, config.granularity, sequences)
             scale = config.adv_init_mag / (per_ball * shape[-1]).clamp_min(1).sqrt()
             delta = delta * scale.unsqueeze(-1)
         else:
             delta = delta * config.adv_init_mag
-        return self.bound(delta, mask)
+        return self.bound(delta, mask, sequences)
 
-    def bound(self, delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def bound(self, delta: torch.Tensor, mask: torch.Tensor, sequences: torch.Tensor | None = None) -> torch.Tensor:
         config = self.config
         if config.adv_max_norm > 0:
-            return project(delta, config.adv_max_norm, config.norm, config.granularity, mask)
+            return project(delta, config.adv_max_norm, config.norm, config.granularity, mask, sequences)
         return delta * mask.unsqueeze(-1)
 
     def compute_loss(
@@ -163,8 +165,9 @@ class FreeLB(Method):
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
         mask = token_mask(inputs)
+        sequences = packed_sequences(inputs, mask)
         steps = config.adv_steps
-        delta = self.initial_delta(model, mask)
+        delta = self.initial_delta(model, mask, sequences)
         # inputs_embeds computed by the caller (embedding(input_ids)) carry a graph that only one backward
         # may run through: the first K − 1 steps start from a detached copy, whose gradients the last
         # step's backward carries into the caller's graph.
@@ -192,7 +195,7 @@ class FreeLB(Method):
                 first_logits = logits.detach()
             if not last:
                 grad = delta.grad if delta.grad is not None else torch.zeros_like(delta)
-                step = normalized(grad, config.norm, config.granularity, mask)
-                delta = self.bound(delta.detach() + config.adv_lr * step, mask)
+                step = normalized(grad, config.norm, config.granularity, mask, sequences)
+                delta = self.bound(delta.detach() + config.adv_lr * step, mask, sequences)
         mean = torch.stack(losses).mean()
         return LossOutput(loss=mean, task_loss=losses[0], regularizer=losses[-1], logits=first_logits)

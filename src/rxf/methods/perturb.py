@@ -18,7 +18,9 @@ real tokens. Norms are computed in fp32. ``granularity`` says what one ball is:
 * ``"sequence"``: the whole sequence's δ, flattened over real tokens, lies in one ball.
 
 For the L∞ norm both granularities describe the same set (every element in [−ε, ε]); they
-still differ in how an ascent step is normalised.
+still differ in how an ascent step is normalised. In a packed (padding-free) batch, where one row
+holds several sequences, a ``"sequence"`` ball is each packed sequence (``sequences``, from
+:func:`packed_sequences`), as it would be for the same sequences in a padded batch.
 """
 
 from __future__ import annotations
@@ -65,13 +67,43 @@ def token_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
     return mask.to(device=tokens.device, dtype=torch.float32)
 
 
+def packed_sequences(inputs: Mapping[str, Any], mask: torch.Tensor) -> torch.Tensor | None:
+    """(batch, length) id of the sequence each token belongs to, unique over the batch, for a batch that packs
+    several sequences into a row (varlen offsets, ``seq_idx`` or position restarts); None for one per row."""
+    if all(inputs.get(key) is None for key in ("cu_seq_lens_q", "seq_idx", "position_ids")):
+        return None
+    from rxf.methods.neftune import sequence_starts  # (neftune imports this module)
+
+    starts = sequence_starts(inputs, mask.shape, mask.device)
+    if not starts[:, 1:].any():
+        return None
+    return starts.long().reshape(-1).cumsum(0).reshape(mask.shape) - 1
+
+
+def tokens_per_ball(mask: torch.Tensor, granularity: str, sequences: torch.Tensor | None = None) -> torch.Tensor:
+    """Real tokens in the ball of each position: (batch, length), or (batch, 1) for unpacked sequences."""
+    if granularity == "token":
+        return torch.ones_like(mask)
+    if sequences is None:
+        return mask.sum(1, keepdim=True)
+    totals = torch.zeros(int(sequences.max()) + 1, dtype=mask.dtype, device=mask.device)
+    return totals.scatter_add_(0, sequences.reshape(-1), mask.reshape(-1))[sequences]
+
+
 def _flatten(x: torch.Tensor, granularity: str) -> torch.Tensor:
     """(batch, length, dim) → (units, elements): one row per ball."""
     return x.reshape(x.size(0), x.size(1), -1) if granularity == "token" else x.reshape(x.size(0), 1, -1)
 
 
-def ball_norms(delta: torch.Tensor, norm: str, granularity: str) -> torch.Tensor:
-    """fp32 norm of each ball's δ: shape (batch, length, 1) for tokens, (batch, 1, 1) for sequences."""
+def ball_norms(delta: torch.Tensor, norm: str, granularity: str, sequences: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 norm of each ball's δ: shape (batch, length, 1) for tokens and packed sequences, (batch, 1, 1) for sequences."""
+    if granularity == "sequence" and sequences is not None:
+        delta = delta.float().reshape(*sequences.shape, -1)
+        per_token = delta.pow(2).sum(-1) if norm == "l2" else delta.abs().amax(-1)
+        totals = torch.zeros(int(sequences.max()) + 1, dtype=torch.float32, device=delta.device)
+        ids, values = sequences.reshape(-1), per_token.reshape(-1)
+        totals = totals.scatter_add(0, ids, values).sqrt() if norm == "l2" else totals.scatter_reduce(0, ids, values, "amax")
+        return totals[sequences].unsqueeze(-1)
     flat = _flatten(delta.float(), granularity)
     if norm == "l2":
         return flat.norm(dim=-1, keepdim=True)
@@ -79,25 +111,34 @@ def ball_norms(delta: torch.Tensor, norm: str, granularity: str) -> torch.Tensor
 
 
 def _per_element(values: torch.Tensor, like: torch.Tensor, granularity: str) -> torch.Tensor:
-    """Broadcast one value per ball back over (batch, length, dim)."""
-    if granularity == "token":
+    """Broadcast one value per ball (or per position) back over (batch, length, dim)."""
+    if granularity == "token" or values.shape[:2] == like.shape[:2]:
         return values.reshape(like.size(0), like.size(1), *([1] * (like.dim() - 2)))
     return values.reshape(like.size(0), *([1] * (like.dim() - 1)))
 
 
-def project(delta: torch.Tensor, epsilon: float, norm: str, granularity: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+def project(
+    delta: torch.Tensor,
+    epsilon: float,
+    norm: str,
+    granularity: str,
+    mask: torch.Tensor | None = None,
+    sequences: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The Euclidean projection of δ (fp32) onto {‖δ‖ ≤ ε} per ball; masked positions set to 0."""
     delta = delta.float()
     if mask is not None:
         delta = delta * mask.unsqueeze(-1)
     if norm == "linf":
         return delta.clamp(-epsilon, epsilon)
-    norms = _per_element(ball_norms(delta, norm, granularity), delta, granularity)
+    norms = _per_element(ball_norms(delta, norm, granularity, sequences), delta, granularity)
     # Inside the ball: unchanged (factor 1); outside: rescaled onto its surface.
     return delta * (epsilon / norms.clamp_min(torch.finfo(torch.float32).tiny)).clamp(max=1.0)
 
 
-def normalized(grad: torch.Tensor, norm: str, granularity: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+def normalized(
+    grad: torch.Tensor, norm: str, granularity: str, mask: torch.Tensor | None = None, sequences: torch.Tensor | None = None
+) -> torch.Tensor:
     """g / ‖g‖ per ball (fp32), the ascent direction of SMART and FreeLB; 0 where g is 0, masked or not finite.
 
     Normalising makes the step independent of the loss scale, so a gradient scaled by a
@@ -108,7 +149,7 @@ def normalized(grad: torch.Tensor, norm: str, granularity: str, mask: torch.Tens
         grad = grad * mask.unsqueeze(-1)
     tiny = torch.finfo(torch.float32).tiny
     # Divide by the largest |g| first: squaring a tiny gradient (‖g‖₂) would underflow.
-    grad = grad / _per_element(ball_norms(grad, "linf", granularity), grad, granularity).clamp_min(tiny)
+    grad = grad / _per_element(ball_norms(grad, "linf", granularity, sequences), grad, granularity).clamp_min(tiny)
     if norm == "l2":
-        grad = grad / _per_element(ball_norms(grad, "l2", granularity), grad, granularity).clamp_min(tiny)
+        grad = grad / _per_element(ball_norms(grad, "l2", granularity, sequences), grad, granularity).clamp_min(tiny)
     return grad

@@ -62,6 +62,7 @@ from rxf.methods.perturb import (
     embedding_dim,
     noise_generator,
     normalized,
+    packed_sequences,
     project,
     token_mask,
 )
@@ -141,6 +142,7 @@ class Smart(Method):
         mask = token_mask(inputs)
         target = prediction_logits(clean.detach(), task_type)
         positions = target_mask(labels, task_type)
+        sequences = packed_sequences(inputs, mask)  # a packed row's sequences are balls of their own
         shape = (*mask.shape, embedding_dim(model))
         generator = noise_generator(self, mask.device)
         delta = torch.randn(shape, dtype=torch.float32, device=mask.device, generator=generator)
@@ -153,8 +155,10 @@ class Smart(Method):
             # Sum, not mean: the step is normalised, and a sum keeps tiny divergences away from underflow.
             inner = divergence(prediction_logits(perturbed, task_type), target, positions, reduction="sum")
             (grad,) = torch.autograd.grad(inner, delta)
-            step = normalized(grad, config.norm, config.granularity, mask)
-            delta = project(delta.detach() + config.step_size * step, config.epsilon, config.norm, config.granularity, mask)
+            step = normalized(grad, config.norm, config.granularity, mask, sequences)
+            delta = project(
+                delta.detach() + config.step_size * step, config.epsilon, config.norm, config.granularity, mask, sequences
+            )
         return delta.detach()
 
     # ---- the Bregman proximal term ------------------------------------------------------------
