@@ -188,7 +188,7 @@ def test_experiment_config_names_bad_keys_and_values(tmp_path):
         ProbeExperimentConfig.from_dict({"sead": 1})
     with pytest.raises(RxfError, match="features.*'pool'.*pooling"):
         ProbeExperimentConfig.from_dict({"features": {"pool": "mean"}})
-    with pytest.raises(RxfError, match="unknown method"):
+    with pytest.raises(RxfError, match="methods: 'r3ff' must be one of .*did you mean 'r3f'"):
         ProbeExperimentConfig.from_dict({"methods": ["r3ff"]})
     with pytest.raises(RxfError, match="train.seed is set by each stage"):
         ProbeExperimentConfig.from_dict({"train": {"seed": 3}})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,9 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rxf", description="Robust fine-tuning: R3F, R4F and their baselines.")
+    from rxf.commands.options import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="rxf", description="Robust fine-tuning: R3F, R4F and their baselines.")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         importlib.import_module(module).add_parser(commands)
@@ -47,6 +50,14 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
+    for handler in logging.getLogger("datasets").handlers:
+        if _below_error not in handler.filters:
+            handler.addFilter(_below_error)
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    """datasets logs a file it cannot parse, then raises: rxf reports the exception, in one line."""
+    return record.levelno < logging.ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except RxfError as error:
-        print(f"rxf: error: {error}", file=sys.stderr)
+        print(f"rxf: error: {' '.join(str(error).splitlines())}", file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("rxf: interrupted", file=sys.stderr)

@@ -44,9 +44,9 @@ from typing import Any
 
 import yaml
 
-from rxf.config import YamlConfig
-from rxf.errors import RxfError, closest
-from rxf.methods.base import check_number, method_config
+from rxf.config import YamlConfig, check_fields, settings_under
+from rxf.errors import RxfError
+from rxf.methods.base import METHODS, check_choice, check_number, method_config
 from rxf.train import prepare_output_dir, write_json_atomic
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
@@ -128,10 +128,14 @@ class SummarizationConfig(YamlConfig):
         return method_config(self.method, **{"label_smoothing": DEFAULT_LABEL_SMOOTHING, **self.method_options})
 
     def validate(self) -> None:
-        """Check every field before any data or model is loaded."""
-        for name in ("learning_rate", "epochs", "warmup_steps", "weight_decay", "adam_epsilon", "max_grad_norm"):
+        """Check every field before any data or model is loaded: types, then ranges and choices."""
+        check_fields(self)
+        for name in ("learning_rate", "epochs", "warmup_steps", "weight_decay", "max_grad_norm"):
             check_number(name, getattr(self, name), minimum=0.0)
         check_number("length_penalty", self.length_penalty)
+        check_number("adam_epsilon", self.adam_epsilon, positive=True)
+        for name in ("adam_beta1", "adam_beta2"):
+            check_number(name, getattr(self, name), minimum=0.0, below=1.0)
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_source_length",
                      "max_target_length", "logging_steps", "num_beams", "max_new_tokens"):
             check_number(name, getattr(self, name), integer=True, positive=True)
@@ -140,12 +144,8 @@ class SummarizationConfig(YamlConfig):
         check_number("max_steps", self.max_steps, integer=True)
         check_number("seed", self.seed, integer=True, minimum=0)
         for name in ("max_train_samples", "max_eval_samples", "eval_steps"):
-            if getattr(self, name) is not None:
-                check_number(name, getattr(self, name), integer=True, positive=True)
-        if self.dropout is not None:
-            check_number("dropout", self.dropout, minimum=0.0)
-            if self.dropout >= 1:
-                raise RxfError(f"dropout must be < 1, got {self.dropout!r}")
+            check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
+        check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)
         if self.warmup_steps >= 1 and not float(self.warmup_steps).is_integer():
             raise RxfError(f"warmup_steps must be a whole number of updates, or a fraction < 1; got {self.warmup_steps!r}")
         if self.warmup_steps >= 1 and 0 < self.max_steps <= self.warmup_steps:
@@ -154,13 +154,12 @@ class SummarizationConfig(YamlConfig):
             raise RxfError("nothing to train: set epochs > 0 or max_steps > 0 (max_steps: 0 only evaluates)")
         if self.min_new_tokens > self.max_new_tokens:
             raise RxfError(f"min_new_tokens ({self.min_new_tokens}) must be <= max_new_tokens ({self.max_new_tokens})")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise RxfError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}; got {self.lr_scheduler!r}{closest(str(self.lr_scheduler), LR_SCHEDULERS)}")
+        check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         if "{document}" not in self.prompt:
             raise RxfError(f"prompt must contain {{document}} where the document goes; got {self.prompt!r}")
-        if not isinstance(self.method_options, dict):
-            raise RxfError(f"method_options must be a mapping, got {self.method_options!r}")
-        config = self.resolved_method_config()  # unknown method/option or bad value
+        check_choice("method", self.method.lower(), sorted(METHODS))
+        with settings_under("method_options"):
+            config = self.resolved_method_config()  # unknown option or bad value
         if config.name == "r4f":
             raise RxfError("R4F is not defined for generation (there is no classification head to normalise): use r3f")
 

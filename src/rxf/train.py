@@ -36,9 +36,9 @@ from typing import Any
 
 import yaml
 
-from rxf.config import YamlConfig
+from rxf.config import Settings, YamlConfig, check_fields, settings_under
 from rxf.errors import RxfError
-from rxf.methods.base import check_choice, check_number, method_config
+from rxf.methods.base import METHODS, check_choice, check_number, method_config
 from rxf.models import DEFAULT_MODEL, load_classifier
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -111,7 +111,8 @@ class TrainConfig(YamlConfig):
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         if values.get("train_file") and "task" not in values:
-            values = {**values, "task": None}  # your own files replace the default task
+            values = Settings(values)  # keeps where each value came from
+            values["task"] = None  # your own files replace the default task
         return super().from_dict(values, source)
 
     @property
@@ -120,15 +121,18 @@ class TrainConfig(YamlConfig):
         return self.seed if self.data_seed is None else self.data_seed
 
     def validate(self) -> None:
-        """Check every field before any data or model is loaded."""
-        for name in ("learning_rate", "epochs", "warmup_ratio", "weight_decay", "adam_epsilon", "max_grad_norm"):
+        """Check every field before any data or model is loaded: types, then ranges and choices."""
+        check_fields(self)
+        for name in ("learning_rate", "epochs", "weight_decay", "max_grad_norm"):
             check_number(name, getattr(self, name), minimum=0.0)
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
             check_number(name, getattr(self, name), integer=True, positive=True)
         check_number("max_steps", self.max_steps, integer=True)
         check_number("seed", self.seed, integer=True, minimum=0)
-        if self.data_seed is not None:
-            check_number("data_seed", self.data_seed, integer=True, minimum=0)
+        check_number("data_seed", self.data_seed, integer=True, minimum=0, optional=True)
+        check_number("adam_epsilon", self.adam_epsilon, positive=True)  # 0 divides 0 by 0 where a gradient is 0
+        for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
+            check_number(name, getattr(self, name), minimum=0.0, below=1.0)
         check_number("keep_checkpoints", self.keep_checkpoints, integer=True, minimum=0)
         check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         from rxf.history import check_report_to
@@ -140,13 +144,12 @@ class TrainConfig(YamlConfig):
 
         check_choice("recipe", self.recipe, tuple(RECIPES))
         for name in ("max_train_samples", "max_eval_samples", "eval_steps", "checkpoint_steps"):
-            if getattr(self, name) is not None:
-                check_number(name, getattr(self, name), integer=True, positive=True)
+            check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
         if self.max_steps <= 0 and self.epochs <= 0:
             raise RxfError("nothing to train: set epochs > 0 or max_steps > 0")
-        if not isinstance(self.method_options, dict):
-            raise RxfError(f"method_options must be a mapping, got {self.method_options!r}")
-        method_config(self.method, **self.method_options)  # unknown method/option or bad value
+        check_choice("method", self.method.lower(), sorted(METHODS))
+        with settings_under("method_options"):
+            method_config(self.method, **self.method_options)  # unknown option or bad value
 
 
 def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):

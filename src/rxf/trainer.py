@@ -25,6 +25,7 @@ bases). What the mixin changes:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from torch import nn
 from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
+from rxf.checkpoints import latest_checkpoint
 from rxf.errors import RxfError
 from rxf.methods.base import (
     GENERATION_TASKS,
@@ -58,17 +60,43 @@ NONFINITE_POLICIES = ("stop", "skip")
 logger = logging.getLogger(__name__)
 
 
-class _SkipNonfiniteStep(TrainerCallback):
-    """Drops the optimizer step after a skipped non-finite loss: with no gradients, AdamW leaves every parameter (and its moments) as it was."""
+class _NonfiniteGuard(TrainerCallback):
+    """The optimizer side of the non-finite guard (the loss side is ``RxfTrainerMixin._rxf_check_finite``).
+
+    Before the update: gradients that are not finite (although the loss was) are treated like a
+    non-finite loss; a step to skip loses its gradients, so that AdamW leaves every parameter and
+    its moments as they were. After the update: parameters that are not finite stop the run under
+    either policy, since nothing can be skipped any more and a model with NaN weights must never be
+    the result of a run.
+    """
 
     def __init__(self, trainer: RxfTrainerMixin):
         self.trainer = trainer
+        self.dropped = False
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if self.trainer._rxf_skip_step:
-            self.trainer.model.zero_grad(set_to_none=True)
-            self.trainer._rxf_skip_step = False
-            self.trainer.rxf_skipped_steps += 1
+        trainer = self.trainer
+        if not trainer._rxf_skip_step:
+            gradients = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+            if not trainer._rxf_finite_everywhere(gradients):
+                trainer._rxf_nonfinite("the gradients are not finite", {}, trainer._rxf_nonfinite_hint(["gradients"]))
+        self.dropped = trainer._rxf_skip_step
+        if trainer._rxf_skip_step:
+            trainer.model.zero_grad(set_to_none=True)
+            trainer._rxf_skip_step = False
+            trainer.rxf_skipped_steps += 1
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if self.dropped:
+            return
+        trainer._rxf_applied_steps += 1
+        if not trainer._rxf_finite_everywhere(list(trainer.model.parameters())):
+            raise RxfError(
+                f"the parameters are not finite after the optimizer update of step {state.global_step + 1}: stopped; "
+                f"{trainer._rxf_last_finite_checkpoint()}. {trainer._rxf_nonfinite_hint(['parameters'])}"
+            )
+
 
 
 def refuse_neftune_argument(method: Method, args: Any) -> None:
@@ -114,11 +142,14 @@ class RxfTrainerMixin:
         self.rxf_method.noise_seed = self.args.seed + 7919 * (self.args.process_index + 1)
         self._rxf_log_sums: dict[str, float] = {}
         self._rxf_log_count = 0
-        self._rxf_skip_step = False
+        self._rxf_skip_step = False  # a loss term of this step was not finite: drop its update (on_nonfinite=skip)
+        self._rxf_skipped_batch = False  # ... in the micro-batch just computed
+        self._rxf_applied_steps = 0  # optimizer steps applied since train() was called
+        self._rxf_first_nonfinite: str | None = None  # what failed first, and what to do about it
         self._rxf_train_start = time.perf_counter()
         self._rxf_time_offset: float | None = None
         self._rxf_staging: str | None = None
-        self.add_callback(_SkipNonfiniteStep(self))
+        self.add_callback(_NonfiniteGuard(self))
 
     # ---- loss ---------------------------------------------------------------------------------
 
@@ -129,33 +160,101 @@ class RxfTrainerMixin:
             return num_items_in_batch
         return None
 
+    # ---- the non-finite guard ------------------------------------------------------------------
+
     def _rxf_check_finite(self, out: LossOutput) -> bool:
-        """True if the step's loss terms are finite on every rank; otherwise apply on_nonfinite."""
+        """True if the step's loss terms and their weighted total are finite on every rank; otherwise apply on_nonfinite."""
         terms = {"task loss": out.task_loss}
         if out.regularizer is not None:
             terms[self.rxf_method.regularizer_name] = out.regularizer
-        bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
-        flag = torch.tensor(float(bool(bad)), device=out.task_loss.device)
-        if self.accelerator.num_processes > 1:
-            flag = self.accelerator.reduce(flag, reduction="sum")  # every rank takes the same decision
-        if flag.item() == 0:
+        terms["weighted total loss"] = out.loss
+        if self._rxf_finite_everywhere(list(terms.values())):
             return True
+        bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
+        parts = [name for name in bad if name != "weighted total loss"]
+        if parts:
+            what = f"{' and '.join(parts)} is not finite"
+        elif bad:
+            what = "the weighted total loss (task loss + weight × regulariser) is not finite"
+        else:
+            what = "a loss term is not finite on another rank"
+        values = {name: float(value.detach().float().mean()) for name, value in terms.items()}
+        return self._rxf_nonfinite(what, values, self._rxf_nonfinite_hint(bad))
+
+    def _rxf_finite_everywhere(self, tensors: list[torch.Tensor]) -> bool:
+        """Every element of every tensor is finite, on every rank (every rank then takes the same decision)."""
+        tensors = [t.detach() for t in tensors]
+        finite = True
+        if tensors:
+            # One fused norm (per device and dtype) is ~10x faster than isfinite() on every tensor; a
+            # norm that overflows although every value is finite (values above ~1e19) is looked at closer.
+            total = torch.nn.utils.get_total_norm(tensors)
+            finite = bool(torch.isfinite(total)) or all(bool(torch.isfinite(t).all()) for t in tensors)
+        bad = torch.tensor(0.0 if finite else 1.0, device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        return bad.item() == 0
+
+    def _rxf_nonfinite(self, what: str, values: dict[str, float], hint: str) -> bool:
+        """Apply on_nonfinite to the step being computed: mark it to skip (returns False), or stop with an RxfError."""
         step = self.state.global_step + 1
-        where = f"{' and '.join(bad)} is not finite" if bad else "a loss term is not finite on another rank"
+        shown = f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else ""
+        if self._rxf_first_nonfinite is None:
+            self._rxf_first_nonfinite = f"the first at step {step}: {what}{shown}. {hint}"
         if self.rxf_on_nonfinite == "skip":
-            logger.warning("rxf: %s at step %d: skipping the optimizer step", where, step)
+            logger.warning("rxf: %s at step %d%s: skipping the optimizer step", what, step, shown)
             self._rxf_skip_step = True
             return False
+        raise RxfError(f"{what} at step {step}{shown}; stopped, {self._rxf_save_rescue()}. {hint}, or set on_nonfinite=skip")
+
+    def _rxf_nonfinite_hint(self, failed: list[str]) -> str:
+        """What to change, naming the settings that scale the part that failed."""
+        config = self.rxf_method.config
+        shared = {field.name for field in dataclasses.fields(MethodConfig)}
+        numbers = [
+            f"{field.name}={getattr(config, field.name):g}"
+            for field in dataclasses.fields(config)
+            if field.name not in shared
+            and isinstance(getattr(config, field.name), (int, float))
+            and not isinstance(getattr(config, field.name), bool)
+        ]
+        options = f"method_options of {config.name} ({', '.join(numbers)})" if numbers else f"the {config.name} method"
+        learning_rate = f"learning_rate ({self.args.learning_rate:g})"
+        if failed == ["parameters"]:
+            return f"The update overflowed: lower {learning_rate} or weight_decay ({self.args.weight_decay:g})"
+        if failed == ["gradients"]:
+            return f"Lower {learning_rate} or max_grad_norm ({self.args.max_grad_norm:g}), or change {options}"
+        if "task loss" in failed:
+            if self.state.global_step == 0:
+                return "The model's outputs are not finite before any update: check the model's weights and the labels (or run without bf16)"
+            return f"Training diverged: lower {learning_rate}"
+        if failed == ["weighted total loss"]:
+            return f"A weight overflows the sum: lower it in {options}"
+        if self.state.global_step == 0:  # the clean pass is fine before any update: the method's settings are the cause
+            return f"The task loss is finite, so the cause is a setting of the method: change {options}"
+        return f"Change {options}, or lower {learning_rate}"
+
+    def _rxf_save_rescue(self) -> str:
+        """Save the state before the failing step, verified finite; say where (or why there is none)."""
+        if not self._rxf_finite_everywhere(list(self.model.parameters())):
+            return f"and the parameters were not finite before this step either, so none were saved; {self._rxf_last_finite_checkpoint()}"
         self._save_checkpoint(self.model, trial=None)
         saved = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-        raise RxfError(
-            f"{where} at step {step} ({', '.join(f'{k}={float(v)}' for k, v in terms.items())}); stopped, with the "
-            f"state before this step saved in {saved}. Lower the learning rate or λ, or set on_nonfinite=skip"
-        )
+        if self.args.should_save and not weights_are_finite(saved):
+            shutil.rmtree(saved, ignore_errors=True)  # never resume from (or call "the state before") NaN weights
+            return f"but the saved weights were not finite, so they were deleted; {self._rxf_last_finite_checkpoint()}"
+        return f"with the state before this step saved in {saved}"
+
+    def _rxf_last_finite_checkpoint(self) -> str:
+        latest = latest_checkpoint(self.args.output_dir)
+        if latest is not None and weights_are_finite(latest):
+            return f"the last checkpoint, {latest}, has finite weights"
+        return "no checkpoint with finite weights exists"
 
     def _rxf_finish(self, out: LossOutput, normalizer: Any) -> torch.Tensor:
         if not self._rxf_check_finite(out):
-            # Nothing to back-propagate; the optimizer step is dropped by _SkipNonfiniteStep.
+            # Nothing to back-propagate; the optimizer step is dropped by _NonfiniteGuard.
+            self._rxf_skipped_batch = True
             return torch.zeros((), device=out.loss.device, requires_grad=True)
         self._rxf_record(out, normalizer)
         self.loss_is_scaled_for_ga = normalizer is not None
@@ -195,7 +294,11 @@ class RxfTrainerMixin:
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         if not self.rxf_method.multi_backward:
-            return super().training_step(model, inputs, num_items_in_batch)
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if self._rxf_skipped_batch:  # NaN, not 0: Trainer's logging_nan_inf_filter keeps it out of the logged loss
+                self._rxf_skipped_batch = False
+                return torch.full_like(loss, float("nan"))
+            return loss
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()  # schedule-free optimizers, as Trainer.training_step does
@@ -219,13 +322,22 @@ class RxfTrainerMixin:
             options["accelerator"] = self.accelerator
         with self.compute_loss_context_manager():
             out = self.rxf_method.training_step(model, inputs, backward, normalizer=normalizer, **options)
+        if not self._rxf_check_finite(out):  # its gradients are dropped before the update (skip)
+            return torch.full_like(out.loss.detach(), float("nan"))
         self._rxf_record(out, normalizer)
         return out.loss.detach() / steps
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         self._rxf_train_start = time.perf_counter()
         self._rxf_time_offset = None
-        return super().train(*args, **kwargs)
+        self._rxf_applied_steps = 0
+        output = super().train(*args, **kwargs)
+        if self.rxf_skipped_steps and not self._rxf_applied_steps:
+            raise RxfError(
+                f"every one of the {self.rxf_skipped_steps} optimizer steps was skipped (on_nonfinite=skip), so the "
+                f"model did not train; {self._rxf_first_nonfinite}"
+            )
+        return output
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         if has_spectral_norm(self.model):
@@ -340,6 +452,22 @@ class RxfTrainerMixin:
         missing, unexpected = model.load_state_dict({**plain, **raw}, strict=False)
         if unexpected:
             raise RuntimeError(f"checkpoint {resume_from_checkpoint} has weights the model lacks: {unexpected[:5]}")
+
+
+def weights_are_finite(checkpoint: str) -> bool:
+    """Every floating-point tensor in the checkpoint's safetensors files is finite (read back from disk)."""
+    from safetensors import safe_open
+
+    files = [name for name in os.listdir(checkpoint) if name.endswith(".safetensors")] if os.path.isdir(checkpoint) else []
+    if not files:
+        return False
+    for name in files:
+        with safe_open(os.path.join(checkpoint, name), framework="pt") as weights:
+            for key in weights.keys():
+                tensor = weights.get_tensor(key)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    return False
+    return True
 
 
 class RxfTrainer(RxfTrainerMixin, Trainer):

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 
-from rxf.config import YamlConfig
-from rxf.errors import RxfError, closest
-from rxf.methods.base import METHODS, check_number, method_config
+from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
+from rxf.errors import RxfError
+from rxf.methods.base import METHODS, check_choice, check_number, method_config
 from rxf.tasks.xnli import XNLI_LANGUAGES
 
 # The paper's Table 3 compares R3F/R4F with standard fine-tuning of XLM-R; Standard++ where registered.
@@ -72,25 +72,34 @@ class XnliConfig(YamlConfig):
 
 
     def validate(self) -> None:
-        """Check every field (and every run's TrainConfig) before anything is loaded."""
+        """Check every field (and every run's TrainConfig) before anything is loaded: types, then values."""
+        check_fields(self)
         for name in ("languages", "methods", "seeds"):
-            if not isinstance(getattr(self, name), list) or not getattr(self, name):
-                raise RxfError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
+            if not getattr(self, name):
+                raise RxfError(f"{describe_setting(name, getattr(self, name))} must be a non-empty list")
         for lang in self.languages:
-            if lang not in XNLI_LANGUAGES:
-                raise RxfError(f"languages: {lang!r} is not an XNLI language{closest(str(lang), XNLI_LANGUAGES)}")
+            check_choice("languages", lang, XNLI_LANGUAGES)
         if len(set(self.methods)) != len(self.methods):
-            raise RxfError(f"methods lists a method twice: {self.methods}")
+            raise RxfError(f"{describe_setting('methods', self.methods)} lists a method twice")
+        for method in self.methods:
+            check_choice("methods", method.lower(), sorted(METHODS))
         for seed in self.seeds:
             check_number("seeds", seed, integer=True, minimum=0)
-        if not isinstance(self.method_options, dict):
-            raise RxfError(f"method_options must map method names to options, got {self.method_options!r}")
+        for name in ("max_length", "batch_size", "eval_batch_size"):
+            check_number(name, getattr(self, name), integer=True, positive=True)
+        for name in ("max_train_samples", "max_eval_samples"):
+            check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
+        for name in ("learning_rate", "epochs"):
+            check_number(name, getattr(self, name), minimum=0.0)
+        check_number("adam_epsilon", self.adam_epsilon, positive=True)
         for method in self.method_options:
             if method not in self.methods:
                 raise RxfError(f"method_options has options for {method!r}, which is not in methods {self.methods}")
         for method in self.methods:
-            method_config(method, **self.method_options.get(method, {}))
-        self.run_config(self.methods[0], self.seeds[0])  # TrainConfig checks the rest
+            with settings_under(f"method_options.{method}"):
+                method_config(method, **self.method_options.get(method, {}))
+        with settings_under("train_options"):
+            self.run_config(self.methods[0], self.seeds[0])  # TrainConfig checks the rest
 
     def task_name(self) -> str:
         """The rxf.tasks name of the languages asked for."""

@@ -99,7 +99,7 @@ def test_similarity_prints_cka_and_effective_rank(setup, capsys):
         (["cycle", "--cycles", "0"], ["cycles", "> 0"]),
         (["chain", "--pooling", "max"], ["pooling", "cls, mean"]),
         (["generalization", "--set", "train.output_dir=/x"], ["train.output_dir", "set by each stage"]),
-        (["generalization", "--methods", "r3ff"], ["unknown method"]),
+        (["generalization", "--methods", "r3ff"], ["methods", "(from --methods)", "r3f"]),
     ],
 )
 def test_bad_input_is_a_one_line_error(setup, tmp_path, capsys, argv, words):

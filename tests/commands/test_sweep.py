@@ -58,7 +58,7 @@ def test_sweep_flags_override_the_file(sweep_file, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,words",
     [
-        (["--methods", "r3ff"], ["unknown method", "r3f"]),
+        (["--methods", "r3ff"], ["methods", "(from --methods)", "r3f"]),
         (["--tasks", "cola"], ["--tasks cola", "matches none"]),
         (["--set", "seed=3"], ["overrides cannot set 'seed'"]),
         (["--set", "max_step=3"], ["max_step", "max_steps"]),

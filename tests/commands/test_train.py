@@ -63,7 +63,7 @@ def test_train_on_csv_files_with_a_yaml_config_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "argv,words",
     [
-        (["--method", "r3ff"], ["unknown method", "r3f"]),
+        (["--method", "r3ff"], ["method", "(from --method)", "r3f"]),
         (["--lambda", "-1"], ["lambda_", ">= 0"]),
         (["--sigma", "-0.1"], ["sigma"]),
         (["--lambda", "big"], ["--lambda", "float"]),

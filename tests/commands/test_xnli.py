@@ -40,7 +40,7 @@ def test_flags_override_the_file_and_set_overrides_flags(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--languages", "en", "xx"], "languages: 'xx' is not an XNLI language"),
+        (["--languages", "en", "xx"], "languages: 'xx' (from --languages) must be one of en,"),
         (["--seeds", "one"], "--seeds expects a int, got 'one'"),
         (["--set", "lamda=1"], "unknown config key 'lamda'"),
         (["--set", "seeds"], "--set expects key=value"),

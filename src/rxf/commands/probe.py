@@ -22,7 +22,16 @@ from typing import Any
 
 import yaml
 
-from rxf.commands.options import apply_flags, apply_set, assign, typed
+from rxf.commands.options import (
+    HelpFormatter,
+    add_setting_flags,
+    apply_flags,
+    apply_set,
+    file_settings,
+    help_from,
+    settings_epilog,
+    typed,
+)
 from rxf.errors import RxfError
 
 # flag -> (dotted config key, type)
@@ -46,44 +55,44 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
     "--eval-steps": ("train.eval_steps", int),
 }
 
+# store_true flag -> (field, value it sets)
+SWITCHES: dict[str, tuple[str, Any]] = {
+    "--keep-models": ("keep_models", True),
+    "--no-track-similarity": ("track_similarity", False),
+    "--no-pretrained": ("include_pretrained", False),
+    "--progress": ("progress_bar", True),
+}
+
 
 def experiment_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
-    from rxf.probing import ProbeExperimentConfig
-
-    values: dict[str, Any] = ProbeExperimentConfig.from_yaml(args.config).to_dict() if args.config else {}
+    values = file_settings(args.config)
     apply_flags(values, args, COMMON_FLAGS)
     if args.max_length is not None:  # the same truncation for fine-tuning and for the probes' features
         length = typed("--max-length", int, args.max_length)
-        assign(values, "train.max_length", length)
-        assign(values, "features.max_length", length)
+        values.set("train.max_length", length, "--max-length")
+        values.set("features.max_length", length, "--max-length")
     if args.methods is not None:
-        values["methods"] = args.methods
+        values.set("methods", args.methods, "--methods")
     if args.seeds is not None:
-        values["seeds"] = [typed("--seeds", int, seed) for seed in args.seeds]
-    if args.keep_models:
-        values["keep_models"] = True
-    if args.no_track_similarity:
-        values["track_similarity"] = False
-    if args.no_pretrained:
-        values["include_pretrained"] = False
-    if args.progress:
-        values["progress_bar"] = True
-    for name in ("tasks", "target_tasks"):
+        values.set("seeds", [typed("--seeds", int, seed) for seed in args.seeds], "--seeds")
+    for switch, (name, value) in SWITCHES.items():
+        if getattr(args, switch.removeprefix("--").replace("-", "_")):
+            values.set(name, value, switch)
+    for flag, name in (("--tasks", "tasks"), ("--targets", "target_tasks"), ("--source", "source_task")):
         if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
-    if getattr(args, "source_task", None) is not None:
-        values["source_task"] = args.source_task
+            values.set(name, getattr(args, name), flag)
     if getattr(args, "cycles", None) is not None:
-        values["cycles"] = typed("--cycles", int, args.cycles)
+        values.set("cycles", typed("--cycles", int, args.cycles), "--cycles")
     if getattr(args, "checkpoint", None):
         for item in args.checkpoint:
             label, sep, path = item.partition("=")
             if not sep or not label or not path:
                 raise RxfError(f"--checkpoint expects LABEL=DIRECTORY, got {item!r}")
-            values.setdefault("checkpoints", {})[label] = path
+            values.setdefault("checkpoints", {})
+            values.set(f"checkpoints.{label}", path, "--checkpoint")
         if args.methods is None:
-            values["methods"] = []  # probe the given checkpoints only, unless methods are asked for too
+            values.set("methods", [], "--checkpoint")  # probe the given checkpoints only, unless methods are asked for too
     apply_set(values, args.set)
     return values
 
@@ -138,13 +147,18 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+# Where the help of each setting comes from (imported when the help is shown).
+CONFIG = "rxf.probing.experiments:ProbeExperimentConfig"
+GROUPS = {"train": "rxf.train:TrainConfig", "features": "rxf.probing.features:FeatureConfig", "probe": "rxf.probing.probe:ProbeConfig"}
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file of ProbeExperimentConfig fields")
-    for flag, (key, kind) in COMMON_FLAGS.items():
-        parser.add_argument(flag, dest=key.replace(".", "__"), metavar=kind.__name__.upper(), help=f"sets {key}")
+    parser.formatter_class = HelpFormatter
+    parser.add_argument("--config", help="YAML file of ProbeExperimentConfig fields (the names below)")
+    add_setting_flags(parser, COMMON_FLAGS, CONFIG, groups=GROUPS)
     parser.add_argument("--max-length", metavar="INT", help="sets train.max_length and features.max_length")
-    parser.add_argument("--methods", nargs="+", metavar="METHOD", help="methods to fine-tune with (rxf methods)")
-    parser.add_argument("--seeds", nargs="+", metavar="SEED", help="one fine-tuning per method and seed")
+    help_from(parser.add_argument("--methods", nargs="+", metavar="METHOD"), CONFIG, "methods", hint="(see `rxf methods`)")
+    help_from(parser.add_argument("--seeds", nargs="+", metavar="SEED"), CONFIG, "seeds", hint="(one fine-tuning per method and seed)")
     parser.add_argument("--keep-models", action="store_true", help="keep every stage's model and encoder")
     parser.add_argument("--no-track-similarity", action="store_true", help="no CKA/effective rank during training")
     parser.add_argument("--no-pretrained", action="store_true", help="do not probe the pre-trained model")
@@ -163,21 +177,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     generalization = experiments.add_parser(
         "generalization", help="Figure 3: fine-tune on a source task, probe other tasks on the frozen encoder"
     )
-    generalization.add_argument("--source", dest="source_task", metavar="TASK", help="task to fine-tune on")
-    generalization.add_argument("--targets", dest="target_tasks", nargs="+", metavar="TASK", help="tasks to probe")
+    help_from(generalization.add_argument("--source", dest="source_task", metavar="TASK"), CONFIG, "source_task")
+    help_from(generalization.add_argument("--targets", dest="target_tasks", nargs="+", metavar="TASK"), CONFIG, "target_tasks")
     generalization.add_argument(
         "--checkpoint", action="append", metavar="LABEL=DIR", help="also probe this checkpoint (no fine-tuning)"
     )
 
     chain = experiments.add_parser("chain", help="Figure 4: train tasks in sequence, probe the first after each")
-    chain.add_argument("--tasks", nargs="+", metavar="TASK", help="the chain, source task first")
+    help_from(chain.add_argument("--tasks", nargs="+", metavar="TASK"), CONFIG, "tasks", hint="(the chain, source task first)")
 
     cycle = experiments.add_parser("cycle", help="Figure 5: the chain repeated; probe each task every cycle")
-    cycle.add_argument("--tasks", nargs="+", metavar="TASK", help="the tasks of one cycle")
-    cycle.add_argument("--cycles", metavar="INT", help="how many times to go round (paper: 3)")
+    help_from(cycle.add_argument("--tasks", nargs="+", metavar="TASK"), CONFIG, "tasks", hint="(the tasks of one cycle)")
+    help_from(cycle.add_argument("--cycles", metavar="INT"), CONFIG, "cycles", hint="(paper: 3)")
 
     for parser in (generalization, chain, cycle):
         _add_common(parser)
+        parser.epilog = lambda: settings_epilog(CONFIG, COMMON_FLAGS)
         parser.set_defaults(handler=cmd_experiment)
 
     similarity = experiments.add_parser(

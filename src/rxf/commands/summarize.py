@@ -14,11 +14,19 @@ shared ``label_smoothing``, so that one config serves both arms of a comparison.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
-from rxf.commands.options import METHOD_FLAGS, config_values
+from rxf.commands.options import (
+    METHOD_FLAGS,
+    HelpFormatter,
+    add_setting_flags,
+    config_values,
+    default_method_class,
+    settings_epilog,
+)
 
 # Flags for the most used fields: flag -> (field, type).
 SUMMARIZE_FLAGS: dict[str, tuple[str, type]] = {
@@ -46,7 +54,6 @@ SUMMARIZE_FLAGS: dict[str, tuple[str, type]] = {
     "--output-dir": ("output_dir", str),
 }
 SUMMARIZE_METHOD_FLAGS: dict[str, tuple[str, type]] = {**METHOD_FLAGS, "--label-smoothing": ("label_smoothing", float)}
-OUTPUT_FLAGS: dict[str, tuple[str, type]] = {**SUMMARIZE_FLAGS, **SUMMARIZE_METHOD_FLAGS}
 
 
 def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,10 +88,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="fine-tune a summarization model with a method and score it with ROUGE",
         description="Fine-tune a seq2seq or decoder-only model for summarization (label-smoothed CE + the method), "
         "generate summaries and score them with ROUGE-1/2/L/Lsum.",
+        formatter_class=HelpFormatter,
     )
-    summarize.add_argument("--config", help="YAML file of SummarizationConfig fields")
-    for flag, (name, kind) in OUTPUT_FLAGS.items():
-        summarize.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
+    config = "rxf.summarization:SummarizationConfig"  # imported when the help is shown
+    summarize.add_argument("--config", help="YAML file of SummarizationConfig fields (the names below)")
+    add_setting_flags(summarize, SUMMARIZE_FLAGS, config)
+    method = functools.partial(default_method_class, config)
+    add_setting_flags(summarize, METHOD_FLAGS, method, label_prefix="method_options.", hint="(of the default method; see `rxf methods`)")
+    add_setting_flags(
+        summarize,
+        {"--label-smoothing": SUMMARIZE_METHOD_FLAGS["--label-smoothing"]},
+        method,
+        label_prefix="method_options.",
+        hint="(rxf summarize uses the paper's 0.1 unless this is set: rxf.summarization.DEFAULT_LABEL_SMOOTHING)",
+    )
+    summarize.epilog = lambda: settings_epilog(config, SUMMARIZE_FLAGS) + "\nMethod options: see `rxf methods`."
     summarize.add_argument("--warm-start", action="store_true", help="build an encoder-decoder from the encoder-only --model")
     summarize.add_argument("--no-progress", action="store_true", help="no progress bar")
     summarize.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")

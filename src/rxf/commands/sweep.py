@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from rxf.commands.options import yaml_value
+from rxf.commands.options import HelpFormatter, help_from, yaml_value
 from rxf.errors import RxfError
-
-
-def _set_value(item: str) -> tuple[str, Any]:
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise RxfError(f"--set expects key=value, got {item!r}")
-    return key, yaml_value(text)
 
 
 def _recipe_matches(recipe: str, wanted: list[str]) -> bool:
@@ -34,24 +26,29 @@ def _recipe_matches(recipe: str, wanted: list[str]) -> bool:
 
 
 def sweep_config(args: argparse.Namespace):
-    """The sweep file with the flags on top."""
+    """The sweep file, the flags, then ``--set`` (into overrides), checked once."""
+    from rxf.config import Settings, read_yaml_mapping
     from rxf.experiments.sweep import SweepConfig
 
-    config = SweepConfig.from_yaml(args.config)
-    values = config.to_dict()
-    if args.tasks:
-        values["recipes"] = [r for r in config.recipes if _recipe_matches(r, args.tasks)]
-        if not values["recipes"]:
-            raise RxfError(f"--tasks {' '.join(args.tasks)} matches none of the recipes: {', '.join(config.recipes)}")
+    path = Path(args.config)
+    values = Settings(read_yaml_mapping(path, "sweep config"), source=str(path))
     for name in ("methods", "trials", "seeds", "output_dir", "sampler"):
         if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
+            values.set(name, getattr(args, name), "--" + name.replace("_", "-"))
     if args.keep_models:
-        values["keep_models"] = True
+        values.set("keep_models", True, "--keep-models")
     for item in args.set or []:
-        key, value = _set_value(item)
-        values["overrides"][key] = value
-    return SweepConfig.from_dict(values, source="sweep option")
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise RxfError(f"--set expects key=value, got {item!r}")
+        values.set(f"overrides.{key}", yaml_value(text), "--set")
+    config = SweepConfig.from_dict(values, base_dir=path.parent)
+    if args.tasks:
+        recipes = [r for r in config.recipes if _recipe_matches(r, args.tasks)]
+        if not recipes:
+            raise RxfError(f"--tasks {' '.join(args.tasks)} matches none of the recipes: {', '.join(config.recipes)}")
+        config.recipes = recipes
+    return config
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -71,14 +68,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="hyper-parameter search per method, then N seeds at the best setting (resumable)",
         description="Fixed-budget optuna search per task and method, then one run per seed at each method's best "
         "setting; one JSON record per run. Run it again to resume.",
+        formatter_class=HelpFormatter,
     )
     sweep.add_argument("--config", required=True, help="sweep YAML (recipes, methods, trials, seeds, overrides)")
     sweep.add_argument("--tasks", nargs="+", metavar="TASK", help="only these recipes (file stem or task name)")
-    sweep.add_argument("--methods", nargs="+", metavar="METHOD", help="methods to compare (see `rxf methods`)")
-    sweep.add_argument("--trials", type=int, help="search trials per task and method")
-    sweep.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds of the final runs")
-    sweep.add_argument("--sampler", help="grid (random order, no repeats), tpe or random")
-    sweep.add_argument("--output-dir", help="where records/ goes")
+    config = "rxf.experiments.sweep:SweepConfig"  # imported when the help is shown
+    help_from(sweep.add_argument("--methods", nargs="+", metavar="METHOD"), config, "methods", hint="(see `rxf methods`)")
+    help_from(sweep.add_argument("--trials", type=int), config, "trials")
+    help_from(sweep.add_argument("--seeds", type=int, nargs="+", metavar="SEED"), config, "seeds")
+    help_from(sweep.add_argument("--sampler"), config, "sampler")
+    help_from(sweep.add_argument("--output-dir"), config, "output_dir", hint="(records/ goes there)")
     sweep.add_argument("--search-only", action="store_true", help="stop after the search")
     sweep.add_argument("--keep-models", action="store_true", help="keep every run's model/ (off: records only)")
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="TrainConfig override for every run (repeatable)")

@@ -9,10 +9,18 @@ drops the config's options of its method but keeps the shared ``label_smoothing`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
-from rxf.commands.options import METHOD_FLAGS, config_values
+from rxf.commands.options import (
+    METHOD_FLAGS,
+    HelpFormatter,
+    add_setting_flags,
+    config_values,
+    default_method_class,
+    settings_epilog,
+)
 
 
 def names(text: str) -> list[str]:
@@ -74,10 +82,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "train",
         help="fine-tune a model with a method",
         description="Fine-tune a model. With no options: the packaged all-MiniLM-L6-v2 on BBC news with R3F, offline.",
+        formatter_class=HelpFormatter,
     )
-    train.add_argument("--config", help="YAML file of TrainConfig fields")
-    for flag, (name, kind) in {**TRAIN_FLAGS, **METHOD_FLAGS}.items():
-        train.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
+    from rxf.train import TrainConfig
+
+    train.add_argument("--config", help="YAML file of TrainConfig fields (the names below)")
+    add_setting_flags(train, TRAIN_FLAGS, TrainConfig)
+    method = functools.partial(default_method_class, TrainConfig)
+    add_setting_flags(train, METHOD_FLAGS, method, label_prefix="method_options.", hint="(of the default method; see `rxf methods`)")
+    train.epilog = lambda: settings_epilog(TrainConfig, TRAIN_FLAGS) + "\nMethod options: see `rxf methods`."
     train.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")

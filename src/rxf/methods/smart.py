@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from rxf.divergence import DIVERGENCES
-from rxf.errors import RxfError
 from rxf.methods.base import (
     Batch,
     LossOutput,
@@ -111,9 +110,7 @@ class SmartConfig(MethodConfig):
         check_choice("divergence", self.divergence, ("auto", *DIVERGENCES))
         check_choice("divergence_reduction", self.divergence_reduction, DIVERGENCE_REDUCTIONS)
         check_number("bregman_mu", self.bregman_mu, minimum=0.0)
-        check_number("teacher_momentum", self.teacher_momentum, minimum=0.0)
-        if self.teacher_momentum >= 1:
-            raise RxfError(f"teacher_momentum must be < 1, got {self.teacher_momentum!r}")
+        check_number("teacher_momentum", self.teacher_momentum, minimum=0.0, below=1.0)
 
     def build(self) -> Method:
         return Smart(self)

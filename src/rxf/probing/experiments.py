@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from rxf.errors import RxfError, closest
-from rxf.methods.base import check_number, method_config
+from rxf.errors import RxfError
+from rxf.config import check_fields, construct, settings_from, settings_under
+from rxf.methods.base import METHODS, check_choice, check_number, method_config
 from rxf.models import DEFAULT_MODEL
 from rxf.probing import report
 from rxf.probing.features import FeatureConfig, FeatureExtractor, encoder_of
@@ -88,61 +88,46 @@ class ProbeExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ProbeExperimentConfig:
-        """Build from a mapping (nested ``features``/``probe`` mappings), naming unknown keys."""
-        values = dict(values)
-        for name, config_class in (("features", FeatureConfig), ("probe", ProbeConfig)):
-            nested = values.get(name)
-            if isinstance(nested, dict):
-                values[name] = _dataclass_from(config_class, nested, f"{source} key {name}.")
-            elif nested is not None and not isinstance(nested, config_class):
-                raise RxfError(f"{source} key {name} must be a mapping, got {nested!r}")
-        config = _dataclass_from(cls, values, f"{source} key ")
-        config.validate()
+        """Build from a mapping (nested ``features``/``probe`` mappings), naming unknown keys; validate once.
+
+        A :class:`rxf.config.Settings` makes every error name where the bad value came from.
+        """
+        with settings_from(values):
+            values = dict(values)
+            for name, config_class in (("features", FeatureConfig), ("probe", ProbeConfig)):
+                if isinstance(values.get(name), dict):
+                    with settings_under(name):
+                        values[name] = construct(config_class, values[name], f"{source} {name}")
+            config = construct(cls, values, source)
+            config.validate()
         return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ProbeExperimentConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise RxfError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RxfError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RxfError(f"config file {path} must be a mapping of keys to values")
-        return cls.from_dict(values, source=str(path))
+        from rxf.config import Settings, read_yaml_mapping
+
+        return cls.from_dict(Settings(read_yaml_mapping(path), source=str(path)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Check every field (and every stage's training config) before any model is loaded."""
-        for name in ("methods", "seeds", "target_tasks", "tasks"):
-            if not isinstance(getattr(self, name), list):
-                raise RxfError(f"{name} must be a list, got {getattr(self, name)!r}")
+        """Check every field (and every stage's training config) before any model is loaded: types, then values."""
+        check_fields(self)
         for seed in self.seeds:
             check_number("seeds", seed, integer=True, minimum=0)
         if not self.seeds:
             raise RxfError("seeds is empty: give at least one seed")
         if len(set(self.methods)) != len(self.methods):
             raise RxfError(f"methods lists a method twice: {self.methods}")
-        if self.stage_checkpoint not in STAGE_CHECKPOINTS:
-            raise RxfError(
-                f"stage_checkpoint must be one of {', '.join(STAGE_CHECKPOINTS)}, got {self.stage_checkpoint!r}"
-                f"{closest(str(self.stage_checkpoint), STAGE_CHECKPOINTS)}"
-            )
+        check_choice("stage_checkpoint", self.stage_checkpoint, STAGE_CHECKPOINTS)
         check_number("cycles", self.cycles, integer=True, positive=True)
         check_number("similarity_samples", self.similarity_samples, integer=True, minimum=4)
-        if not isinstance(self.method_options, dict) or not isinstance(self.checkpoints, dict):
-            raise RxfError("method_options and checkpoints must be mappings")
-        for method, options in self.method_options.items():
+        for method in self.methods:
+            check_choice("methods", method.lower(), sorted(METHODS))
+        for method in self.method_options:
             if method not in self.methods:
                 raise RxfError(f"method_options has options for {method!r}, which is not in methods {self.methods}")
-            if not isinstance(options, dict):
-                raise RxfError(f"method_options.{method} must be a mapping of option: value, got {options!r}")
-        if not isinstance(self.train, dict):
-            raise RxfError(f"train must be a mapping of rxf train settings, got {self.train!r}")
         for key in self.train:
             if key in STAGE_FIELDS:
                 raise RxfError(
@@ -150,8 +135,10 @@ class ProbeExperimentConfig:
                     f"{'methods/method_options' if key.startswith('method') else key + ' / tasks'} instead"
                 )
         for method in self.methods:
-            method_config(method, **self.method_options.get(method, {}))
-            self.stage_config(self.source_task, method, self.seeds[0], Path(self.output_dir))
+            with settings_under(f"method_options.{method}"):
+                method_config(method, **self.method_options.get(method, {}))
+            with settings_under("train"):
+                self.stage_config(self.source_task, method, self.seeds[0], Path(self.output_dir))
         for label, path in self.checkpoints.items():
             if not Path(path).expanduser().is_dir():
                 raise RxfError(f"checkpoint {label}={path} is not a directory")
@@ -175,14 +162,6 @@ class ProbeExperimentConfig:
         if "keep_checkpoints" in {f.name for f in dataclasses.fields(TrainConfig)}:
             values.setdefault("keep_checkpoints", 0)  # the stage's encoder is all the experiment keeps
         return TrainConfig.from_dict(values, source="train")
-
-
-def _dataclass_from(config_class: type, values: dict[str, Any], where: str):
-    names = [f.name for f in dataclasses.fields(config_class)]
-    for key in values:
-        if key not in names:
-            raise RxfError(f"unknown {where}{key!r}{closest(key, names)}")
-    return config_class(**values)
 
 
 def _is_glue(task: str) -> bool:

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from rxf.errors import RxfError
-from rxf.methods.base import check_number
+from rxf.config import check_fields
+from rxf.methods.base import check_choice, check_number
 from rxf.noise import unwrap_model
 
 POOLINGS = ("cls", "mean")
@@ -45,11 +46,11 @@ class FeatureConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_number("features.layer", self.layer, integer=True)
-        check_number("features.max_length", self.max_length, integer=True, positive=True)
-        check_number("features.batch_size", self.batch_size, integer=True, positive=True)
-        if self.pooling not in POOLINGS:
-            raise RxfError(f"features.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        check_fields(self)
+        check_number("layer", self.layer, integer=True)
+        check_number("max_length", self.max_length, integer=True, positive=True)
+        check_number("batch_size", self.batch_size, integer=True, positive=True)
+        check_choice("pooling", self.pooling, POOLINGS)
 
     def describe(self) -> str:
         layer = "last hidden layer" if self.layer == -1 else f"hidden_states[{self.layer}]"

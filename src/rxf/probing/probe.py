@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rxf.errors import RxfError
+from rxf.config import check_fields, describe_setting
 from rxf.methods.base import check_number
 
 
@@ -39,18 +40,18 @@ class ProbeConfig:
     data_seed: int = 0  # which subset; fixed across methods and seeds so every probe sees the same data
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("c_grid", "alpha_grid"):
             grid = getattr(self, name)
-            if not isinstance(grid, list) or not grid:
-                raise RxfError(f"probe.{name} must be a non-empty list of numbers, got {grid!r}")
+            if not grid:
+                raise RxfError(f"{describe_setting(name, grid)} must be a non-empty list of numbers")
             for value in grid:
-                check_number(f"probe.{name}", value, positive=True)
-        check_number("probe.cv_folds", self.cv_folds, integer=True, minimum=2)
-        check_number("probe.max_iter", self.max_iter, integer=True, positive=True)
-        check_number("probe.data_seed", self.data_seed, integer=True, minimum=0)
+                check_number(name, value, positive=True)
+        check_number("cv_folds", self.cv_folds, integer=True, minimum=2)
+        check_number("max_iter", self.max_iter, integer=True, positive=True)
+        check_number("data_seed", self.data_seed, integer=True, minimum=0)
         for name in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, name) is not None:
-                check_number(f"probe.{name}", getattr(self, name), integer=True, positive=True)
+            check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
 
     def describe(self) -> str:
         return (
