@@ -3,8 +3,10 @@
     python resume_driver.py CONFIG                 # a normal run
     python resume_driver.py CONFIG step 10         # SIGKILL at the end of step 10
     python resume_driver.py CONFIG save 12         # SIGKILL in the middle of writing checkpoint-12
+    python resume_driver.py CONFIG step 10 SIGINT  # the same with SIGINT (Ctrl-C): a KeyboardInterrupt
 
-SIGKILL gives the process no chance to clean up: what is on disk is what a crash leaves.
+SIGKILL gives the process no chance to clean up: what is on disk is what a crash leaves. SIGINT
+unwinds the stack (KeyboardInterrupt) through whatever was being written.
 """
 
 import os
@@ -17,8 +19,11 @@ from rxf.train import TrainConfig, run_training
 from rxf.trainer import RxfTrainerMixin
 
 
+SIGNAL = getattr(signal, sys.argv[4]) if len(sys.argv) > 4 else signal.SIGKILL
+
+
 def die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL)
 
 
 class KillAtStep(TrainerCallback):

@@ -95,17 +95,26 @@ def curves(output_dir):
     return metrics, losses, evaluations
 
 
-@pytest.mark.parametrize("kill", [("step", "10"), ("save", "12")], ids=["mid-run", "mid-save"])
+@pytest.mark.parametrize(
+    "kill",
+    [("step", "10"), ("save", "12"), ("step", "10", "SIGINT"), ("save", "12", "SIGINT")],
+    ids=["mid-run", "mid-save", "ctrl-c-mid-run", "ctrl-c-mid-save"],
+)
 def test_killed_run_resumes_to_the_same_result(setup, kill):
     root, model, data = setup
     reference = root / "uninterrupted"
     if not (reference / "metrics.json").exists():
         done = run(write_config(root, model, data, "uninterrupted"))
         assert done.returncode == 0, done.stderr[-3000:]
-    name = f"killed-{kill[0]}"
+    name = "killed-" + "-".join(kill[::2])
     config = write_config(root, model, data, name)
     crashed = run(config, *kill)
-    assert crashed.returncode == -9, crashed.stderr[-3000:]  # really killed
+    if len(kill) > 2:  # Ctrl-C: a KeyboardInterrupt unwinds the run (the run directory's lock is released)
+        assert crashed.returncode != 0 and "KeyboardInterrupt" in crashed.stderr, crashed.stderr[-3000:]
+        assert not (root / name / ".rxf.lock").exists()
+    else:
+        assert crashed.returncode == -9, crashed.stderr[-3000:]  # really killed
+        assert (root / name / ".rxf.lock").exists()  # left behind: taken over by the rerun (its process is gone)
     checkpoints = root / name / "checkpoints"
     assert not (root / name / "metrics.json").exists()
     # Only complete checkpoints count: the one being written when killed is not one of them.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 from pathlib import Path
 
 from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -17,9 +19,9 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 WORDS = "the a cat dog sat on mat good bad movie is not very big small red blue runs walks sees".split()
 
 
-def tiny_bert_dir(path: Path) -> Path:
+def tiny_bert_dir(path: Path, words: list[str] = WORDS) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"))  # transformers 5 ignores vocab_file=
     config = BertConfig(
@@ -29,6 +31,16 @@ def tiny_bert_dir(path: Path) -> Path:
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def frequent_words(folders: list[Path], n: int = 3000) -> list[str]:
+    """The ``n`` most frequent lower-case words of the TSVs in ``folders``: a vocabulary for real GLUE text,
+    which WORDS would turn into [UNK]s almost entirely (a degenerate tokenizer, refused by rxf train)."""
+    counts = Counter(
+        word for folder in folders for tsv in sorted(Path(folder).glob("*.tsv"))
+        for word in re.findall(r"[a-z]+", tsv.read_text(encoding="utf-8", errors="replace").lower())
+    )
+    return [word for word, _ in counts.most_common(n) if word not in WORDS] + WORDS
 
 
 def _sentence(rng: random.Random, n: int = 6) -> str:

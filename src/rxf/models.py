@@ -467,7 +467,7 @@ def prune_vocabulary(model: str, texts: Iterable[str], output_dir: str | Path) -
     if pruned_tokenizer(texts, add_special_tokens=False)["input_ids"] != renumbered:
         raise RxfError(f"pruning the vocabulary of {model!r} changed how some texts tokenize: use the full model")
 
-    network = AutoModel.from_pretrained(location)
+    network = AutoModel.from_pretrained(location, use_safetensors=True)
     embedding = network.get_input_embeddings()
     pruned = _embedding_rows(embedding, keep, padding_idx=new_id.get(tokenizer.pad_token_id))
     network.set_input_embeddings(pruned)
@@ -628,7 +628,7 @@ def load_generation_model(name: str, *, warm_start: bool = False, dropout: float
         config = AutoConfig.from_pretrained(location)
         tokenizer = AutoTokenizer.from_pretrained(location)
         auto_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = auto_class.from_pretrained(location, **dropout_overrides(config, dropout))
+        model = auto_class.from_pretrained(location, use_safetensors=True, **dropout_overrides(config, dropout))
     except OSError as error:
         raise RxfError(
             f"cannot load model {name!r}: {str(error).splitlines()[0]} "

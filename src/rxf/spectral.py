@@ -163,7 +163,7 @@ def folded_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def plain_linear(module: nn.Linear) -> nn.Linear:
-    """A parameter-free-of-parametrisation copy of a normalised linear layer: its weight is ``W / σ`` (eval value)."""
+    """A plain ``nn.Linear`` copy of a normalised linear layer, with the weight ``W / σ`` it computes with."""
     weight = folded_weight(module)
     plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
@@ -196,17 +196,14 @@ def spectral_norm_folded(model: nn.Module) -> Iterator[None]:
     """
     model = unwrap_model(model)
     refresh_spectral_norm(model)
-    swapped = []
-    parametrized = [
-        (parent, child, module)
+    swapped = [
+        (parent, child, module, plain_linear(module))
         for parent in model.modules()
         for child, module in parent.named_children()
         if is_parametrized(module)
     ]
-    for parent, child, module in parametrized:
-        plain = plain_linear(module)
+    for parent, child, _, plain in swapped:
         setattr(parent, child, plain)
-        swapped.append((parent, child, module, plain))
     try:
         yield
     finally:

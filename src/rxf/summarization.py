@@ -46,6 +46,7 @@ import yaml
 
 from rxf.config import YamlConfig, check_fields, settings_under
 from rxf.errors import RxfError
+from rxf.io import read_json
 from rxf.methods.base import METHODS, check_choice, check_number, method_config
 from rxf.train import prepare_output_dir, write_json_atomic
 
@@ -558,7 +559,7 @@ def results_table(metrics_files: Sequence[str | Path]) -> str:
             path = path / "metrics.json"
         if not path.is_file():
             raise RxfError(f"{path} does not exist: pass run folders (or their metrics.json) of rxf summarize")
-        runs.append(json.loads(path.read_text()))
+        runs.append(read_json(path, "run metrics"))
     if not runs:
         raise RxfError("no runs to tabulate")
     columns = ["rouge1", "rouge2", "rougeL", "rougeLsum"]

@@ -39,7 +39,7 @@ import yaml
 from rxf.config import Settings, YamlConfig, check_fields, settings_under
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, method_config
-from rxf.models import DEFAULT_MODEL, load_classifier
+from rxf.models import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -106,6 +106,8 @@ class TrainConfig(YamlConfig):
     checkpoint_steps: int | None = None  # None: a checkpoint at every evaluation
     keep_checkpoints: int = 1  # 0: no checkpoints (a crashed run then starts over)
     resume: bool = True  # continue from the latest checkpoint in output_dir, if there is one
+    # Replace the run that output_dir holds (another run, or this one finished) instead of refusing.
+    overwrite: bool = False
     on_nonfinite: str = "stop"  # NaN/inf loss: "stop" (save state, then error) or "skip" the step
 
     @classmethod
@@ -152,6 +154,31 @@ class TrainConfig(YamlConfig):
             method_config(self.method, **self.method_options)  # unknown option or bad value
 
 
+# TrainConfig fields that do not change what a run computes: a run resumed with other values of
+# these is the same run (rxf.rundir compares the others with the run directory's manifest).
+NOT_RUN_SETTINGS = (
+    "output_dir", "progress_bar", "save_model", "logging_steps", "eval_batch_size", "report_to",
+    "checkpoint_steps", "keep_checkpoints", "resume", "overwrite",
+)
+
+
+def run_settings(config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What defines the run (its settings, paths made absolute, every method option) and the defaults of those settings."""
+
+    def defining(values: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        values = {key: value for key, value in values.items() if key not in NOT_RUN_SETTINGS}
+        for name in ("model", "data_dir", "train_file", "eval_file"):
+            path = Path(values[name]).expanduser() if isinstance(values.get(name), str) else None
+            if path is not None and path.exists():
+                values[name] = str(path.resolve())
+        values["method_options"] = options
+        return values
+
+    settings = defining(config.to_dict(), method_config(config.method, **config.method_options).to_dict())
+    defaults = defining(TrainConfig().to_dict(), method_config(config.method).to_dict())
+    return settings, defaults
+
+
 def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):
     def encode(rows: dict[str, list]) -> dict[str, list]:
         pair = rows["text_pair"] if has_pair else None
@@ -192,7 +219,20 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     ``extra_callbacks``: more TrainerCallbacks, e.g. rxf.probing's representation tracker.
     """
     config.validate()
-    out = prepare_output_dir(config.output_dir)
+    from rxf.rundir import claim
+
+    # The output directory belongs to one run (rxf.rundir): locked while this process trains, and
+    # refused if it holds another run, unless overwrite. A run that fails before writing anything
+    # leaves no directory behind.
+    with claim(config.output_dir) as run_dir:
+        settings, defaults = run_settings(config)
+        run_dir.check(settings, defaults, overwrite=config.overwrite)
+        return _train(config, run_dir, settings, defaults, extra_callbacks)
+
+
+def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
+    """run_training's work, in the run directory it claimed."""
+    out = run_dir.path
 
     from rxf.tasks import load_task
 
@@ -224,8 +264,10 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
     model, tokenizer = load_classifier(config.model, task.num_labels, task.label_names, task.multi_label)
-    train_data = tokenize(task.train, tokenizer, config.max_length, task.has_text_pair)
-    eval_data = {split: tokenize(ds, tokenizer, config.max_length, task.has_text_pair) for split, ds in task.eval.items()}
+    check_tokenizer(tokenizer, task.train["text"], config.model)
+    max_length = fit_max_length(config.max_length, model, config.model)
+    train_data = tokenize(task.train, tokenizer, max_length, task.has_text_pair)
+    eval_data = {split: tokenize(ds, tokenizer, max_length, task.has_text_pair) for split, ds in task.eval.items()}
     main_split = next(iter(eval_data))
 
     last_evaluation: dict[str, Any] = {}  # the latest predictions on the dev set, for its per-class report
@@ -238,7 +280,12 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.gradient_accumulation_steps))
     by_steps = config.eval_steps is not None
     checkpoint_dir = out / "checkpoints"
-    resume_from = _checkpoint_to_resume(checkpoint_dir, config)
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    from rxf.tasks.base import fingerprint
+
+    data = {"fingerprint": fingerprint(task), "train_examples": len(task.train), "labels": task.label_names}
+    fresh = run_dir.start(settings, defaults, data, overwrite=config.overwrite)
+    resume_from = None if fresh else _checkpoint_to_resume(checkpoint_dir, config, model, run_dir.main_process)
     if config.keep_checkpoints == 0:
         save = {"save_strategy": "no"}
     elif config.checkpoint_steps is not None:
@@ -352,11 +399,21 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
         output = trainer.predict(eval_data[main_split], metric_key_prefix="dev")
         dev_predictions = {"predictions": output.predictions, "labels": output.label_ids}
     result["dev_report"] = dev_report(task, dev_predictions, out, main_split, trainer.is_world_process_zero())
-    if config.save_model:
-        trainer.save_model(str(out / "model"))
+    try:
+        if config.save_model:
+            trainer.save_model(str(out / "model"))
+        if trainer.is_world_process_zero():
+            write_json_atomic(out / "metrics.json", result)
+            (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    except Exception as error:
+        from rxf.io import is_write_error, write_failure
+
+        if not is_write_error(error, out):
+            raise
+        then = "then run the same command again (it resumes from its last checkpoint, if it kept one)"
+        raise write_failure(error, out, "the run's results (model, metrics.json)", then) from None
     if trainer.is_world_process_zero():
-        write_json_atomic(out / "metrics.json", result)
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        run_dir.finish()
         # The run is complete and its results are written: its checkpoints have served their purpose.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
@@ -394,16 +451,29 @@ def dev_report(task, predictions: dict[str, Any], out: Path, split: str, write: 
     return {"split": split, **evaluation.to_dict()}
 
 
-def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig) -> str | None:
-    from rxf.checkpoints import latest_checkpoint
+def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig, model: Any, main_process: bool) -> str | None:
+    """The newest sound checkpoint of this run, checked to fit ``model``; damaged newer ones are reported and removed."""
+    from rxf.checkpoints import find_resumable, incompatibility
+    from rxf.rundir import warn
 
-    latest = latest_checkpoint(checkpoint_dir)
+    latest, damaged = find_resumable(checkpoint_dir)
+    for checkpoint, problem in damaged:
+        if main_process:
+            instead = f"resuming from {Path(latest).name} instead" if latest else "starting over"
+            warn(f"{checkpoint} is damaged ({problem}): {instead}; it is removed")
+            shutil.rmtree(checkpoint, ignore_errors=True)  # else rotation could keep it in place of a sound one
     if latest is None:
         return None
     if not config.resume:
         raise RxfError(
             f"{checkpoint_dir} holds checkpoints of an unfinished run (latest: {Path(latest).name}): "
-            "resume it (resume: true), or choose another output_dir"
+            "resume it (resume: true), or choose another output_dir, or pass --overwrite to start over"
+        )
+    problem = incompatibility(latest, model)
+    if problem is not None:
+        raise RxfError(
+            f"checkpoint {latest} does not fit this run: {problem}; it belongs to another run: choose another "
+            "output_dir, or pass --overwrite (overwrite: true) to start over"
         )
     return latest
 

@@ -39,7 +39,9 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from rxf.checkpoints import latest_checkpoint
+from rxf.checkpoints import latest_checkpoint
 from rxf.errors import RxfError
+from rxf.io import is_write_error, write_failure
 from rxf.methods.base import (
     GENERATION_TASKS,
     LossOutput,
@@ -382,32 +384,55 @@ class RxfTrainerMixin:
         return self._rxf_staging or super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """Write the checkpoint into a staging folder, then rename it into place (atomic)."""
+        """Write the checkpoint into a staging folder, then rename it into place (atomic).
+
+        A write that fails (disk full, read-only or unwritable folder) removes the staging folder,
+        leaves the earlier checkpoints as they were and raises an RxfError naming the folder and the
+        cause: once the cause is fixed, the same command resumes from the last sound checkpoint.
+        """
         run_dir = super()._get_output_dir(trial)
         staging = os.path.join(run_dir, STAGING_DIR)
-        if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self._rxf_staging = staging
+        name = f"checkpoint-{self.state.global_step}"
         try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._rxf_staging = None
-        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
-        if self.args.should_save:
-            name = f"checkpoint-{self.state.global_step}"
-            final = os.path.join(run_dir, name)
-            if os.path.isdir(final):
-                shutil.rmtree(final)
-            os.replace(os.path.join(staging, name), final)
-            shutil.rmtree(staging, ignore_errors=True)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            self._rxf_staging = staging
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._rxf_staging = None
+            self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+            if self.args.should_save:
+                final = os.path.join(run_dir, name)
+                if os.path.isdir(final):
+                    shutil.rmtree(final)
+                os.replace(os.path.join(staging, name), final)
+                shutil.rmtree(staging, ignore_errors=True)
+                rotate_checkpoints(
+                    output_dir=run_dir,
+                    save_total_limit=self.args.save_total_limit,
+                    best_model_checkpoint=self.state.best_model_checkpoint,
+                    use_mtime=False,
+                )
+        except Exception as error:
+            if not is_write_error(error, run_dir):
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # a partial checkpoint must not fill the disk
+            previous = latest_checkpoint(run_dir)
+            then = f"then run the same command again to resume from {os.path.basename(previous)}" if previous else (
+                "then run the same command again (no earlier checkpoint: it starts over)"
             )
+            raise write_failure(error, run_dir, name, then) from None
         self.accelerator.wait_for_everyone()
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        # Resumed from the checkpoint of the last step (e.g. a crash while writing the results):
+        # nothing is left to train. Trainer would otherwise run one step past max_steps.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)

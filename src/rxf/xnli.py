@@ -35,7 +35,8 @@ from typing import Any
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
-from rxf.methods.base import METHODS, check_choice, check_number, method_config
+from rxf.io import read_json
+from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.tasks.xnli import XNLI_LANGUAGES
 
 # The paper's Table 3 compares R3F/R4F with standard fine-tuning of XLM-R; Standard++ where registered.
@@ -84,7 +85,10 @@ class XnliConfig(YamlConfig):
         for method in self.methods:
             check_choice("methods", method.lower(), sorted(METHODS))
         for seed in self.seeds:
-            check_number("seeds", seed, integer=True, minimum=0)
+            check_seed("seeds", seed)
+        for name in ("model", "output_dir"):
+            check_text(name, getattr(self, name))
+        check_text("data_dir", self.data_dir, optional=True)
         for name in ("max_length", "batch_size", "eval_batch_size"):
             check_number(name, getattr(self, name), integer=True, positive=True)
         for name in ("max_train_samples", "max_eval_samples"):
@@ -167,7 +171,7 @@ def _finished(run_dir: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
     path = run_dir / "metrics.json"
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
+    result = read_json(path, "run metrics", "delete it to redo that run")
     return result if result.get("config") == json.loads(json.dumps(expected, default=str)) else None
 
 

@@ -61,7 +61,7 @@ def train_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.train import TrainConfig
 
-    switches = {"bf16": ("bf16", True), "no_progress": ("progress_bar", False)}
+    switches = {"bf16": ("bf16", True), "no_progress": ("progress_bar", False), "overwrite": ("overwrite", True)}
     return config_values(TrainConfig, args, TRAIN_FLAGS, METHOD_FLAGS, switches)
 
 
@@ -93,5 +93,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.epilog = lambda: settings_epilog(TrainConfig, TRAIN_FLAGS) + "\nMethod options: see `rxf methods`."
     train.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the run that --output-dir holds (another run, or this one finished)"
+    )
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")
     train.set_defaults(handler=cmd_train)

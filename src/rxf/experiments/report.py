@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rxf.errors import RxfError
+from rxf.io import read_json
 from rxf.experiments.sweep import load_records, majority_class_scores
 
 # The metric the paper's Table 2 reports per task where it differs from the task's main metric.
@@ -94,10 +94,7 @@ class Cell:
 def train_run_record(run_dir: Path) -> dict[str, Any]:
     """An `rxf train` output directory as a run record of the seeds phase (the shape `rxf sweep` writes)."""
     path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RxfError(f"{path} cannot be read as JSON ({error}): is {run_dir} a finished rxf train run?") from None
+    metrics = read_json(path, "run metrics", f"is {run_dir} a finished rxf train run?")
     if not isinstance(metrics, dict) or not {"task", "method", "main_metric", "history"} <= set(metrics):
         raise RxfError(f"{path} is not the metrics.json of an rxf train run (no task/method/main_metric/history)")
     baseline = metrics.get("majority_baseline")

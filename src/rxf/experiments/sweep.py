@@ -44,6 +44,7 @@ from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
 from rxf.methods.base import check_choice, check_number
 from rxf.config import Settings, check_fields, construct, describe_setting, read_yaml_mapping, settings_from, settings_under, source_of
+from rxf.io import read_json
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -283,9 +284,9 @@ class Sweep:
         description = self.config.to_dict()
         if path.exists():
             try:
-                earlier = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                earlier = {}
+                earlier = read_json(path, "sweep description")
+            except RxfError:
+                earlier = {}  # rewritten below
             for key in ("recipes", "methods"):
                 known = list(earlier.get(key, []))
                 description[key] = known + [item for item in description[key] if item not in known]
@@ -345,7 +346,7 @@ class Sweep:
         where = f"[{config.task} {config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         if path.is_file():
-            record = json.loads(path.read_text())
+            record = read_json(path, "run record", "delete it to redo that run")
             self.log(f"{where} {shown}: done before ({rid})")
             return record
         run_dir = Path(self.config.output_dir) / "runs" / rid
@@ -397,10 +398,7 @@ def load_records(runs: str | Path) -> list[dict[str, Any]]:
         raise RxfError(f"runs folder {runs} does not exist: pass a sweep's output_dir (it holds records/)")
     records = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise RxfError(f"{path} is not valid JSON ({error.msg}, line {error.lineno}): delete it to redo that run") from None
+        record = read_json(path, "run record", "delete it to redo that run")
         if not isinstance(record, dict) or "run_id" not in record or "metrics" not in record:
             raise RxfError(f"{path} is not a sweep run record (no run_id/metrics): remove it from {folder}")
         records.append(record)

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from rxf.errors import RxfError
+from rxf.io import read_json
 from rxf.config import check_fields, construct, settings_from, settings_under
-from rxf.methods.base import METHODS, check_choice, check_number, method_config
+from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models import DEFAULT_MODEL
 from rxf.probing import report
 from rxf.probing.features import FeatureConfig, FeatureExtractor, encoder_of
@@ -115,7 +116,11 @@ class ProbeExperimentConfig:
         """Check every field (and every stage's training config) before any model is loaded: types, then values."""
         check_fields(self)
         for seed in self.seeds:
-            check_number("seeds", seed, integer=True, minimum=0)
+            check_seed("seeds", seed)
+        for name in ("model", "output_dir", "source_task"):
+            check_text(name, getattr(self, name))
+        for name in ("data_dir", "cache_dir"):
+            check_text(name, getattr(self, name), optional=True)
         if not self.seeds:
             raise RxfError("seeds is empty: give at least one seed")
         if len(set(self.methods)) != len(self.methods):
@@ -290,9 +295,12 @@ class ProbeSession:
 
     def fine_tune(self, start: str, task_name: str, method: str, seed: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
         """Fine-tune ``start`` on a task; save the stage's (best or final) encoder; return its dir and a summary."""
+        from rxf.rundir import is_finished
         from rxf.train import run_training
 
         config = self.config.stage_config(task_name, method, seed, run_dir, model=start)
+        if is_finished(run_dir):  # a chain redone after a crash trains its finished stages again
+            config = dataclasses.replace(config, overwrite=True)
         callbacks: list[Any] = []
         keeper = None
         if self.config.stage_checkpoint == "best":
@@ -345,7 +353,7 @@ class ProbeSession:
                 run_dir = self.run_dir(method, seed)
                 done = run_dir / "result.json"
                 if done.is_file():
-                    results.append(json.loads(done.read_text()))
+                    results.append(read_json(done, "probe result", "delete it to redo that run"))
                     print(f"[probe] {method} seed {seed}: done before, read {done}", flush=True)
                     continue
                 run_dir.mkdir(parents=True, exist_ok=True)

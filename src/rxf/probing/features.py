@@ -176,8 +176,11 @@ class FeatureExtractor:
             name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
             path = self.cache_dir / f"{name}.npy"
             if path.is_file():
-                features = np.load(path)
-                if features.shape[0] == len(texts):
+                try:
+                    features = np.load(path)  # allow_pickle=False: a cache file cannot run code
+                except (OSError, ValueError, EOFError):
+                    features = None  # a damaged cache entry (e.g. cut short by a full disk): computed again
+                if features is not None and features.shape[0] == len(texts):
                     self.hits += 1
                     return features
         self.misses += 1
