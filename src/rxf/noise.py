@@ -185,7 +185,7 @@ def embedding_delta(model: nn.Module, delta: Delta, *, magnitude: float | None =
     handles = [
         embedding.register_forward_hook(add_delta),
         model.register_forward_pre_hook(add_delta_to_given, with_kwargs=True),
-        model.register_forward_hook(end_of_forward),
+        model.register_forward_hook(end_of_forward, always_call=True),  # also after a forward that raised
     ]
     if encoder is not None:
         handles += [encoder.register_forward_pre_hook(arm), encoder.register_forward_hook(disarm)]

@@ -47,7 +47,7 @@ import yaml
 from rxf.config import YamlConfig, check_fields, settings_under
 from rxf.errors import RxfError
 from rxf.io import read_json
-from rxf.methods.base import METHODS, check_choice, check_number, method_config
+from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.train import prepare_output_dir, write_json_atomic
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
@@ -143,7 +143,11 @@ class SummarizationConfig(YamlConfig):
         for name in ("min_new_tokens", "no_repeat_ngram_size"):
             check_number(name, getattr(self, name), integer=True, minimum=0)
         check_number("max_steps", self.max_steps, integer=True)
-        check_number("seed", self.seed, integer=True, minimum=0)
+        check_seed("seed", self.seed)
+        for name in ("model", "output_dir", "document_column", "summary_column"):
+            check_text(name, getattr(self, name))
+        for name in ("task", "data_dir", "train_file", "eval_file", "eval_split"):
+            check_text(name, getattr(self, name), optional=True)
         for name in ("max_train_samples", "max_eval_samples", "eval_steps"):
             check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
         check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)

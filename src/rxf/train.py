@@ -38,7 +38,7 @@ import yaml
 
 from rxf.config import Settings, YamlConfig, check_fields, settings_under
 from rxf.errors import RxfError
-from rxf.methods.base import METHODS, check_choice, check_number, method_config
+from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -127,11 +127,6 @@ class TrainConfig(YamlConfig):
         check_fields(self)
         for name in ("learning_rate", "epochs", "weight_decay", "max_grad_norm"):
             check_number(name, getattr(self, name), minimum=0.0)
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
-            check_number(name, getattr(self, name), integer=True, positive=True)
-        check_number("max_steps", self.max_steps, integer=True)
-        check_number("seed", self.seed, integer=True, minimum=0)
-        check_number("data_seed", self.data_seed, integer=True, minimum=0, optional=True)
         check_number("adam_epsilon", self.adam_epsilon, positive=True)  # 0 divides 0 by 0 where a gradient is 0
         for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
             check_number(name, getattr(self, name), minimum=0.0, below=1.0)
@@ -139,6 +134,15 @@ class TrainConfig(YamlConfig):
         check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         from rxf.history import check_report_to
         from rxf.tasks.files import delimiter_char
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            check_number(name, getattr(self, name), integer=True, positive=True)
+        check_number("max_steps", self.max_steps, integer=True)
+        check_seed("seed", self.seed)
+        check_seed("data_seed", self.data_seed, optional=True)
+        for name in ("model", "output_dir", "text_column", "label_column"):
+            check_text(name, getattr(self, name))
+        for name in ("task", "data_dir", "train_file", "eval_file", "text_pair_column"):
+            check_text(name, getattr(self, name), optional=True)
 
         check_report_to(self.report_to)
         delimiter_char(self.delimiter)

@@ -25,7 +25,7 @@ def test_flags_are_typed_and_errors_name_the_flag():
     args = argparse.Namespace(learning_rate="1e-4", train__epochs=None, sigma="x")
     values = apply_flags({}, args, {"--lr": ("learning_rate", float), "--epochs": ("train.epochs", float)})
     assert values == {"learning_rate": 1e-4}
-    with pytest.raises(RxfError, match="--sigma expects a float, got 'x'"):
+    with pytest.raises(RxfError, match=r"--sigma expects a number \(float\), got 'x'"):
         apply_flags({}, args, {"--sigma": ("sigma", float)}, into="method_options")
     assert typed("--seed", int, "3") == 3
 

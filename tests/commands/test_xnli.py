@@ -41,7 +41,7 @@ def test_flags_override_the_file_and_set_overrides_flags(tmp_path):
     "argv, message",
     [
         (["--languages", "en", "xx"], "languages: 'xx' (from --languages) must be one of en,"),
-        (["--seeds", "one"], "--seeds expects a int, got 'one'"),
+        (["--seeds", "one"], "--seeds expects a whole number (int), got 'one'"),
         (["--set", "lamda=1"], "unknown config key 'lamda'"),
         (["--set", "seeds"], "--set expects key=value"),
         (["--methods", "r3f", "--set", "method_options.r3f.sigma=-1"], "sigma"),

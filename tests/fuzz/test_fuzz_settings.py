@@ -22,7 +22,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import CliResult, assert_clean_failure, run_cli
+# As a module path: another folder's conftest may already be the module named "conftest".
+from fuzz.conftest import CliResult, assert_clean_failure, run_cli
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ def files(tmp_path) -> Path:
         "sweep_float_trials.yaml": "recipes: [recipe.yaml]\nmethods: [standard]\ntrials: 2.5\n",
         "sweep_nan_override.yaml": "recipes: [recipe.yaml]\nmethods: [standard]\noverrides: {weight_decay: .inf}\n",
         "sweep_ok.yaml": "recipes: [recipe.yaml]\nmethods: [standard]\n",
+        "sweep_nan_space.yaml": "recipes: [recipe.yaml]\nmethods: [r3f]\nsearch_spaces: {r3f: {lambda_: [1.0, .nan]}}\n",
         "xnli_nan.yaml": "methods: [r3f]\nmethod_options: {r3f: {sigma: .inf}}\n",
         "probe_nan.yaml": "probe: {alpha_grid: [1.0, .nan]}\n",
         "summarize_inf.yaml": "length_penalty: -.inf\n",
@@ -123,6 +125,15 @@ SETTINGS_CASES = [
     (["xnli", "--set", "seeds=[1.5]"], ["seeds: [1.5]", "(from --set)", "whole numbers"]),
     (["probe", "chain", "--set", "cycles=true"], ["cycles: true", "(from --set)"]),
     (["sweep", "--config", "{dir}/sweep_float_trials.yaml"], ["trials: 2.5", "sweep_float_trials.yaml", "whole number"]),
+    (["sweep", "--config", "{dir}/sweep_nan_space.yaml"], ["search_spaces.r3f.lambda_: nan", "sweep_nan_space.yaml"]),
+    (["train", "--set", "epochs=1e400"], ["epochs: inf", "(from --set)"]),
+    (["train", "--set", "learning_rate="], ["learning_rate: null", "(from --set)", "finite number"]),
+    (["train", "--set", "method_options.lambda_=[1]"], ["method_options.lambda_: [1]", "(from --set)"]),
+    (["train", "--seed", "4294967296"], ["seed: 4294967296", "(from --seed)", "< 4294967296"]),
+    (["train", "--output-dir", ""], ["output_dir: ''", "(from --output-dir)", "non-empty string"]),
+    (["train", "--model", " "], ["model: ' '", "(from --model)", "non-empty string"]),
+    (["probe", "chain", "--set", "probe.c_grid=[]"], ["probe.c_grid: []", "(from --set)", "non-empty"]),
+    (["xnli", "--seeds", "1", "x"], ["--seeds", "whole number", "'x'"]),
     # ---- class 10: one line, whatever failed ---------------------------------------------------
     (["train", "--config", "{dir}/not_yaml.yaml"], ["not_yaml.yaml", "line", "not valid YAML"]),
     (["train", "--set", "nonsense"], ["--set", "key=value"]),

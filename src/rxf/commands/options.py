@@ -40,12 +40,15 @@ METHOD_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+_KIND_WORDS = {int: "a whole number (int)", float: "a number (float)"}
+
+
 def typed(flag: str, kind: type, text: str) -> Any:
     """``kind(text)``, or an RxfError naming the flag."""
     try:
         return kind(text)
     except ValueError:
-        raise RxfError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
+        raise RxfError(f"{flag} expects {_KIND_WORDS.get(kind, kind.__name__)}, got {text!r}") from None
 
 
 def yaml_value(text: str) -> Any:

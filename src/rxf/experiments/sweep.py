@@ -42,7 +42,7 @@ import numpy as np
 
 from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
-from rxf.methods.base import check_choice, check_number
+from rxf.methods.base import check_choice, check_number, check_seed, check_text
 from rxf.config import Settings, check_fields, construct, describe_setting, read_yaml_mapping, settings_from, settings_under, source_of
 from rxf.io import read_json
 from rxf.train import TrainConfig, run_training, write_json_atomic
@@ -118,11 +118,12 @@ class SweepConfig:
         check_fields(self)
         check_number("trials", self.trials, integer=True, minimum=1)
         for seed in self.seeds:
-            check_number("seeds", seed, integer=True, minimum=0)
+            check_seed("seeds", seed)
         if len(set(self.seeds)) != len(self.seeds):
             raise RxfError(f"{describe_setting('seeds', self.seeds)}: seeds repeat a seed")
-        check_number("search_seed", self.search_seed, integer=True, minimum=0)
-        check_number("sampler_seed", self.sampler_seed, integer=True, minimum=0)
+        check_seed("search_seed", self.search_seed)
+        check_seed("sampler_seed", self.sampler_seed)
+        check_text("output_dir", self.output_dir)
         check_choice("sampler", self.sampler, SAMPLERS)
         for rate in self.learning_rates or []:
             check_number("learning_rates", rate, minimum=0.0)

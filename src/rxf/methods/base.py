@@ -238,9 +238,9 @@ def check_number(
     if positive:
         bounds.append("> 0")
     if minimum is not None:
-        bounds.append(f">= {minimum:g}")
+        bounds.append(f">= {_number(minimum)}")
     if below is not None:
-        bounds.append(f"< {below:g}")
+        bounds.append(f"< {_number(below)}")
     if bounds:
         requirement += " " + " and ".join(bounds)
     note_requirement(name, requirement + (" (or null)" if optional else ""))
@@ -255,6 +255,28 @@ def check_number(
     )
     if not in_range:
         raise RxfError(f"{describe_setting(name, value)} must be {requirement}")
+
+
+def _number(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+#: Seeds go to numpy too, which takes 0 <= seed < 2**32.
+SEED_BOUND = 2**32
+
+
+def check_seed(name: str, value: Any, *, optional: bool = False) -> None:
+    """Check a random seed: a whole number that numpy, torch and Python all take."""
+    check_number(name, value, integer=True, minimum=0, below=SEED_BOUND, optional=optional)
+
+
+def check_text(name: str, value: Any, *, optional: bool = False) -> None:
+    """Check a setting that names something (a model, a column, a folder): a non-empty string (``optional``: or None)."""
+    note_requirement(name, "a non-empty string" + (" (or null)" if optional else ""))
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise RxfError(f"{describe_setting(name, value)} must be a non-empty string")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str], *, optional: bool = False) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from rxf.errors import RxfError
 from rxf.config import check_fields, describe_setting
-from rxf.methods.base import check_number
+from rxf.methods.base import check_number, check_seed
 
 
 @dataclass
@@ -49,7 +49,7 @@ class ProbeConfig:
                 check_number(name, value, positive=True)
         check_number("cv_folds", self.cv_folds, integer=True, minimum=2)
         check_number("max_iter", self.max_iter, integer=True, positive=True)
-        check_number("data_seed", self.data_seed, integer=True, minimum=0)
+        check_seed("data_seed", self.data_seed)
         for name in ("max_train_samples", "max_eval_samples"):
             check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
 
