@@ -199,3 +199,50 @@ def test_unknown_nonfinite_policy_is_rejected(tmp_path):
     model, batch = tiny_bert()
     with pytest.raises(RxfError, match="on_nonfinite"):
         RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), on_nonfinite="ignore")
+
+
+class NanGradientAtCall(NanAtCall):
+    """The loss stays finite on the chosen calls, but its gradient is NaN (the classic torch.where trap)."""
+
+    def compute_loss(self, model, batch, **kwargs):
+        self.count += 1
+        out = self.method.compute_loss(model, batch, **kwargs)
+        if self.count in self.calls:
+            weight = next(model.parameters())
+            trap = torch.where(torch.tensor(True), torch.zeros(()), torch.sqrt(-weight.abs().sum() - 1))
+            out.loss = out.loss + trap  # forward: + 0; backward: NaN into every gradient
+        return out
+
+
+def test_nonfinite_gradients_with_a_finite_loss_stop_with_a_finite_rescue_checkpoint(tmp_path):
+    from rxf import RxfError
+    from rxf.trainer import weights_are_finite
+
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(model=model, args=arguments(tmp_path, max_steps=4), train_dataset=rows(batch), method="r3f")
+    trainer.rxf_method = NanGradientAtCall(trainer.rxf_method, calls={2})
+    with pytest.raises(RxfError, match=r"the gradients are not finite at step 2; stopped, with the state before this step saved in .*checkpoint-1"):
+        trainer.train()
+    assert weights_are_finite(str(tmp_path / "out" / "checkpoint-1"))
+
+
+def test_nonfinite_gradients_are_skipped_like_a_nonfinite_loss(tmp_path):
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(
+        model=model, args=arguments(tmp_path, max_steps=3), train_dataset=rows(batch), method="r3f", on_nonfinite="skip"
+    )
+    trainer.rxf_method = NanGradientAtCall(trainer.rxf_method, calls={2})
+    trainer.train()
+    assert trainer.rxf_skipped_steps == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_guard_names_the_settings_of_the_part_that_failed(tmp_path):
+    """Before any update a finite task loss with a non-finite regulariser points at the method's settings."""
+    from rxf import RxfError
+
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(model=model, args=arguments(tmp_path, max_steps=2), train_dataset=rows(batch), method=R3FConfig(sigma=0.5))
+    trainer.rxf_method = NanAtCall(trainer.rxf_method, calls={1})
+    with pytest.raises(RxfError, match=r"cause is a setting of the method: change method_options of r3f \(lambda_=1, sigma=0.5\)"):
+        trainer.train()
