@@ -168,3 +168,11 @@ def test_sft_gradient_accumulation_logs_the_unaccumulated_values(tmp_path):
         logged.append(training_logs(trainer)[0])
     for key in ("loss", "task_loss", "r3f_divergence", "num_tokens"):
         assert logged[1][key] == pytest.approx(logged[0][key], rel=1e-4), key
+
+
+@pytest.mark.parametrize(
+    "options,named", [({"loss_type": "dft"}, "loss_type"), ({"label_smoothing_factor": 0.1}, "label_smoothing")]
+)
+def test_other_sft_losses_are_refused_not_silently_replaced(tmp_path, options, named):
+    with pytest.raises(RxfError, match=named):
+        sft_trainer(tmp_path, **options)

@@ -15,6 +15,10 @@ Everything SFTTrainer does still happens — datasets of plain text, chat ``mess
   SMART, FreeLB, NEFTune) is refused: transformers' NEFTune hook would noise the clean pass
   too. For NEFTune, use ``method="neftune"`` (per-sequence lengths, no noise on padding)
   instead of the argument; with ``standard`` or ``rdrop`` the argument works as in TRL.
+* SFTTrainer's other training losses are refused rather than silently replaced by the method's
+  token cross-entropy: ``loss_type="dft"``, ``label_smoothing_factor`` (set the method's
+  ``label_smoothing``), ``compute_loss_func``, and a Mixture-of-Experts router loss (set
+  ``router_aux_loss_coef=0.0`` to train without it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 from trl import SFTTrainer
 
+from rxf.errors import RxfError
 from rxf.methods.base import LossOutput, prediction_labels, prediction_logits
 from rxf.trainer import RxfTrainerMixin
 
@@ -44,6 +49,23 @@ def token_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 class RxfSFTTrainer(RxfTrainerMixin, SFTTrainer):
     """``trl.SFTTrainer`` training with an rxf method (``method=`` a name or config)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        loss_type = getattr(self.args, "loss_type", "nll")  # (older TRL has fewer options)
+        replaced = {
+            f"loss_type={loss_type!r}": loss_type != "nll",
+            f"label_smoothing_factor={self.args.label_smoothing_factor} (set the method's label_smoothing)": (
+                self.args.label_smoothing_factor > 0
+            ),
+            "compute_loss_func": self.compute_loss_func is not None,
+            "the router loss of a Mixture-of-Experts model (set router_aux_loss_coef=0.0)": getattr(
+                self, "aux_loss_enabled", False
+            ),
+        }
+        for what, present in replaced.items():
+            if present:
+                raise RxfError(f"RxfSFTTrainer trains with the method's loss, token cross-entropy: {what} is not supported")
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
