@@ -32,6 +32,7 @@ from rxf.commands.options import (
     settings_epilog,
     typed,
 )
+from rxf.config import Settings, settings_from
 from rxf.errors import RxfError
 
 # flag -> (dotted config key, type)
@@ -124,11 +125,10 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     from rxf.tasks import load_task
     from rxf.tasks.glue import glue_key
 
-    features = FeatureConfig(
-        layer=typed("--layer", int, args.layer or "-1"),
-        pooling=args.pooling or "cls",
-        max_length=typed("--max-length", int, args.max_length or "128"),
-    )
+    given = Settings()
+    apply_flags(given, args, SIMILARITY_FLAGS)
+    with settings_from(given):  # a bad value is named with its flag
+        features = FeatureConfig(**given)  # the defaults are FeatureConfig's
     samples = typed("--samples", int, args.samples)
     task = load_task(args.task, data_dir=args.data_dir if glue_key(args.task) else None, max_eval_samples=samples, seed=0)
     split, rows = next(iter(task.eval.items()))
@@ -146,6 +146,9 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2))
     return 0
 
+
+# The representation `rxf probe similarity` reads: flag -> (FeatureConfig field, type).
+SIMILARITY_FLAGS: dict[str, tuple[str, type]] = {"--layer": ("layer", int), "--pooling": ("pooling", str), "--max-length": ("max_length", int)}
 
 # Where the help of each setting comes from (imported when the help is shown).
 CONFIG = "rxf.probing.experiments:ProbeExperimentConfig"
@@ -199,12 +202,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "similarity", help="linear CKA and effective rank of a checkpoint against a reference model"
     )
     similarity.add_argument("checkpoint", help="fine-tuned model directory")
-    similarity.add_argument("--reference", default="all-MiniLM-L6-v2", help="model to compare with (default: packaged MiniLM)")
-    similarity.add_argument("--task", default="glue/sst2", help="whose dev texts to encode")
+    similarity.formatter_class = HelpFormatter
+    similarity.add_argument("--reference", default="all-MiniLM-L6-v2", help="model to compare with (default: %(default)s)")
+    similarity.add_argument("--task", default="glue/sst2", help="whose dev texts to encode (default: %(default)s)")
     similarity.add_argument("--data-dir", help="GLUE root for glue/* tasks")
-    similarity.add_argument("--samples", default="512", help="how many dev examples")
-    similarity.add_argument("--layer", help="hidden_states index (default -1, the last layer)")
-    similarity.add_argument("--pooling", help="cls (default) or mean")
-    similarity.add_argument("--max-length", help="tokens per example (default 128)")
+    similarity.add_argument("--samples", default="512", help="how many dev examples (default: %(default)s)")
+    add_setting_flags(similarity, SIMILARITY_FLAGS, "rxf.probing.features:FeatureConfig")
     similarity.add_argument("--cache-dir", help="feature cache directory")
     similarity.set_defaults(handler=cmd_similarity)

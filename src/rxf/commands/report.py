@@ -39,6 +39,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="sweep output_dirs (holding records/), rxf train output_dirs (holding metrics.json), or folders of them",
     )
     report.add_argument("--output-dir", help="where the report goes (default: <runs>/report for one folder, ./report for several)")
-    report.add_argument("--phase", default="seeds", choices=["seeds", "search"], help="which runs to report")
+    report.add_argument("--phase", default="seeds", choices=["seeds", "search"], help="which runs to report (default: %(default)s)")
     report.add_argument("--metric", action="append", metavar="TASK=METRIC", help="metric reported for a task (repeatable)")
     report.set_defaults(handler=cmd_report)
