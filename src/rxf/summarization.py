@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from rxf.config import YamlConfig, check_fields, settings_under
+from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
 from rxf.io import read_json
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
@@ -152,16 +152,16 @@ class SummarizationConfig(YamlConfig):
             check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
         check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)
         if self.warmup_steps >= 1 and not float(self.warmup_steps).is_integer():
-            raise RxfError(f"warmup_steps must be a whole number of updates, or a fraction < 1; got {self.warmup_steps!r}")
+            raise RxfError(f"{describe_setting('warmup_steps', self.warmup_steps)} must be a whole number of updates, or a fraction < 1")
         if self.warmup_steps >= 1 and 0 < self.max_steps <= self.warmup_steps:
-            raise RxfError(f"warmup_steps ({self.warmup_steps:g}) must be fewer than max_steps ({self.max_steps})")
+            raise RxfError(f"{describe_setting('warmup_steps', self.warmup_steps)} must be fewer than max_steps ({self.max_steps})")
         if self.max_steps < 0 and self.epochs <= 0:
             raise RxfError("nothing to train: set epochs > 0 or max_steps > 0 (max_steps: 0 only evaluates)")
         if self.min_new_tokens > self.max_new_tokens:
-            raise RxfError(f"min_new_tokens ({self.min_new_tokens}) must be <= max_new_tokens ({self.max_new_tokens})")
+            raise RxfError(f"{describe_setting('min_new_tokens', self.min_new_tokens)} must be <= max_new_tokens ({self.max_new_tokens})")
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         if "{document}" not in self.prompt:
-            raise RxfError(f"prompt must contain {{document}} where the document goes; got {self.prompt!r}")
+            raise RxfError(f"{describe_setting('prompt', self.prompt)} must contain {{document}} where the document goes")
         check_choice("method", self.method.lower(), sorted(METHODS))
         with settings_under("method_options"):
             config = self.resolved_method_config()  # unknown option or bad value
