@@ -61,6 +61,9 @@ def test_settings_remember_where_each_key_came_from():
     settings.set("options", {}, "--set")  # replacing a group forgets the sources of what it held
     assert settings.source_of("options.y") == "--set" and "options.y" not in settings.sources
     assert Settings(settings).sources == settings.sources and settings.copy().sources == settings.sources
+    copied = settings.copy()
+    copied.set("options.z", 3, "--set")
+    assert "z" not in settings["options"]  # a copy's groups are its own
 
 
 def test_a_later_source_fixes_an_earlier_bad_value_because_checks_run_once_at_the_end():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import dataclasses
 import inspect
 import io
@@ -110,7 +111,7 @@ class Settings(dict):
         super().__init__()
         self.sources: dict[str, str] = {}
         for key, value in (values or {}).items():
-            self.set(key, value, source)
+            self.set(key, copy.deepcopy(value), source)  # a copy's groups are its own
         if isinstance(values, Settings):
             self.sources.update(values.sources)
 
