@@ -41,7 +41,6 @@ import numpy as np
 
 from rxf.errors import RxfError
 
-TASK_TYPES = ("classification", "regression", "multi_label")
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "prob_"
 DEFAULT_LABEL_SEPARATOR = "|"  # joins multi-label predictions in delimited text when the run names none
