@@ -39,7 +39,7 @@ from torch.autograd.function import once_differentiable
 from rxf.divergence import Normalizer, Reduction, reduce_positions
 
 # fp32 values per chunk: 2^18 = 1 MiB (2 positions of a 128,256-token vocabulary), so that a chunk's
-# temporaries stay in the CPU's cache: measured faster than 2^21 (benchmarks/llm_cost.py, docs/benchmarks.md).
+# few buffers stay in the CPU's cache (measured faster than 2^21 and 2^16).
 CHUNK_ELEMENTS = 1 << 18
 IGNORE_INDEX = -100
 LOG_2 = math.log(2.0)
@@ -62,13 +62,42 @@ def _chunks(index: torch.Tensor, size: int):
         yield chunk, (slice(first, last + 1) if last - first + 1 == rows.numel() else rows)
 
 
-def _take(side: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
-    return side[rows] if isinstance(rows, slice) else side.index_select(0, rows)
+class _Workspace:
+    """Chunk-sized fp32 buffers, allocated once per call and reused for every chunk.
+
+    A fresh temporary per operation and chunk would make the allocator map and fault in new
+    pages over and over (as much memory traffic as the whole [positions, V] tensor per temporary);
+    reusing a few buffers keeps the kernels' memory traffic to the logits and the gradient.
+    """
+
+    def __init__(self, rows: int, vocab: int, device: torch.device):
+        self.shape, self.device = (rows, vocab), device
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, rows: int) -> torch.Tensor:
+        if name not in self.buffers:
+            self.buffers[name] = torch.empty(self.shape, dtype=torch.float32, device=self.device)
+        return self.buffers[name][:rows]
+
+
+def _take(side: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """The chunk's logits in fp32: a view of fp32 logits when the rows are contiguous, else a copy into ``buffer``."""
+    if isinstance(rows, slice):
+        return side[rows] if side.dtype == torch.float32 else buffer.copy_(side[rows])
+    if side.dtype == torch.float32:
+        return torch.index_select(side, 0, rows, out=buffer)
+    return buffer.copy_(side.index_select(0, rows))
+
+
+def _target(out: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """Where to compute the chunk's gradient: straight into ``out`` when it is an fp32 slice, else ``buffer`` (then :func:`_put`)."""
+    return out[rows] if isinstance(rows, slice) and out.dtype == torch.float32 else buffer
 
 
 def _put(out: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
     if isinstance(rows, slice):
-        out[rows].copy_(values)
+        if values.data_ptr() != out[rows].data_ptr():
+            out[rows].copy_(values)
     else:
         out.index_copy_(0, rows, values.to(out.dtype))
 
@@ -78,40 +107,60 @@ def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).squeeze(-1)
 
 
-def _divergence_values(log_p: torch.Tensor, log_q: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per row; consumes log_p and log_q (overwritten)."""
-    if kind == "sym_kl":
-        d = log_p - log_q
-        return _rowdot(log_p.exp_().sub_(log_q.exp_()), d).squeeze(-1)
-    log_m = torch.logaddexp(log_p, log_q).sub_(LOG_2)
-    r_p, r_q = log_p - log_m, log_q - log_m
-    return 0.5 * (_rowdot(log_p.exp_(), r_p) + _rowdot(log_q.exp_(), r_q)).squeeze(-1)
+def _log_sum_exp(x: torch.Tensor, exp_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log Σ exp x per row, shape (rows, 1); exp(x − max) written into ``exp_out``)."""
+    top = x.amax(-1, keepdim=True)
+    shifted = torch.sub(x, top, out=exp_out).exp_()
+    return shifted.sum(-1, keepdim=True).log_().add_(top), shifted
 
 
-def _divergence_grads(log_p, log_q, kind: str, weight: torch.Tensor):
-    """(∂/∂a, ∂/∂b) of the per-row divergence times ``weight`` (rows, 1), and (p, q); consumes log_p and log_q."""
-    if kind == "sym_kl":
-        d = log_p - log_q
-        p, q = log_p.exp_(), log_q.exp_()
-        s = p - q
-        grad_p = (d - _rowdot(p, d)).mul_(p).add_(s).mul_(weight)
-        grad_q = d.sub_(_rowdot(q, d)).mul_(q).add_(s).neg_().mul_(weight)
-        return grad_p, grad_q, p, q
-    log_m = torch.logaddexp(log_p, log_q).sub_(LOG_2)
-    r_p, r_q = log_p - log_m, log_m.neg_().add_(log_q)
-    p, q = log_p.exp_(), log_q.exp_()
-    grad_p = r_p.sub_(_rowdot(p, r_p)).mul_(p).mul_(0.5 * weight)
-    grad_q = r_q.sub_(_rowdot(q, r_q)).mul_(q).mul_(0.5 * weight)
-    return grad_p, grad_q, p, q
+def _cross_entropy(x: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """lse − (1−ε)·x_y − ε·mean(x) per row: the smoothed cross-entropy, from the raw logits."""
+    picked = x.gather(-1, targets.unsqueeze(-1))
+    if smoothing:
+        return (lse - (1 - smoothing) * picked - smoothing * x.mean(-1, keepdim=True)).squeeze(-1)
+    return (lse - picked).squeeze(-1)
 
 
-def _add_cross_entropy_grad(grad, probs, targets, smoothing: float, weight):
-    """grad + weight · (softmax − (1−ε)·onehot − ε/V); with grad None, built in place over ``probs``."""
-    grad = probs.mul_(weight) if grad is None else grad.addcmul_(probs, weight)
+def _subtract_targets(grad: torch.Tensor, targets: torch.Tensor, smoothing: float, weight: torch.Tensor) -> torch.Tensor:
+    """grad − weight · ((1−ε)·onehot(y) + ε/V): the rest of the cross-entropy's gradient after weight · softmax."""
     grad[torch.arange(grad.size(0), device=grad.device), targets] -= weight.squeeze(-1) * (1.0 - smoothing)
     if smoothing:
         grad.sub_(weight * (smoothing / grad.size(-1)))
     return grad
+
+
+def _divergence_rows(kind: str, a, b, lse_a, lse_b, p, q, work: _Workspace, grads: tuple = (None, None)):
+    """Per-row divergence between softmax(a) = p and softmax(b) = q; ∂/∂a and ∂/∂b written into ``grads``
+    (out_a, out_b), where not None (see the module docstring for the forms)."""
+    rows = a.size(0)
+    if kind == "sym_kl":
+        # d = log p − log q up to a constant per row, which cancels: Σ (p − q) = 0 and Σ p = 1.
+        d = torch.sub(a, b, out=work("d", rows))
+        s = torch.sub(p, q, out=work("s", rows))
+        values = _rowdot(s, d).squeeze(-1)
+        if grads[0] is not None:
+            torch.sub(d, _rowdot(p, d), out=grads[0]).mul_(p).add_(s)
+        if grads[1] is not None:
+            torch.sub(_rowdot(q, d), d, out=grads[1]).mul_(q).sub_(s)
+        return values
+    log_p = torch.sub(a, lse_a, out=work("log_p", rows))
+    log_q = torch.sub(b, lse_b, out=work("log_q", rows))
+    log_m = torch.logaddexp(log_p, log_q, out=work("m", rows)).sub_(LOG_2)
+    r_p, r_q = log_p.sub_(log_m), log_q.sub_(log_m)
+    kl_p, kl_q = _rowdot(p, r_p), _rowdot(q, r_q)
+    if grads[0] is not None:
+        torch.sub(r_p, kl_p, out=grads[0]).mul_(p).mul_(0.5)
+    if grads[1] is not None:
+        torch.sub(r_q, kl_q, out=grads[1]).mul_(q).mul_(0.5)
+    return 0.5 * (kl_p + kl_q).squeeze(-1)
+
+
+def _add_rows(out: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
+    if isinstance(rows, slice):
+        out[rows].add_(values)
+    else:
+        out.index_add_(0, rows, values.to(out.dtype))
 
 
 class _TokenLosses(torch.autograd.Function):
@@ -119,35 +168,59 @@ class _TokenLosses(torch.autograd.Function):
 
     ``stacked``: (S, N, V) with S = 1 (one side) or 2 (the two sides of a doubled batch, so
     that their gradients share one buffer); ``partner``: (1, N, V) or None, the second side
-    when it is a separate tensor. ``index``: the N-row positions that count.
-    Outputs: cross-entropy of side 1 and side 2 (empty without targets or a second side) and
-    the divergence (empty without one), each of shape (len(index),).
+    when it is a separate tensor (then without cross-entropy). ``index``: the N-row positions
+    that count. Outputs: cross-entropy of side 1 and side 2 (empty without targets or a second
+    side) and the divergence (empty without one), each of shape (len(index),).
+
+    The divergence's gradient is computed in the forward pass (its softmaxes are at hand then)
+    into the buffer that becomes the logits' gradient; the backward scales it by the upstream
+    gradient and adds the cross-entropy's gradient, recomputed per chunk (a softmax and a
+    subtraction). Memory: the logits, that buffer, a few chunk-sized buffers.
     """
 
     @staticmethod
     def forward(ctx, stacked, partner, targets, index, spec: _Spec):  # type: ignore[override]
+        if partner is not None and targets is not None:
+            raise ValueError("a separate partner has no cross-entropy here: pass targets or a partner, not both")
         sides = [stacked[0]] + ([stacked[1]] if stacked.size(0) == 2 else []) + ([partner[0]] if partner is not None else [])
         count, device = index.numel(), stacked.device
+        work = _Workspace(spec.chunk_rows, stacked.size(-1), device)
         lses = [torch.empty(count, dtype=torch.float32, device=device) for _ in sides]
         cross_entropy = [torch.empty(count if targets is not None else 0, dtype=torch.float32, device=device) for _ in sides]
         divergence = torch.empty(count if spec.divergence else 0, dtype=torch.float32, device=device)
+        # Buffers for the divergence's gradient (the inputs' gradients to be), for the inputs that need one.
+        want_stacked, want_partner = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        stacked_grad = _zeros_outside(stacked, index, dim=1) if spec.divergence and want_stacked else None
+        partner_grad = _zeros_outside(partner, index, dim=1) if spec.divergence and want_partner else None
+        grad_sides = [stacked_grad[i] if stacked_grad is not None else None for i in range(stacked.size(0))]
+        if partner is not None:
+            grad_sides.append(partner_grad[0] if partner_grad is not None else None)
         for chunk, rows in _chunks(index, spec.chunk_rows):
-            log_probs = []
-            for side, lse, ce in zip(sides, lses, cross_entropy):
-                x = _take(side, rows).float()
-                lse[chunk] = torch.logsumexp(x, -1)
-                log_p = x - lse[chunk].unsqueeze(-1)
-                log_probs.append(log_p)
+            size = chunk.stop - chunk.start
+            logits, lse, probs = [], [], []
+            for i, side in enumerate(sides):
+                x = _take(side, rows, work(f"x{i}", size))
+                side_lse, shifted = _log_sum_exp(x, work(f"p{i}", size))
+                lses[i][chunk] = side_lse.squeeze(-1)
+                logits.append(x)
+                lse.append(side_lse)
+                probs.append(shifted)
                 if targets is not None:
-                    nll = -log_p.gather(-1, targets[index[chunk]].unsqueeze(-1)).squeeze(-1)
-                    smoothing = spec.label_smoothing
-                    ce[chunk] = (1 - smoothing) * nll - smoothing * log_p.mean(-1) if smoothing else nll
-            if spec.divergence:
-                divergence[chunk] = _divergence_values(log_probs[0], log_probs[1], spec.divergence)
+                    cross_entropy[i][chunk] = _cross_entropy(x, side_lse, targets[index[chunk]], spec.label_smoothing)
+            if not spec.divergence:
+                continue
+            p, q = (probs[i].div_(probs[i].sum(-1, keepdim=True)) for i in (0, 1))  # softmax: exp(x − max) / Σ
+            outs = grad_sides[0], grad_sides[1]
+            grads = tuple(_target(out, rows, work(f"g{i}", size)) if out is not None else None for i, out in enumerate(outs))
+            divergence[chunk] = _divergence_rows(spec.divergence, logits[0], logits[1], lse[0], lse[1], p, q, work, grads)
+            for out, grad in zip(outs, grads):
+                if out is not None:
+                    _put(out, rows, grad)
         ctx.spec = spec
         ctx.two_stacked = stacked.size(0) == 2
-        ctx.has_partner = partner is not None
-        ctx.save_for_backward(stacked, partner, targets, index, *lses)
+        ctx.divergence_grads = (stacked_grad, partner_grad)
+        ctx.partner_shape = None if partner is None else partner.shape
+        ctx.save_for_backward(stacked, targets, index, *lses)
         ctx.set_materialize_grads(False)
         ce_first = cross_entropy[0]
         ce_second = cross_entropy[1] if len(sides) == 2 else divergence.new_empty(0)
@@ -156,38 +229,41 @@ class _TokenLosses(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_ce_first, grad_ce_second, grad_divergence):  # type: ignore[override]
-        stacked, partner, targets, index, *lses = ctx.saved_tensors
+        stacked, targets, index, *lses = ctx.saved_tensors
         spec: _Spec = ctx.spec
         want_stacked, want_partner = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_stacked = _zeros_outside(stacked, index, dim=1) if want_stacked else None
-        grad_partner = _zeros_outside(partner, index, dim=1) if want_partner else None
-        sides = [stacked[0]] + ([stacked[1]] if ctx.two_stacked else []) + ([partner[0]] if ctx.has_partner else [])
-        outputs = (
-            [grad_stacked[0] if want_stacked else None]
-            + ([grad_stacked[1] if want_stacked else None] if ctx.two_stacked else [])
-            + ([grad_partner[0] if want_partner else None] if ctx.has_partner else [])
-        )
-        grad_ce = [g if g is not None and g.numel() else None for g in (grad_ce_first, grad_ce_second)]
-        if grad_divergence is not None and grad_divergence.numel() == 0:
-            grad_divergence = None
+        grad_stacked, grad_partner = ctx.divergence_grads
+        ctx.divergence_grads = (None, None)
+        if grad_divergence is not None and grad_divergence.numel():
+            # The stored gradients of the divergence, times the upstream gradient of each position.
+            weight = torch.zeros(stacked.size(1), dtype=torch.float32, device=stacked.device)
+            weight[index] = grad_divergence
+            for grad in (grad_stacked, grad_partner):
+                if grad is not None:
+                    grad.mul_(weight.unsqueeze(-1).to(grad.dtype))
+            fresh = False
+        else:  # the divergence is not used: start from nothing
+            grad_stacked = _zeros_outside(stacked, index, dim=1) if want_stacked else None
+            grad_partner = torch.zeros(ctx.partner_shape, dtype=stacked.dtype, device=stacked.device) if want_partner else None
+            fresh = True
+        # The cross-entropy's gradient, recomputed per chunk, for the sides of `stacked` whose cross-entropy is used.
+        ce_sides = [(0, grad_ce_first)] + ([(1, grad_ce_second)] if ctx.two_stacked else [])
+        ce_sides = [(i, g) for i, g in ce_sides if g is not None and g.numel() and want_stacked]
+        work = _Workspace(spec.chunk_rows, stacked.size(-1), stacked.device)
         for chunk, rows in _chunks(index, spec.chunk_rows):
-            log_probs = [_take(side, rows).float() - lse[chunk].unsqueeze(-1) for side, lse in zip(sides, lses)]
-            grads: list[torch.Tensor | None] = [None] * len(sides)
-            probs: list[torch.Tensor | None] = [None] * len(sides)
-            if grad_divergence is not None:
-                weight = grad_divergence[chunk].unsqueeze(-1)
-                grads[0], grads[1], probs[0], probs[1] = _divergence_grads(log_probs[0], log_probs[1], spec.divergence, weight)
-            for i, g in enumerate(grad_ce[: len(sides)]):
-                if g is None or outputs[i] is None:
-                    continue
-                p = probs[i] if probs[i] is not None else log_probs[i].exp_()
-                y = targets[index[chunk]]
-                grads[i] = _add_cross_entropy_grad(grads[i], p, y, spec.label_smoothing, g[chunk].unsqueeze(-1))
-            for out, grad in zip(outputs, grads):
-                if out is not None:
-                    if grad is None:  # this side gets no gradient from any term
-                        grad = out.new_zeros(1, out.size(-1)).expand(chunk.stop - chunk.start, -1)
-                    _put(out, rows, grad)
+            size = chunk.stop - chunk.start
+            for i, g in ce_sides:
+                weight = g[chunk].unsqueeze(-1)
+                x = _take(stacked[i], rows, work("x", size))
+                out = _target(grad_stacked[i], rows, work("p", size)) if fresh else work("p", size)
+                grad = torch.sub(x, lses[i][chunk].unsqueeze(-1), out=out).exp_().mul_(weight)
+                _subtract_targets(grad, targets[index[chunk]], spec.label_smoothing, weight)
+                (_put if fresh else _add_rows)(grad_stacked[i], rows, grad)
+        if fresh and grad_stacked is not None:
+            used = {i for i, _ in ce_sides}
+            for i in range(stacked.size(0)):
+                if i not in used:  # no term gave this side a gradient
+                    grad_stacked[i].zero_()
         return grad_stacked, grad_partner, None, None, None
 
 
