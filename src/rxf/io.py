@@ -300,7 +300,7 @@ def safetensors_header(path: str | Path) -> dict[str, Any]:
                 raise ValueError("is truncated (shorter than a safetensors header)")
             length = int.from_bytes(prefix, "little")
             if length > size - 8:
-                raise ValueError(f"is truncated ({size} bytes, its header alone says {length + 8})")
+                raise ValueError(f"is truncated or not a safetensors file ({size} bytes; its header alone would take {length + 8})")
             header = json.loads(handle.read(length))
     except OSError as error:
         raise ValueError(f"cannot be read: {os_cause(error)}") from None
@@ -331,6 +331,18 @@ def torch_file_problem(path: str | Path) -> str | None:
     except OSError as error:
         return f"cannot be read: {os_cause(error)}"
     return None
+
+
+def output_write_failure(error: OSError, output_dir: str | Path) -> BaseException:
+    """The one-line error for an OSError raised while a run wrote into ``output_dir`` (disk full, read-only,
+    permission denied on a file of the run), or the error itself when it is something else."""
+    path = Path(error.filename) if isinstance(error.filename, str) else None
+    inside = path is not None and Path(output_dir).resolve() in [path.resolve(), *path.resolve().parents]
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (inside and error.errno in (errno.EACCES, errno.EPERM)):
+        folder = path.parent if path is not None else output_dir
+        what = path.name if path is not None else "the run's files"
+        return write_failure(error, folder, what, "then run the same command again (it resumes from its last checkpoint)")
+    return error
 
 
 def is_write_error(error: BaseException, folder: str | Path | None = None) -> bool:

@@ -72,6 +72,8 @@ def check_model_dir(path: Path) -> None:
             )
         raise RxfError(f"model directory {path} has no weights (model.safetensors): is the copy complete?")
     for name in sorted(names):
+        if name.endswith(".json") and name != "config.json":  # tokenizer and generation settings
+            read_json(path / name, "model file", "fetch it again or fix it")
         if name.endswith(".safetensors"):
             try:
                 safetensors_header(path / name)
@@ -145,6 +147,11 @@ def load_classifier(name: str, num_labels: int, label_names: list[str] | None, m
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForSequenceClassification.from_pretrained(location, use_safetensors=True, **extra)
     except Exception as error:  # OSError, ValueError, SafetensorError, ...: what from_pretrained raises varies
+        if "mismatched_sizes" in str(error):
+            raise RxfError(
+                f"the weights of model {name!r} do not fit its config.json (tensors of other shapes): config.json and "
+                "the weights come from different models; fetch the model again"
+            ) from None
         if not isinstance(error, (OSError, ValueError, KeyError)) and type(error).__name__ != "SafetensorError":
             raise
         raise loading_failure(name, error) from None

@@ -235,6 +235,11 @@ class RunDirectory:
             raise RxfError(f"run manifest {self.manifest_path} is not one rxf wrote (no settings): choose another output_dir")
         return manifest
 
+    def _resumable(self) -> str:
+        """', unfinished with checkpoint-N,' when the directory holds checkpoints, for the refusals."""
+        found = sorted(self.path.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        return f", unfinished with {found[-1].name}," if found else ""
+
     def _outputs(self) -> list[str]:
         return [name for name in RUN_OUTPUTS if (self.path / name).exists()]
 
@@ -258,7 +263,7 @@ class RunDirectory:
             return
         found = differences(manifest["settings"], settings, defaults)
         if found:
-            raise RxfError(f"output_dir {self.path} holds another run ({_summary(found)}): {how}")
+            raise RxfError(f"output_dir {self.path} holds another run{self._resumable().rstrip(',')} ({_summary(found)}): {how}")
         if manifest.get("status") == "finished":
             raise RxfError(
                 f"output_dir {self.path} holds this run, finished on {manifest.get('finished', '?')} "
@@ -276,11 +281,14 @@ class RunDirectory:
         self.check(settings, defaults, overwrite=overwrite)
         manifest = self.manifest
         if manifest is not None and not overwrite:
-            if manifest.get("data", {}).get("fingerprint") != data.get("fingerprint"):
+            before = manifest.get("data", {})
+            if before.get("fingerprint") != data.get("fingerprint"):
+                found = differences({k: v for k, v in before.items() if k != "fingerprint"},
+                                    {k: v for k, v in data.items() if k != "fingerprint"}, {})
+                found = found or [f"fingerprint: {str(before.get('fingerprint'))[:12]} there, {str(data.get('fingerprint'))[:12]} here"]
                 raise RxfError(
-                    f"output_dir {self.path} holds a run with the same settings on other data (the data's fingerprint "
-                    f"{str(manifest.get('data', {}).get('fingerprint'))[:12]} there, {str(data.get('fingerprint'))[:12]} "
-                    "here: have the data files changed?): choose another output_dir, or pass --overwrite "
+                    f"output_dir {self.path} holds a run{self._resumable()} with the same settings on other data "
+                    f"({_summary(found)}; have the data files changed?): choose another output_dir, or pass --overwrite "
                     "(overwrite: true) to replace it"
                 )
             return False

@@ -231,7 +231,13 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     with claim(config.output_dir) as run_dir:
         settings, defaults = run_settings(config)
         run_dir.check(settings, defaults, overwrite=config.overwrite)
-        return _train(config, run_dir, settings, defaults, extra_callbacks)
+        try:
+            return _train(config, run_dir, settings, defaults, extra_callbacks)
+        except OSError as error:  # a write that failed outside a checkpoint (history, plots, logs): one line too
+            from rxf.io import output_write_failure
+
+            raise output_write_failure(error, run_dir.path) from None
+
 
 
 def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:

@@ -181,6 +181,13 @@ def broken_models(tmp_path_factory):
     BertTokenizerFast(vocab=str(other_words / "vocab.txt")).save_pretrained(other_words)
 
     (root / "weights.safetensors").write_bytes(weights.read_bytes())
+
+    other_shapes = copy("other_shapes")  # config.json of a wider model than the weights
+    config = json.loads((other_shapes / "config.json").read_text())
+    (other_shapes / "config.json").write_text(json.dumps({**config, "hidden_size": 32, "intermediate_size": 64}))
+
+    bad_tokenizer = copy("bad_tokenizer")
+    (bad_tokenizer / "tokenizer.json").write_text('{"version": "1.0", "model": ')
     return root
 
 
@@ -193,6 +200,8 @@ def broken_models(tmp_path_factory):
         ("no_tokenizer", ["no tokenizer files"]),
         ("other_words", ["unknown token", "tokenizer"]),
         ("weights.safetensors", ["is a file, not a model directory"]),
+        ("other_shapes", ["do not fit its config.json"]),
+        ("bad_tokenizer", ["tokenizer.json", "line 1", "not valid JSON"]),
     ],
 )
 def test_broken_model_directories(run_in_process, tmp_path, tiny_csv, broken_models, model, fragments):

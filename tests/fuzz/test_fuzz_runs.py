@@ -125,7 +125,15 @@ def test_changed_data_is_another_run(run_in_process, unfinished_run, tiny_csv):
     out, args = unfinished_run
     before = snapshot(out)
     tiny_csv.write_text(tiny_csv.read_text().replace("the cat sat", "the dog sat"))
-    assert_clean_failure(run_in_process(args), "same settings on other data", "--overwrite")
+    assert_clean_failure(run_in_process(args), "same settings on other data", "checkpoint-4", "--overwrite")
+    assert snapshot(out) == before
+
+
+def test_data_with_other_labels_is_another_run(run_in_process, unfinished_run, tiny_csv):
+    out, args = unfinished_run
+    before = snapshot(out)
+    tiny_csv.write_text(tiny_csv.read_text().replace(",neg", ",meh"))
+    assert_clean_failure(run_in_process(args), "other data", 'labels: ["neg", "pos"] there, ["meh", "pos"] here')
     assert snapshot(out) == before
 
 
@@ -276,6 +284,27 @@ def test_a_failed_write_of_the_results_is_one_line_and_the_run_resumes(run_in_pr
     assert checkpoints(out)[-1] == "checkpoint-6"
     resumes(run_in_process(args), "checkpoint-6")
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_a_failed_write_of_the_training_history_is_one_line(run_in_process, tmp_path, tiny_model, tiny_csv, monkeypatch):
+    """Not only checkpoints: any file of the run that cannot be written (here history.jsonl) ends in one line."""
+    import rxf.history
+
+    out = tmp_path / "run"
+    args = train(tiny_model, tiny_csv, out)
+    interrupted(run_in_process, args, 2, monkeypatch)
+    before = snapshot(out / "checkpoints")
+
+    def full_disk(path, mode="r", *rest, **kwargs):
+        if "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return open(path, mode, *rest, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rxf.history, "open", full_disk, raising=False)
+        assert_clean_failure(run_in_process(args), "could not write history.jsonl", str(out), "no space left on device")
+    assert snapshot(out / "checkpoints") == before
+    resumes(run_in_process(args), "checkpoint-2")
 
 
 @pytest.fixture

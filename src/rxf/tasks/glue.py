@@ -16,7 +16,7 @@ import datasets
 
 from rxf import metrics
 from rxf.errors import RxfError, closest
-from rxf.io import iter_lines
+from rxf.io import iter_lines, os_cause
 from rxf.tasks.base import LABEL, TEXT, TEXT_PAIR, Origin, TextTask, make_dataset
 
 HUB_GLUE = "nyu-mll/glue"
@@ -102,7 +102,11 @@ def _task_dir(key: str, data_dir: str | Path) -> Path:
     if not root.is_dir():
         raise RxfError(f"GLUE data dir {root} does not exist or is not a folder: {hint}")
     aliases = {_normalize(spec.dir), key}
-    for child in sorted(root.iterdir()):
+    try:
+        children = sorted(root.iterdir())
+    except OSError as error:
+        raise RxfError(f"GLUE data dir {root} cannot be listed: {os_cause(error)}") from None
+    for child in children:
         if child.is_dir() and _normalize(child.name) in aliases:
             return child
     other = glue_key(root.name)
