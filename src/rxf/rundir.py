@@ -38,6 +38,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,6 @@ class RunDirectory:
                     except FileNotFoundError:
                         continue
                     if age < 5:
-                        import time
-
                         time.sleep(0.5)
                         continue
                     warn(f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over")
@@ -329,7 +328,10 @@ class RunDirectory:
     def release(self, failed: bool) -> None:
         """Release the lock; after a failure that wrote nothing, remove what the claim itself created."""
         if failed and self.main_process:
-            leftovers = {child.name for child in self.path.iterdir()} - {LOCK, MANIFEST if self.wrote_new_manifest else ""}
+            try:
+                leftovers = {child.name for child in self.path.iterdir()} - {LOCK, MANIFEST if self.wrote_new_manifest else ""}
+            except OSError:
+                leftovers = {"(cannot be listed)"}
             if not leftovers:
                 if self.wrote_new_manifest:
                     self.manifest_path.unlink(missing_ok=True)
