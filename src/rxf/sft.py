@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,8 @@ def _check_resumable(out: Path, config: SFTConfig) -> str | None:
     return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
 
 
-def run_sft(config: SFTConfig) -> dict[str, Any]:
-    """Fine-tune, evaluate, save; return what ``metrics.json`` holds."""
+def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Fine-tune, evaluate, save; return what ``metrics.json`` holds. ``extra_callbacks``: more TrainerCallbacks."""
     config.validate()
     from rxf.train import prepare_output_dir, write_json_atomic
 
@@ -256,6 +257,7 @@ def run_sft(config: SFTConfig) -> dict[str, Any]:
         eval_dataset=eval_data,
         processing_class=tokenizer,
         peft_config=lora_config(config) if config.lora_r else None,
+        callbacks=list(extra_callbacks),
         method=method,
     )
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

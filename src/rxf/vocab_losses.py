@@ -7,17 +7,23 @@ vocabulary each of them is larger than the whole transformer's activations, and 
 model, set the cost of R3F and R-Drop on a small LM.
 
 Here one autograd function walks the selected positions (labels ≠ −100) in chunks of about
-``CHUNK_ELEMENTS`` fp32 values, computes the values, and keeps nothing but the logits (already
-alive) and one log-sum-exp per position and side. Its backward recomputes each chunk's softmax
-and writes the gradient straight into one buffer of the logits' shape and dtype: the buffer the
-LM head's backward needs anyway. Beyond the logits, the extra memory is that buffer and a chunk.
+``CHUNK_ELEMENTS`` fp32 values, reusing a few chunk-sized buffers, and keeps for backward nothing
+but the logits (already alive) and one log-sum-exp per position and side. The gradient goes
+into one buffer of the logits' shape and dtype — the buffer the LM head's backward needs anyway:
+a divergence's gradient is written there in the forward pass, while its softmaxes are at hand
+(the backward scales it by the upstream gradient), and the cross-entropy's gradient is
+recomputed chunk by chunk in the backward pass (a softmax and a subtraction) and added to it.
+Beyond the logits, the extra memory is that buffer and the chunk buffers. R3F "both" and
+R-Drop pass the logits of their doubled batch whole (:func:`paired_token_losses`), so both
+halves' gradients share the one buffer.
 
 Gradients are closed forms, checked against autograd through the reference implementations
 (``rxf.divergence``, ``rxf.methods.base.reference_task_loss``) in tests/test_vocab_losses.py:
 
 * cross-entropy with label smoothing ε: ``lse − (1−ε)·x_y − ε·mean(x)``;
   ∂/∂x = softmax(x) − (1−ε)·onehot(y) − ε/V;
-* symmetric KL ``Σ (p − q)(log p − log q)``, with d = log p − log q:
+* symmetric KL ``Σ (p − q)(log p − log q)``, with d = log p − log q (or the raw a − b: the
+  per-row constant cancels, as Σ (p − q) = 0 and Σ p = 1):
   ∂/∂a = p ⊙ (d − ⟨p, d⟩) + (p − q) and ∂/∂b = −q ⊙ (d − ⟨q, d⟩) − (p − q);
 * Jensen–Shannon with r_p = log p − log m, m = ½(p + q): ∂/∂a = ½ p ⊙ (r_p − ⟨p, r_p⟩), the same for b.
 

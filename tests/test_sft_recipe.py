@@ -1,4 +1,4 @@
-"""rxf.sft and rxf.tasks.chat: chat data, assistant-only labels, packing, and short SFT runs on a tiny Llama."""
+"""rxf.sft and rxf.tasks.chat (named _recipe: tests/commands/test_sft.py has the basename test_sft): chat data, assistant-only labels, packing, and short SFT runs on a tiny Llama."""
 
 import json
 
