@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/rxf train --output-dir runs/demo
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/rxf train --output-dir runs/demo --overwrite
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
