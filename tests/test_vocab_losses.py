@@ -114,6 +114,28 @@ def test_paired_losses_equal_reference_on_the_halves(kind, label_smoothing):
     assert_close(grad, expected_grad)
 
 
+@pytest.mark.parametrize("kind", ["sym_kl", "js"])
+def test_losses_against_a_no_grad_partner_equal_reference(kind):
+    """R3F "clean": cross-entropy of the clean pass and its divergence from a fixed (no-grad) noised pass, in one kernel."""
+    logits, other, labels = batch(8)
+    mask = labels != -100
+    reference, _ = REFERENCES[kind]
+
+    def chunked(x):
+        out = paired_token_losses(x, labels, kind, partner=other, label_smoothing=0.1)
+        assert out.cross_entropy_second.numel() == 0
+        return torch.stack([out.cross_entropy_first.sum(), 3.0 * out.divergence.sum()])
+
+    def plain(x):
+        ce = F.cross_entropy(x[mask], labels[mask], reduction="sum", label_smoothing=0.1)
+        return torch.stack([ce, 3.0 * reference(x, other, mask, reduction="sum")])
+
+    value, (grad,) = value_and_grads(chunked, logits)
+    expected, (expected_grad,) = value_and_grads(plain, logits)
+    assert_close(value, expected)
+    assert_close(grad, expected_grad)
+
+
 def test_bf16_logits_compute_in_fp32_and_return_bf16_gradients():
     logits, other, labels = batch(4, dtype=torch.bfloat16)
     value, (grad,) = value_and_grads(lambda x: task_loss(x, labels, "causal_lm", label_smoothing=0.1), logits)

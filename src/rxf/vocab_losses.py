@@ -174,9 +174,10 @@ class _TokenLosses(torch.autograd.Function):
 
     ``stacked``: (S, N, V) with S = 1 (one side) or 2 (the two sides of a doubled batch, so
     that their gradients share one buffer); ``partner``: (1, N, V) or None, the second side
-    when it is a separate tensor (then without cross-entropy). ``index``: the N-row positions
-    that count. Outputs: cross-entropy of side 1 and side 2 (empty without targets or a second
-    side) and the divergence (empty without one), each of shape (len(index),).
+    when it is a separate tensor (e.g. R3F's no-grad noised pass; it gets no cross-entropy).
+    ``index``: the N-row positions that count. Outputs: cross-entropy of side 1 and side 2
+    (empty without targets or a second stacked side) and the divergence (empty without one),
+    each of shape (len(index),).
 
     The divergence's gradient is computed in the forward pass (its softmaxes are at hand then)
     into the buffer that becomes the logits' gradient; the backward scales it by the upstream
@@ -186,13 +187,15 @@ class _TokenLosses(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, stacked, partner, targets, index, spec: _Spec):  # type: ignore[override]
-        if partner is not None and targets is not None:
-            raise ValueError("a separate partner has no cross-entropy here: pass targets or a partner, not both")
         sides = [stacked[0]] + ([stacked[1]] if stacked.size(0) == 2 else []) + ([partner[0]] if partner is not None else [])
         count, device = index.numel(), stacked.device
         work = _Workspace(spec.chunk_rows, stacked.size(-1), device)
         lses = [torch.empty(count, dtype=torch.float32, device=device) for _ in sides]
-        cross_entropy = [torch.empty(count if targets is not None else 0, dtype=torch.float32, device=device) for _ in sides]
+        # Cross-entropy for the sides of `stacked` (a separate partner is a target, without one).
+        cross_entropy = [
+            torch.empty(count if targets is not None and i < stacked.size(0) else 0, dtype=torch.float32, device=device)
+            for i in range(len(sides))
+        ]
         divergence = torch.empty(count if spec.divergence else 0, dtype=torch.float32, device=device)
         # Buffers for the divergence's gradient (the inputs' gradients to be), for the inputs that need one.
         want_stacked, want_partner = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -211,7 +214,7 @@ class _TokenLosses(torch.autograd.Function):
                 logits.append(x)
                 lse.append(side_lse)
                 probs.append(shifted)
-                if targets is not None:
+                if cross_entropy[i].numel():
                     cross_entropy[i][chunk] = _cross_entropy(x, side_lse, targets[index[chunk]], spec.label_smoothing)
             if not spec.divergence:
                 continue
@@ -228,9 +231,8 @@ class _TokenLosses(torch.autograd.Function):
         ctx.partner_shape = None if partner is None else partner.shape
         ctx.save_for_backward(stacked, targets, index, *lses)
         ctx.set_materialize_grads(False)
-        ce_first = cross_entropy[0]
         ce_second = cross_entropy[1] if len(sides) == 2 else divergence.new_empty(0)
-        return ce_first, ce_second, divergence
+        return cross_entropy[0], ce_second, divergence
 
     @staticmethod
     @once_differentiable
@@ -357,24 +359,36 @@ class PairedTokenLosses:
 
 
 def paired_token_losses(
-    logits: torch.Tensor, labels: torch.Tensor, divergence: str, *, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    divergence: str,
+    *,
+    partner: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> PairedTokenLosses:
-    """The losses of a batch run twice in one forward pass (R3F, R-Drop), without slicing the logits.
+    """The losses of a batch run twice (R3F, R-Drop): cross-entropy and divergence in one kernel, one gradient buffer.
 
-    ``logits``: (2B, …, V), the first B rows one pass and the last B rows the other; ``labels``:
-    (B, …) aligned with each half. Slicing the halves apart would cost two extra full-size
-    buffers in the backward pass (each slice's gradient is scattered into zeros of the whole
-    shape); here both halves' gradients go into one buffer. Values per counted position, in
-    the order of ``labels[labels != -100]``.
+    Without ``partner``, ``logits`` is (2B, …, V), the first B rows one pass and the last B rows
+    the other, and ``labels`` (B, …) is aligned with each half: slicing the halves apart would
+    cost two extra full-size buffers in the backward pass (each slice's gradient is scattered
+    into zeros of the whole shape). With ``partner`` (same shape as ``logits``, e.g. a no-grad
+    target), the divergence is between the two tensors and only ``logits`` gets a
+    cross-entropy (``cross_entropy_second`` is empty). Values per counted position, in the
+    order of ``labels[labels != -100]``.
     """
     if divergence not in VOCAB_DIVERGENCES:
         raise ValueError(f"divergence must be one of {VOCAB_DIVERGENCES}, got {divergence!r}")
-    half = logits.size(0) // 2
-    if logits.size(0) != 2 * half or labels.shape != (half, *logits.shape[1:-1]):
-        raise ValueError(f"logits {tuple(logits.shape)} are not two halves aligned with labels {tuple(labels.shape)}")
     targets = labels.reshape(-1)
     index = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
     spec = _spec(logits.size(-1), label_smoothing, divergence)
+    if partner is not None:
+        if partner.shape != logits.shape or labels.shape != logits.shape[:-1]:
+            raise ValueError(f"logits {tuple(logits.shape)}, partner {tuple(partner.shape)} and labels {tuple(labels.shape)} do not align")
+        first, second, div = _TokenLosses.apply(_rows(logits).unsqueeze(0), _rows(partner).unsqueeze(0), targets, index, spec)
+        return PairedTokenLosses(first, second, div)
+    half = logits.size(0) // 2
+    if logits.size(0) != 2 * half or labels.shape != (half, *logits.shape[1:-1]):
+        raise ValueError(f"logits {tuple(logits.shape)} are not two halves aligned with labels {tuple(labels.shape)}")
     stacked = logits.reshape(2, -1, logits.size(-1))
     first, second, div = _TokenLosses.apply(stacked, None, targets, index, spec)
     return PairedTokenLosses(first, second, div)

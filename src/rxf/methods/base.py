@@ -104,24 +104,31 @@ def paired_losses(
     task_type: TaskType,
     divergence: Callable[..., torch.Tensor],
     *,
+    other: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     normalizer: int | float | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """For the logits of a batch run twice in one pass (rows ``[:n]`` and ``[n:]``, R3F "both" and R-Drop):
-    the task loss of each half and the divergence between them, reduced as :func:`task_loss` and
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
+    """The task loss and the divergence of a method that runs a batch twice, as one chunked kernel.
+
+    Without ``other``: ``logits`` holds both passes of a doubled batch (rows ``[:n]`` and ``[n:]``,
+    R3F "both", R-Drop); returns the task loss of each half and the divergence between them.
+    With ``other`` (R3F "clean": the no-grad noised pass): the task loss of ``logits``, None,
+    and the divergence between ``logits`` and ``other``. Reduced as :func:`task_loss` and
     :func:`logit_divergence` reduce them.
 
-    For token-level tasks with symmetric KL or JS this is one chunked kernel over the whole
-    logits (rxf.vocab_losses.paired_token_losses): slicing the halves apart would cost two more
-    full-size buffers in the backward pass. None where the kernel does not apply (sequence-level
-    tasks, other divergences): compute the terms on the halves then.
+    For token-level tasks with symmetric KL or JS this is rxf.vocab_losses.paired_token_losses:
+    every term in one kernel writing one gradient buffer, where separate terms (or slicing the
+    halves apart) would cost more full-size buffers in the backward pass. None where the kernel
+    does not apply (sequence-level tasks, other divergences): compute the terms one by one then.
     """
     kind = {symmetric_kl: "sym_kl", js_divergence: "js"}.get(divergence)
     if task_type not in GENERATION_TASKS or kind is None:
         return None
     targets = token_targets(labels, task_type)
-    out = paired_token_losses(logits, targets, kind, label_smoothing=label_smoothing)
-    return tuple(reduce_positions(values, "mean", normalizer) for values in (out.cross_entropy_first, out.cross_entropy_second, out.divergence))
+    out = paired_token_losses(logits, targets, kind, partner=other, label_smoothing=label_smoothing)
+    first = reduce_positions(out.cross_entropy_first, "mean", normalizer)
+    second = None if other is not None else reduce_positions(out.cross_entropy_second, "mean", normalizer)
+    return first, second, reduce_positions(out.divergence, "mean", normalizer)
 
 
 def token_targets(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:

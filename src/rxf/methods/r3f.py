@@ -176,12 +176,13 @@ class R3F(Method):
             n = labels.size(0)
             logits = self.noised_logits(model, doubled(inputs, n), rows=slice(n, None))
             clean, noised = logits[:n], logits[n:]
-            # Token-level tasks: both terms in one chunked kernel over the doubled logits (rxf.vocab_losses).
+            # Token-level tasks: both terms in one chunked kernel, one gradient buffer (rxf.vocab_losses).
             paired = paired_losses(logits, labels, task_type, divergence, label_smoothing=config.label_smoothing, normalizer=normalizer)
         else:
             clean = output_logits(model(**inputs))
             with torch.no_grad():
                 noised = self.noised_logits(model, inputs)
+            paired = paired_losses(clean, labels, task_type, divergence, other=noised, label_smoothing=config.label_smoothing, normalizer=normalizer)
         if paired is not None:
             loss, _, regularizer = paired
         else:
