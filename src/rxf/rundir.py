@@ -117,7 +117,9 @@ def _process_start(pid: int) -> str | None:
 
 def _owner_alive(owner: dict[str, Any]) -> bool:
     pid = owner.get("pid")
-    if not isinstance(pid, int) or owner.get("host") != socket.gethostname():
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False  # not a lock rxf wrote
+    if owner.get("host", socket.gethostname()) != socket.gethostname():
         return True  # another machine's process: cannot be checked from here
     try:
         os.kill(pid, 0)
@@ -190,7 +192,7 @@ class RunDirectory:
                         continue
                     warn(f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over")
                 elif _owner_alive(owner):
-                    if owner.get("host") != socket.gethostname():
+                    if owner.get("host", socket.gethostname()) != socket.gethostname():
                         raise RxfError(
                             f"output_dir {self.path} is locked by an rxf run on another machine ({_describe(owner)}): "
                             f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}"
