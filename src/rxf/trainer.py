@@ -39,7 +39,6 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from rxf.checkpoints import latest_checkpoint
-from rxf.checkpoints import latest_checkpoint
 from rxf.errors import RxfError
 from rxf.io import is_write_error, write_failure
 from rxf.methods.base import (
