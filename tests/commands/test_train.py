@@ -160,14 +160,19 @@ def test_bad_data_and_model_inputs_exit_2_naming_the_problem(files, argv, words,
         assert word in message, message
 
 
-@pytest.mark.parametrize("method,steps,bias_correction", [("standard", 2, False), ("standard++", 4, True), ("r3f", 2, True)])
-def test_the_methods_recipe_sets_optimizer_and_budget(files, method, steps, bias_correction, tmp_path):
-    """Standard: Adam without bias correction; Standard++: bias-corrected and twice the updates."""
-    out = tmp_path / method
+@pytest.mark.parametrize(
+    "method,recipe,steps,bias_correction",
+    [("standard", "same", 2, True), ("standard", "paper", 2, False), ("standard++", "paper", 4, True), ("r3f", "paper", 2, True)],
+)
+def test_the_methods_recipe_sets_optimizer_and_budget(files, method, recipe, steps, bias_correction, tmp_path):
+    """The same optimizer for every method by default; the paper's recipe: Standard's Adam without
+    bias correction, Standard++ bias-corrected and twice the updates."""
+    out = tmp_path / f"{method}-{recipe}"
     code = main(["train", "--model", str(files / "model"), "--train-file", str(files / "train.csv"), "--method", method,
-                 "--max-steps", "2", "--set", "learning_rate=3e-5", "--no-progress", "--output-dir", str(out)])
+                 "--recipe", recipe, "--max-steps", "2", "--set", "learning_rate=3e-5", "--no-progress", "--output-dir", str(out)])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"]["name"] == recipe
     assert metrics["recipe"]["adam_bias_correction"] is bias_correction
     assert metrics["final"]["step"] == steps
     assert metrics["config"]["learning_rate"] == 3e-5
