@@ -267,6 +267,14 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def step_peak_kib(step: Callable[[], None]) -> int:
+    """Peak RSS during one call of ``step`` minus the RSS just before it, in KiB (see the module docstring)."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark to the current RSS
+    before = _status_kib("VmRSS")
+    step()
+    return _status_kib("VmHWM") - before
+
+
 def memory_worker(row: str, batch_size: int, length: int) -> dict:
     import torch
 
@@ -281,12 +289,7 @@ def memory_worker(row: str, batch_size: int, length: int) -> dict:
     model, optimizer, step = built[row]
     step()
     step()
-    step_peaks = []
-    for _ in range(2):
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark to the current RSS
-        before = _status_kib("VmRSS")
-        step()
-        step_peaks.append(_status_kib("VmHWM") - before)
+    step_peaks = [step_peak_kib(step) for _ in range(2)]
     # Persistent tensors between steps, counted exactly: weights, buffers, optimizer state.
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     for state in optimizer.state.values():
