@@ -26,21 +26,21 @@ def sweep_file(tmp_path_factory) -> Path:
 def test_sweep_then_report_end_to_end(sweep_file, tmp_path, capsys):
     out = sweep_file.parent / "out"
     assert main(["sweep", "--config", str(sweep_file)]) == 0
-    assert "6 runs (6 trained now" in capsys.readouterr().out
+    assert "5 runs (5 trained now" in capsys.readouterr().out  # Standard has one setting: no search
     records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     assert sorted((r["method"], r["phase"], r["seed"]) for r in records) == [
         ("r4f", "search", 0), ("r4f", "seeds", 1), ("r4f", "seeds", 2),
-        ("standard", "search", 0), ("standard", "seeds", 1), ("standard", "seeds", 2),
+        ("standard", "seeds", 1), ("standard", "seeds", 2),
     ]
 
     assert main(["sweep", "--config", str(sweep_file)]) == 0  # resumed: everything was done
-    assert "6 runs (0 trained now" in capsys.readouterr().out
+    assert "5 runs (0 trained now" in capsys.readouterr().out
 
     report = tmp_path / "report"
     assert main(["report", "--runs", str(out), "--output-dir", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "Max over seeds" in printed and "| R4F |" in printed and "failed rate" in printed
-    assert {p.name for p in report.iterdir()} == {"table2.md", "table2.csv", "stability.md", "figure2.png", "progress.md"}
+    assert {p.name for p in report.iterdir()} == {"table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md"}
     assert "| RTE | R4F | 1 | 2 | 1, 2 |" in (report / "progress.md").read_text()
     rows = (report / "table2.csv").read_text().splitlines()
     assert rows[0].startswith("task,method,metric,runs,max,median") and len(rows) == 3
@@ -48,7 +48,7 @@ def test_sweep_then_report_end_to_end(sweep_file, tmp_path, capsys):
 
 def test_sweep_flags_override_the_file(sweep_file, tmp_path, capsys):
     out = tmp_path / "only-search"
-    code = main(["sweep", "--config", str(sweep_file), "--methods", "standard", "--search-only",
+    code = main(["sweep", "--config", str(sweep_file), "--methods", "r4f", "--search-only",
                  "--output-dir", str(out), "--set", "max_steps=1", "--tasks", "rte"])
     assert code == 0
     (record,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
@@ -77,3 +77,11 @@ def test_sweep_mistakes_exit_2_with_one_line(sweep_file, capsys, argv, words):
 def test_missing_sweep_file(tmp_path, capsys):
     assert main(["sweep", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_methods_flag_leaves_the_other_rows_search_spaces_aside(sweep_file, tmp_path, capsys):
+    path = tmp_path / "spaces.yaml"
+    path.write_text(sweep_file.read_text().replace("output_dir:", "search_spaces: {r4f: {lambda_: [1.0]}}\noutput_dir:")
+                    .replace(str(sweep_file.parent / "out"), str(tmp_path / "out")).replace("recipes: [", f"recipes: [{sweep_file.parent}/"))
+    assert main(["sweep", "--config", str(path), "--methods", "standard", "--seeds", "1"]) == 0
+    assert "1 runs (1 trained now" in capsys.readouterr().out

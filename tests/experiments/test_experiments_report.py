@@ -108,3 +108,38 @@ def test_report_errors_name_the_problem(tmp_path):
     (runs / "records" / "broken.json").write_text("{not json")
     with pytest.raises(RxfError, match="broken.json"):
         make_report(ReportConfig(runs=str(runs)))
+
+
+def _cell(method, scores, task="glue/rte"):
+    from rxf.experiments.report import Cell
+
+    return Cell(task, method, "accuracy", scores, 0.5)
+
+
+def test_difference_to_standard_with_a_bootstrap_interval():
+    from rxf.experiments.report import mean_difference
+
+    standard = _cell("standard", [0.60, 0.61, 0.62, 0.59, 0.60])
+    clearly_better = mean_difference(_cell("r3f", [0.70, 0.71, 0.72, 0.69, 0.70]), standard)
+    assert clearly_better["diff_mean"] == pytest.approx(0.10)
+    assert 0 < clearly_better["diff_ci_low"] <= 0.10 <= clearly_better["diff_ci_high"]
+    assert clearly_better["verdict"] == "better"
+    noisy = mean_difference(_cell("r4f", [0.50, 0.70, 0.55, 0.66, 0.62]), standard)
+    assert noisy["diff_ci_low"] < 0 < noisy["diff_ci_high"] and noisy["verdict"] == "within seed noise"
+    worse = mean_difference(_cell("rdrop", [0.50, 0.51, 0.52, 0.49, 0.50]), standard)
+    assert worse["verdict"] == "worse" and worse["diff_ci_high"] < 0
+    assert mean_difference(_cell("r3f", [0.7]), standard)["verdict"] == "too few runs"
+
+
+def test_report_writes_the_comparison_and_failed_rates(tmp_path):
+    records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.5, 0.62], 1)]
+    records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.7, 0.71, 0.72, 0.69], 1)]
+    write_records(tmp_path / "runs", records)
+    result = make_report(ReportConfig(runs=str(tmp_path / "runs"), output_dir=str(tmp_path / "out")))
+    text = (tmp_path / "out" / "comparison.md").read_text()
+    assert "| RTE | R3F | 4 |" in text and "better" in text
+    rows = read_csv(result["paths"]["table2.csv"])
+    assert float(rows[("glue/rte", "standard")]["failed_rate"]) == pytest.approx(0.25)  # 0.5 <= majority 0.527
+    r3f = rows[("glue/rte", "r3f")]
+    assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.705 - 0.5825)
+    assert float(r3f["diff_ci_low"]) > 0 and r3f["verdict"] == "better"

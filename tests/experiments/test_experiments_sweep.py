@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_runs_on_the_glue_tsvs_evaluate_the_whole_dev_sets(tiny, tmp_path):
     recipes = [str(write_recipe(tmp_path / f"{key}.yaml", model, GLUE_DIR, task=f"glue/{key}",
                                 max_steps=1, eval_steps=1, max_train_samples=16)) for key in GLUE_DEV]
     config = sweep_config(tiny, tmp_path / "out", recipes=recipes, methods=["standard"], trials=1, seeds=[],
-                          learning_rates=[1e-3])
+                          learning_rates=[1e-3, 2e-3])  # two settings, so that there is a search trial to run
     records = {r["task"]: r for r in Sweep(config, log=quiet).run()}
     for key, (folder, size) in GLUE_DEV.items():
         record = records[f"glue/{key}"]
@@ -224,3 +225,57 @@ def test_sweep_json_lists_the_methods_of_every_process_sharing_the_directory(tin
     for methods in (["standard"], ["r3f"], ["standard"]):
         Sweep(sweep_config(tiny, tmp_path / "sweep", methods=methods, trials=1, seeds=[]), train=fake_train, log=quiet).run()
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["methods"] == ["standard", "r3f"]
+
+
+def test_a_single_setting_is_not_searched(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path / "out", methods=["standard"], learning_rates=[1e-3], seeds=[1])
+    records = Sweep(config, log=quiet).run()
+    assert [(r["phase"], r["params"]) for r in records] == [("seeds", {"learning_rate": 1e-3})]
+
+
+def test_search_overrides_apply_to_the_search_runs_only(tiny, tmp_path):
+    held_out = tiny_rte_dir(tmp_path / "held-out", n_train=24, n_dev=8, seed=1)
+    config = sweep_config(tiny, tmp_path / "out", methods=["standard"], trials=1, seeds=[1],
+                          search_overrides={"data_dir": str(held_out)})
+    records = Sweep(config, log=quiet).run()
+    by_phase = {r["phase"]: r["metrics"] for r in records}
+    assert by_phase["search"]["config"]["data_dir"] == str(held_out)
+    assert by_phase["search"]["num_eval_examples"] == {"validation": 8}
+    assert by_phase["seeds"]["config"]["data_dir"] == str(tiny["data"])
+    assert by_phase["seeds"]["num_eval_examples"] == {"validation": 12}
+
+
+def test_a_variant_is_a_row_of_its_own_with_its_overrides_and_options(tiny, tmp_path):
+    variants = {"r3f-nodrop": {"method": "r3f", "overrides": {"dropout": 0.0}, "options": {"sigma": 0.1}}}
+    config = sweep_config(tiny, tmp_path / "out", methods=["r3f", "r3f-nodrop"], variants=variants,
+                          learning_rates=[1e-3], search_spaces={"r3f": {"lambda_": [1.0]}, "r3f-nodrop": {"lambda_": [1.0]}})
+    records = {r["method"]: r for r in Sweep(config, log=quiet).run()}
+    plain, variant = records["r3f"], records["r3f-nodrop"]
+    assert variant["base_method"] == "r3f" and variant["run_id"].startswith("glue-rte-r3f-nodrop-seeds-")
+    assert variant["metrics"]["config"]["dropout"] == 0.0 and variant["metrics"]["method_config"]["sigma"] == 0.1
+    assert plain["metrics"]["config"]["dropout"] is None and plain["metrics"]["method_config"]["sigma"] == 1e-5
+    assert plain["run_id"] != variant["run_id"]
+
+
+@pytest.mark.parametrize(
+    "variants,message",
+    [
+        ({"r3f": {"method": "r3f"}}, "cannot take the name of a method"),
+        ({"x": {"overrides": {}}}, "must be a mapping with a 'method'"),
+        ({"x": {"method": "r5f"}}, "variants.x.method"),
+        ({"x": {"method": "r3f", "options": {"sigmaa": 1.0}}}, "sigmaa"),
+        ({"x": {"method": "r3f", "overrides": {"seed": 3}}}, "cannot set 'seed'"),
+    ],
+)
+def test_bad_variants_are_named(tiny, tmp_path, variants, message):
+    with pytest.raises(RxfError, match=message):
+        sweep_config(tiny, tmp_path / "out", methods=["standard", *variants], variants=variants)
+
+
+def test_no_learning_rates_means_each_recipes_own(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path / "out", methods=["standard", "rdrop"], learning_rates=[],
+                          search_spaces={"rdrop": {"alpha": [0.5, 1.0]}})
+    assert config.space("standard") == {} and config.space("rdrop") == {"alpha": [0.5, 1.0]}
+    records = Sweep(dataclasses.replace(config, trials=1), log=quiet).run()
+    assert {r["metrics"]["config"]["learning_rate"] for r in records} == {1e-3}  # write_recipe's
+    assert [r["phase"] for r in records if r["method"] == "standard"] == ["seeds"]

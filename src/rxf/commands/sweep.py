@@ -37,6 +37,10 @@ def sweep_config(args: argparse.Namespace):
             values.set(name, getattr(args, name), "--" + name.replace("_", "-"))
     if args.keep_models:
         values.set("keep_models", True, "--keep-models")
+    if args.methods is not None and isinstance(values.get("search_spaces"), dict):
+        # --methods picks some rows of the file: the file's spaces of the other rows stay unused.
+        for method in [m for m in values["search_spaces"] if m not in args.methods]:
+            del values["search_spaces"][method]
     for item in args.set or []:
         key, sep, text = item.partition("=")
         if not sep or not key:

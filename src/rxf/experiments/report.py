@@ -87,8 +87,77 @@ class Cell:
             "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
             "min": min(scores),
             "failed": self.failed,
+            "failed_rate": self.failed / len(scores),
             "majority_baseline": self.baseline,
         }
+
+
+#: The row every other method is compared with, and the bootstrap behind the intervals.
+REFERENCE_METHOD = "standard"
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> dict[str, Any]:
+    """mean(cell) − mean(reference) with a percentile bootstrap interval (seeds resampled within each row).
+
+    The verdict is "better" or "worse" when the interval excludes 0, else "within seed noise"; with
+    fewer than 2 runs in either row there is no interval ("too few runs").
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    difference = statistics.fmean(cell.scores) - statistics.fmean(reference.scores)
+    result = {"reference": reference.method, "diff_mean": difference, "diff_ci_low": None, "diff_ci_high": None}
+    if len(cell.scores) < 2 or len(reference.scores) < 2:
+        return {**result, "verdict": "too few runs"}
+    if len(set(cell.scores) | set(reference.scores)) == 1:  # every run scored the same: no spread to resample
+        low = high = difference
+    else:
+        interval = bootstrap(
+            (np.asarray(cell.scores), np.asarray(reference.scores)),
+            lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+            n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence, method="percentile",
+            vectorized=True, rng=np.random.default_rng(0),
+        ).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+    verdict = "better" if low > 0 else "worse" if high < 0 else "within seed noise"
+    return {**result, "diff_ci_low": low, "diff_ci_high": high, "verdict": verdict}
+
+
+def comparisons(cells: list[Cell], reference: str = REFERENCE_METHOD) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task, method) -> its :func:`mean_difference` to the reference row of the same task, where there is one."""
+    by_key = {(c.task, c.method): c for c in cells}
+    return {
+        (c.task, c.method): mean_difference(c, by_key[(c.task, reference)])
+        for c in cells
+        if c.method != reference and (c.task, reference) in by_key
+    }
+
+
+def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD) -> str:
+    """Markdown: per task and method, the difference of means to the reference with its 95 % interval."""
+    found = comparisons(cells, reference)
+    if not found:
+        return f"No comparison: no task has both a {reference!r} row and another method.\n"
+    label = METHOD_LABELS.get(reference, reference)
+    lines = [
+        f"**Difference of means to {label}** (×100, 95 % percentile bootstrap interval over seeds, "
+        f"{BOOTSTRAP_RESAMPLES:,} resamples; *better*/*worse* only when the interval excludes 0)",
+        "",
+        "| Task | Method | runs | mean | mean − " + label + " | 95 % interval | verdict | failed rate |",
+        "|---|---|---:|---:|---:|---|---|---:|",
+    ]
+    for cell in cells:
+        if (cell.task, cell.method) not in found:
+            continue
+        c = found[(cell.task, cell.method)]
+        interval = "–" if c["diff_ci_low"] is None else f"[{100 * c['diff_ci_low']:+.1f}, {100 * c['diff_ci_high']:+.1f}]"
+        lines.append(
+            f"| {TASK_LABELS.get(cell.task, cell.task)} | {METHOD_LABELS.get(cell.method, cell.method)} | {len(cell.scores)} "
+            f"| {_pct(statistics.fmean(cell.scores))} | {100 * c['diff_mean']:+.1f} | {interval} | {c['verdict']} "
+            f"| {100 * cell.failed / len(cell.scores):.0f} % |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def train_run_record(run_dir: Path) -> dict[str, Any]:
@@ -249,7 +318,9 @@ def progress_table(records: list[dict[str, Any]]) -> str:
 
 
 def csv_text(cells: list[Cell]) -> str:
-    rows = [cell.row() for cell in cells]
+    found = comparisons(cells)
+    empty = {"reference": "", "diff_mean": "", "diff_ci_low": "", "diff_ci_high": "", "verdict": ""}
+    rows = [{**cell.row(), **found.get((cell.task, cell.method), empty)} for cell in cells]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -294,11 +365,12 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
-    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "figure2.png", "progress.md")}
+    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md")}
     runs_are = "seeds" if config.phase == "seeds" else "search trials"
     paths["table2.md"].write_text(markdown_tables(cells, runs_are))
     paths["table2.csv"].write_text(csv_text(cells))
     paths["stability.md"].write_text(stability_table(cells, runs_are))
+    paths["comparison.md"].write_text(comparison_table(cells))
     plot_distributions(cells, paths["figure2.png"])
     paths["progress.md"].write_text(progress_table(load_runs(config.runs)))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}

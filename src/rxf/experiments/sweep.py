@@ -82,8 +82,16 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: list(range(1, 11)))  # final runs at each method's best setting
     search_seed: int = 0  # training seed of the search runs (not one of seeds: the best trial's luck stays out of the final runs)
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields set on top of every recipe
-    learning_rates: list[float] | None = None  # replaces the learning_rate choices of every method
+    # Replaces the learning_rate choices of every method; [] searches no learning rate (each recipe's own).
+    learning_rates: list[float] | None = None
     search_spaces: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # per method: replaces/adds choices
+    # TrainConfig fields of the search runs only, e.g. a data_dir whose dev.tsv is held out of the
+    # training set, so that the search never sees the dev set the seeds report.
+    search_overrides: dict[str, Any] = field(default_factory=dict)
+    # Rows that run a method differently: label -> {method: NAME, overrides: {TrainConfig fields},
+    # options: {method options}}. A label goes in ``methods`` like a method and is a row of its own
+    # in the report (e.g. "r3f-nodrop": R3F with dropout 0 and a larger sigma).
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     sampler: str = "grid"  # grid: random order without repeats; tpe: optuna's TPE; random: with repeats
     sampler_seed: int = 0
     output_dir: str = "runs/glue-sweep"
@@ -134,16 +142,22 @@ class SweepConfig:
         for key in ("method", "method_options", "seed", "output_dir"):
             if key in self.overrides:
                 raise RxfError(f"overrides cannot set {key!r}: the sweep sets it for every run (use methods/search_spaces/seeds/output_dir)")
+        for label, variant in self.variants.items():
+            check_variant(label, variant)
         for method in self.methods:
-            check_choice("methods", method, sorted(METHODS))
+            if method not in self.variants:
+                check_choice("methods", method, sorted(METHODS))
         for method in self.search_spaces:
             if method not in self.methods:
                 raise RxfError(f"search_spaces names method {method!r}, which is not in methods: {', '.join(self.methods)}")
         for recipe in self.recipes:
             self.recipe_values(recipe)
+        for key in ("method", "method_options", "seed", "output_dir"):
+            if key in self.search_overrides:
+                raise RxfError(f"search_overrides cannot set {key!r}: the sweep sets it for every run")
         for method in self.methods:
             with settings_under(f"search_spaces.{method}"):
-                check_space(method, self.space(method))
+                check_space(self.base_method(method), self.space(method))
 
     def recipe_values(self, recipe: str) -> dict[str, Any]:
         """All TrainConfig fields of a recipe with the overrides on top (validated once, errors naming the file)."""
@@ -157,13 +171,49 @@ class SweepConfig:
         """The fields a recipe or the overrides set: with the sweep's own, what identifies a run."""
         return set(read_yaml_mapping(recipe, "recipe")) | set(self.overrides)
 
+    def base_method(self, label: str) -> str:
+        """The registered method a row of ``methods`` runs (a variant's ``method``, else the label itself)."""
+        return self.variants[label]["method"] if label in self.variants else label
+
+    def row_values(self, values: dict[str, Any], label: str) -> dict[str, Any]:
+        """A recipe's values for one row: a variant's overrides, its method and options on top."""
+        if label not in self.variants:
+            return values
+        variant = self.variants[label]
+        row = {**values, **variant.get("overrides", {})}
+        row["method"] = variant["method"]
+        row["method_options"] = dict(variant.get("options", {}))
+        return TrainConfig.from_dict(row, source=f"variants.{label}").to_dict()
+
     def space(self, method: str) -> dict[str, list[Any]]:
         """The choices searched for ``method``: the table, the sweep's learning rates, its own replacements."""
-        space = {name: list(choices) for name, choices in SEARCH_SPACES.get(method, {"learning_rate": LEARNING_RATES}).items()}
-        if self.learning_rates is not None:
+        base = self.base_method(method)
+        space = {name: list(choices) for name, choices in SEARCH_SPACES.get(base, {"learning_rate": LEARNING_RATES}).items()}
+        if self.learning_rates == []:
+            space.pop("learning_rate", None)
+        elif self.learning_rates is not None:
             space["learning_rate"] = list(self.learning_rates)
         space.update({name: list(choices) for name, choices in self.search_spaces.get(method, {}).items()})
         return space
+
+
+def check_variant(label: str, variant: Any) -> None:
+    """A variant names a registered method, valid TrainConfig overrides and valid options of its method."""
+    if label in METHODS:
+        raise RxfError(f"variants.{label}: a variant cannot take the name of a method; choose another label")
+    if not isinstance(variant, dict) or "method" not in variant:
+        raise RxfError(f"variants.{label} must be a mapping with a 'method' (and optional 'overrides', 'options')")
+    unknown = set(variant) - {"method", "overrides", "options"}
+    if unknown:
+        raise RxfError(f"variants.{label}: unknown key {sorted(unknown)[0]!r} (use method, overrides, options)")
+    check_choice(f"variants.{label}.method", variant["method"], sorted(METHODS))
+    overrides, options = variant.get("overrides", {}), variant.get("options", {})
+    if not isinstance(overrides, dict) or not isinstance(options, dict):
+        raise RxfError(f"variants.{label}: overrides and options must be mappings")
+    for key in ("method", "method_options", "seed", "output_dir"):
+        if key in overrides:
+            raise RxfError(f"variants.{label}.overrides cannot set {key!r} (use method/options)")
+    TrainConfig.from_dict({**overrides, "method": variant["method"], "method_options": options}, source=f"variants.{label}")
 
 
 def check_space(method: str, space: dict[str, list[Any]]) -> None:
@@ -206,7 +256,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("++", "pp")).strip("-")
 
 
-def run_id(config: TrainConfig, phase: str, keys: set[str]) -> str:
+def run_id(config: TrainConfig, phase: str, keys: set[str], label: str | None = None) -> str:
     """A name that is the same whenever the same run is asked for: task, method, phase and a hash.
 
     The hash covers the phase and the config's fields in ``keys`` (those the recipe and overrides
@@ -216,7 +266,7 @@ def run_id(config: TrainConfig, phase: str, keys: set[str]) -> str:
     keys = (set(keys) | {"method", "method_options", "seed"}) - set(NOT_IDENTITY)
     identity = {k: v for k, v in config.to_dict().items() if k in keys}
     digest = hashlib.sha256(json.dumps({"phase": phase, **identity}, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{slug(config.task or 'files')}-{slug(config.method)}-{phase}-{digest[:12]}"
+    return f"{slug(config.task or 'files')}-{slug(label or config.method)}-{phase}-{digest[:12]}"
 
 
 def majority_class_scores(config: TrainConfig) -> dict[str, float]:
@@ -304,6 +354,11 @@ class Sweep:
             baseline = majority_class_scores(TrainConfig.from_dict(values))
             best: dict[str, dict[str, Any]] = {}
             for method in self.config.methods:
+                space = self.config.space(method)
+                if all(len(choices) == 1 for choices in space.values()):
+                    best[method] = {name: choices[0] for name, choices in space.items()}  # nothing to choose
+                    self.log(f"[{recipe}] {method}: one setting, no search")
+                    continue
                 searched = self.search(values, method, baseline)
                 records += searched
                 if searched:
@@ -311,8 +366,9 @@ class Sweep:
             if not search_only:
                 for seed in self.config.seeds:  # methods take turns: any prefix of the sweep is balanced
                     for method in self.config.methods:
-                        config = run_config(values, method, best[method], seed)
-                        records.append(self.run_once(config, "seeds", None, best[method], baseline))
+                        row = self.config.row_values(values, method)
+                        config = run_config(row, self.config.base_method(method), best[method], seed)
+                        records.append(self.run_once(config, "seeds", None, best[method], baseline, label=method))
         return records
 
     def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]]:
@@ -321,6 +377,8 @@ class Sweep:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space = self.config.space(method)
+        base = self.config.base_method(method)
+        search_values = {**self.config.row_values(values, method), **self.config.search_overrides}
         grid_size = int(np.prod([len(choices) for choices in space.values()]))
         trials = self.config.trials if self.config.sampler != "grid" else min(self.config.trials, grid_size)
         if trials < self.config.trials:
@@ -329,8 +387,8 @@ class Sweep:
 
         def trial_objective(trial: optuna.Trial) -> float:
             params = {name: trial.suggest_categorical(name, choices) for name, choices in space.items()}
-            config = run_config(values, method, params, self.config.search_seed)
-            records.append(self.run_once(config, "search", len(records), params, baseline))
+            config = run_config(search_values, base, params, self.config.search_seed)
+            records.append(self.run_once(config, "search", len(records), params, baseline, label=method))
             value = records[-1]["objective"]
             return float("nan") if value is None else value  # NaN: optuna counts the trial as failed
 
@@ -339,12 +397,18 @@ class Sweep:
         return records
 
     def run_once(
-        self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float]
+        self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float],
+        label: str | None = None,
     ) -> dict[str, Any]:
-        """One run, or its record if an earlier sweep finished it."""
-        rid = run_id(config, phase, self.identity_keys | set(params))
+        """One run, or its record if an earlier sweep finished it. ``label``: the row (a variant), if not the method."""
+        keys = self.identity_keys | set(params)
+        if label in self.config.variants:
+            keys |= set(self.config.variants[label].get("overrides", {}))
+        if phase == "search":
+            keys |= set(self.config.search_overrides)
+        rid = run_id(config, phase, keys, label)
         path = self.records_dir / f"{rid}.json"
-        where = f"[{config.task} {config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
+        where = f"[{config.task} {label or config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         if path.is_file():
             record = read_json(path, "run record", "delete it to redo that run")
@@ -362,7 +426,8 @@ class Sweep:
         record = {
             "run_id": rid,
             "task": metrics.get("task", config.task),
-            "method": config.method,
+            "method": label or config.method,
+            "base_method": config.method,
             "phase": phase,
             "trial": trial,
             "seed": config.seed,
