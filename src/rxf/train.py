@@ -248,23 +248,7 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
     """run_training's work, in the run directory it claimed."""
     out = run_dir.path
 
-    from rxf.tasks import load_task
-
-    task = load_task(
-        config.task,
-        data_dir=config.data_dir,
-        train_file=config.train_file,
-        eval_file=config.eval_file,
-        text_column=config.text_column,
-        text_pair_column=config.text_pair_column,
-        label_column=config.label_column,
-        task_type=config.task_type,
-        max_train_samples=config.max_train_samples,
-        max_eval_samples=config.max_eval_samples,
-        seed=config.subset_seed,
-        delimiter=config.delimiter,
-        label_separator=config.label_separator,
-    )
+    task = config_task(config)
     if task.train is None:
         raise RxfError(f"task {task.name!r} has no training split")
 
@@ -436,6 +420,27 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
         # The run is complete and its results are written: its checkpoints have served their purpose.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
+
+
+def config_task(config: TrainConfig):
+    """The task a config trains on: its data, columns, format and subsets (rxf.tasks.load_task)."""
+    from rxf.tasks import load_task
+
+    return load_task(
+        config.task,
+        data_dir=config.data_dir,
+        train_file=config.train_file,
+        eval_file=config.eval_file,
+        text_column=config.text_column,
+        text_pair_column=config.text_pair_column,
+        label_column=config.label_column,
+        task_type=config.task_type,
+        max_train_samples=config.max_train_samples,
+        max_eval_samples=config.max_eval_samples,
+        seed=config.subset_seed,
+        delimiter=config.delimiter,
+        label_separator=config.label_separator,
+    )
 
 
 def majority_scores(task) -> dict[str, float]:

@@ -274,21 +274,9 @@ def majority_class_scores(config: TrainConfig) -> dict[str, float]:
 
     A run scoring at or below this is a failed run (it learned nothing a constant could not).
     """
-    from rxf.tasks import load_task
+    from rxf.train import config_task, majority_scores
 
-    task = load_task(
-        config.task, data_dir=config.data_dir, train_file=config.train_file, eval_file=config.eval_file,
-        text_column=config.text_column, text_pair_column=config.text_pair_column, label_column=config.label_column,
-        task_type=config.task_type, max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
-        seed=config.subset_seed,
-    )
-    labels = np.asarray(next(iter(task.eval.values()))["label"])
-    if task.is_regression:
-        constant = np.full(len(labels), float(labels.mean()))
-    else:
-        values, counts = np.unique(labels, return_counts=True)
-        constant = np.full(len(labels), values[np.argmax(counts)], dtype=np.int64)  # ties: the lowest id
-    return task.compute_metrics(constant, labels)
+    return majority_scores(config_task(config))
 
 
 def objective(metrics: dict[str, Any]) -> float | None:
