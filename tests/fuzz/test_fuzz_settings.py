@@ -8,14 +8,13 @@ ends with exit 0 and a non-finite model.
   are merged; the error names the source (file, flag or ``--set``);
 * class 10: one line on stderr, whatever failed (argparse usage errors, library log lines).
 
-Most cases fail before any model is loaded, so they run in-process (:func:`run_in_process`, the same
-``main`` as the ``rxf`` script, stderr captured at the file-descriptor level); the cases about what
-a separate process prints (library log lines, argparse) use :func:`run_cli`.
+Most cases fail before any model is loaded, so they run in-process (the ``run_in_process`` fixture of
+conftest.py: the same ``main`` as the ``rxf`` script, stderr captured at the file-descriptor level);
+the cases about what a separate process prints (library log lines, argparse) use :func:`run_cli`.
 """
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 # As a module path: another folder's conftest may already be the module named "conftest".
-from fuzz.conftest import CliResult, assert_clean_failure, run_cli
-
-
-@pytest.fixture
-def run_in_process(capfd):
-    """``rxf ARGS`` through ``rxf.cli.main`` in this process; a traceback counts as one (exit 1)."""
-
-    def run(args: list[str]) -> CliResult:
-        from rxf.cli import main
-
-        capfd.readouterr()
-        escaped = ""
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 1
-        except Exception:  # noqa: BLE001 - the test reports it as the traceback a user would see
-            code, escaped = 1, traceback.format_exc()
-        out, err = capfd.readouterr()
-        return CliResult(code, out, err + escaped)
-
-    return run
+from fuzz.conftest import assert_clean_failure, run_cli
 
 
 @pytest.fixture
