@@ -133,10 +133,10 @@ class SummarizationConfig(YamlConfig):
         check_fields(self)
         for name in ("learning_rate", "epochs", "warmup_steps", "weight_decay", "max_grad_norm"):
             check_number(name, getattr(self, name), minimum=0.0)
-        check_number("length_penalty", self.length_penalty)
         check_number("adam_epsilon", self.adam_epsilon, positive=True)
         for name in ("adam_beta1", "adam_beta2"):
             check_number(name, getattr(self, name), minimum=0.0, below=1.0)
+        check_number("length_penalty", self.length_penalty)
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_source_length",
                      "max_target_length", "logging_steps", "num_beams", "max_new_tokens"):
             check_number(name, getattr(self, name), integer=True, positive=True)
