@@ -160,7 +160,10 @@ def load_classifier(name: str, num_labels: int, label_names: list[str] | None, m
             f"the tokenizer of {name!r} has {len(tokenizer)} tokens but the model's embedding has "
             f"{model.get_input_embeddings().num_embeddings}: tokenizer and model do not match"
         )
-    return model, tokenizer
+    # transformers 5 loads a checkpoint in the dtype it was saved in (dtype="auto"): a bf16/fp16
+    # checkpoint would train half-precision weights, where Adam's small updates and R3F's σ = 1e-5
+    # noise round away. Training keeps fp32 weights; bf16 is autocast (TrainConfig.bf16).
+    return model.float(), tokenizer
 
 
 def check_tokenizer(tokenizer: Any, texts: Iterable[str], name: str, sample: int = 256) -> None:
