@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_failure, run_cli, snapshot
+from fuzz.conftest import assert_clean_failure, run_cli, snapshot
 
 FAST = ["--max-steps", "2", "--eval-steps", "2", "--batch-size", "4", "--max-length", "16", "--no-progress"]
 

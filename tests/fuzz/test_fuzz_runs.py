@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_clean_failure, run_cli, snapshot
+from fuzz.conftest import assert_clean_failure, run_cli, snapshot
 
 STEPS = ["--max-steps", "6", "--eval-steps", "2", "--batch-size", "4", "--max-length", "16", "--no-progress",
          "--set", "keep_checkpoints=2"]
