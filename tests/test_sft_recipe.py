@@ -156,24 +156,62 @@ def test_full_sft_with_packing_and_each_method(tmp_path, method):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
-def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
-    import shutil
+def stop_after_saving(step: int):
+    """A TrainerCallback that interrupts training right after the checkpoint of ``step`` is written."""
+    from transformers import TrainerCallback
 
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt
+
+    return Stop()
+
+
+@pytest.mark.parametrize("lora_r", [None, 4], ids=["full", "lora"])
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path, lora_r):
     from rxf.sft import run_sft
 
-    settings = {"max_steps": 4, "keep_checkpoints": 2, "method": "r3f", "method_options": {"sigma": 1e-2}}
-    whole = run_sft(sft_config(tmp_path, **settings))
+    settings = {"max_steps": 4, "keep_checkpoints": 2, "method": "r3f", "method_options": {"sigma": 1e-2}, "lora_r": lora_r}
+    whole = run_sft(sft_config(tmp_path, **settings, output_dir=str(tmp_path / "whole")))
     assert whole["resumed_from"] is None
-    # Interrupted after step 2: only the step-2 checkpoint is there.
+    # Interrupted right after the step-2 checkpoint, then the same command again.
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(sft_config(tmp_path, **settings), extra_callbacks=[stop_after_saving(2)])
     run = tmp_path / "run"
-    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
-    (run / "metrics.json").unlink()
+    assert json.loads((run / "run.json").read_text())["status"] == "running" and not (run / "metrics.json").exists()
     resumed = run_sft(sft_config(tmp_path, **settings))
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
     assert resumed["final_eval_loss"] == pytest.approx(whole["final_eval_loss"], rel=1e-5)
-    # Another run in the same directory is refused (unless overwrite).
-    with pytest.raises(RxfError, match="holds another run"):
+    # The directory now holds this run, finished: the same command and another run are both refused.
+    with pytest.raises(RxfError, match="holds this run, finished"):
+        run_sft(sft_config(tmp_path, **settings))
+    with pytest.raises(RxfError, match=r"holds another run \(max_steps: 4 there, 6 here\)"):
         run_sft(sft_config(tmp_path, **{**settings, "max_steps": 6}))
+    # overwrite: the other run replaces it.
+    again = run_sft(sft_config(tmp_path, **{**settings, "max_steps": 2, "overwrite": True}))
+    assert again["global_step"] == 2 and again["resumed_from"] is None
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys):
+    from rxf.sft import run_sft
+
+    settings = {"max_steps": 4, "keep_checkpoints": 2, "lora_r": 4}
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(sft_config(tmp_path, **settings), extra_callbacks=[stop_after_saving(4)])
+    newest = tmp_path / "run" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    resumed = run_sft(sft_config(tmp_path, **settings))
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
+    assert "checkpoint-4 is damaged (adapter_model.safetensors" in capsys.readouterr().err
+
+
+def test_max_length_beyond_the_position_table_is_clamped(tmp_path, capsys):
+    from rxf.sft import run_sft
+
+    result = run_sft(sft_config(tmp_path, max_steps=1, eval_steps=1, max_length=100_000))
+    assert result["global_step"] == 1
+    assert "max_length 100000 is more than model" in capsys.readouterr().err
 
 
 def test_bad_settings_are_named(tmp_path):

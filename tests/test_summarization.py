@@ -228,7 +228,7 @@ def test_recipe_runs_end_to_end(kind, tiny_dirs, tmp_path):
         model=str(folder), warm_start=kind == "bert2bert", task=None, train_file=str(train),
         max_steps=4, eval_steps=2, batch_size=8, eval_batch_size=8, num_beams=2, max_new_tokens=5,
         learning_rate=1e-3, logging_steps=1, method_options={"lambda_": 0.1, "sigma": 1e-3},
-        output_dir=str(tmp_path / "run"), progress_bar=False,
+        output_dir=str(tmp_path / "run"), progress_bar=False, max_target_length=32,
     )
     result = run_summarization(config)
     assert result["decoder_only"] == (kind == "llama")
@@ -243,6 +243,42 @@ def test_recipe_runs_end_to_end(kind, tiny_dirs, tmp_path):
         (tmp_path / "run" / "predictions-validation.jsonl").read_text().splitlines()
     )
     assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_the_output_directory_belongs_to_one_run(tiny_dirs, tmp_path):
+    train = write_csv(tmp_path / "train.csv", toy_pairs(16))
+    values = dict(
+        model=str(tiny_dirs["bart"]), task=None, train_file=str(train), max_steps=1, batch_size=8, num_beams=1,
+        max_new_tokens=3, output_dir=str(tmp_path / "run"), progress_bar=False, save_model=False,
+    )
+    first = run_summarization(SummarizationConfig(**values))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+    with pytest.raises(RxfError, match="holds this run, finished"):
+        run_summarization(SummarizationConfig(**values))
+    with pytest.raises(RxfError, match=r"holds another run \(seed: 42 there, 7 here\)"):
+        run_summarization(SummarizationConfig(**values, seed=7))
+    again = run_summarization(SummarizationConfig(**values, overwrite=True))
+    assert again["final"]["rougeL"] == first["final"]["rougeL"] and again["seed"] == first["seed"]
+
+
+def test_lengths_are_fitted_to_the_position_table(tiny_dirs, tmp_path, capsys):
+    from rxf.models import load_generation_model
+    from rxf.summarization import fit_lengths
+    from tiny_summarization import WORDS
+
+    model, tokenizer = load_generation_model(str(tiny_dirs["llama"]))  # 128 positions
+    config = SummarizationConfig(model="tiny", max_source_length=512, max_target_length=32, max_new_tokens=8)
+    fitted = fit_lengths(config, model, tokenizer, decoder_only=True)
+    prompt = len(PromptEncoder(tokenizer, config).prompt(""))
+    assert fitted.max_source_length == 128 - prompt - 33
+    assert "max_source_length 512 does not fit model 'tiny'" in capsys.readouterr().err
+    # A document of max_source_length tokens, the prompt and the summary fill the table exactly.
+    example = PromptEncoder(tokenizer, fitted).example(f"{WORDS[0]} " * 600, f"{WORDS[1]} " * 100)
+    assert len(example["input_ids"]) == 128
+    with pytest.raises(RxfError, match="max_target_length 200 / max_new_tokens 8 leave no room"):
+        fit_lengths(SummarizationConfig(model="tiny", max_target_length=200, max_new_tokens=8), model, tokenizer, True)
+    bart, _ = load_generation_model(str(tiny_dirs["bart"]))  # 64 positions
+    assert fit_lengths(config, bart, tokenizer, decoder_only=False).max_source_length == 64
 
 
 # ---- loading generation models -----------------------------------------------------------------

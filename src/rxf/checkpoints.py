@@ -27,14 +27,17 @@ from rxf.io import safetensors_header, torch_file_problem
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
+ADAPTER_FILE = "adapter_model.safetensors"
 # Folders that distributed engines write instead of optimizer.pt / model.safetensors.
 ENGINE_FOLDERS = ("global_step", "pytorch_model_fsdp", "optimizer_")
 
 
 def _weight_files(checkpoint: Path) -> list[Path]:
-    """The checkpoint's safetensors weight files: model.safetensors, or the shards its index lists."""
+    """The checkpoint's safetensors weight files: model.safetensors, the shards its index lists, or a peft adapter."""
     if (checkpoint / WEIGHTS_FILE).is_file():
         return [checkpoint / WEIGHTS_FILE]
+    if (checkpoint / ADAPTER_FILE).is_file():  # peft: a LoRA run's checkpoint holds the adapter only
+        return [checkpoint / ADAPTER_FILE]
     index = checkpoint / WEIGHTS_INDEX
     if index.is_file():
         weight_map = json.loads(index.read_text()).get("weight_map", {})
@@ -107,6 +110,22 @@ def find_resumable(directory: str | Path) -> tuple[str | None, list[tuple[Path, 
             return str(checkpoint), damaged
         damaged.append((checkpoint, problem))
     return None, damaged
+
+
+def newest_sound_checkpoint(directory: str | Path, main_process: bool = True) -> str | None:
+    """The newest sound checkpoint in ``directory`` to resume from; damaged newer ones are reported and
+    removed (else checkpoint rotation could keep one of them in place of a sound one)."""
+    import shutil
+
+    from rxf.rundir import warn
+
+    latest, damaged = find_resumable(directory)
+    for checkpoint, problem in damaged:
+        if main_process:
+            instead = f"resuming from {Path(latest).name} instead" if latest else "starting over"
+            warn(f"{checkpoint} is damaged ({problem}): {instead}; it is removed")
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return latest
 
 
 def latest_checkpoint(directory: str | Path) -> str | None:

@@ -39,6 +39,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ from rxf.errors import RxfError
 MANIFEST = "run.json"
 LOCK = ".rxf.lock"
 # What a run writes whose presence says that a run happened here; `overwrite` removes these.
-RUN_OUTPUTS = ("checkpoints", "model", "metrics.json")
+RUN_OUTPUTS = ("checkpoints", "model", "adapter", "merged", "metrics.json")
 SHOWN_DIFFERENCES = 3
+# Settings that name local files or folders (compared as absolute paths).
+PATH_SETTINGS = ("model", "data_dir", "train_file", "eval_file")
 
 
 def warn(text: str) -> None:
@@ -141,6 +144,17 @@ def _read_lock(lock: Path) -> dict[str, Any] | None:
 
 def _describe(owner: dict[str, Any]) -> str:
     return f"pid {owner.get('pid')} on host {owner.get('host')}, since {owner.get('started')}"
+
+
+def defining_settings(values: dict[str, Any], not_run: Sequence[str]) -> dict[str, Any]:
+    """A config's settings that define its run: those not in ``not_run``, local paths made absolute
+    (the same data reached by another relative path is the same run)."""
+    values = {key: value for key, value in values.items() if key not in not_run}
+    for name in PATH_SETTINGS:
+        path = Path(values[name]).expanduser() if isinstance(values.get(name), str) else None
+        if path is not None and path.exists():
+            values[name] = str(path.resolve())
+    return values
 
 
 # ---- the directory ---------------------------------------------------------------------------
@@ -237,7 +251,9 @@ class RunDirectory:
         return manifest
 
     def _resumable(self) -> str:
-        """', unfinished with checkpoint-N,' when the directory holds checkpoints, for the refusals."""
+        """', unfinished with checkpoint-N,' when the directory holds checkpoints of an unfinished run, for the refusals."""
+        if self.manifest is not None and self.manifest.get("status") == "finished":
+            return ""
         found = sorted(self.path.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
         return f", unfinished with {found[-1].name}," if found else ""
 

@@ -159,41 +159,57 @@ def lora_config(config: SFTConfig):
     )
 
 
-def _check_resumable(out: Path, config: SFTConfig) -> str | None:
-    """The checkpoint to resume from, if ``out`` holds one of this same run; RxfError if it holds another run."""
-    from transformers.trainer_utils import get_last_checkpoint
+# SFTConfig fields that do not change what a run computes: a run resumed with other values of these
+# is the same run (rxf.rundir compares the others with the run directory's manifest).
+NOT_RUN_SETTINGS = ("output_dir", "overwrite", "progress_bar", "logging_steps", "keep_checkpoints", "eval_batch_size")
 
-    saved = out / "config.yaml"
-    checkpoints = out / "checkpoints"
-    if config.overwrite or not saved.is_file():
-        return None
-    previous = yaml.safe_load(saved.read_text()) or {}
-    current = config.to_dict()
-    ignored = {"overwrite", "progress_bar"}
-    differing = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
-    if differing:
-        raise RxfError(
-            f"output_dir {out} holds another run (its {', '.join(differing)} differ): "
-            "choose another output_dir, or set overwrite to start afresh"
-        )
-    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+def run_settings(config: SFTConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What defines the run (paths made absolute, every method option) and the defaults of those settings."""
+    from rxf.rundir import defining_settings
+
+    def defining(values: dict[str, Any], method) -> dict[str, Any]:
+        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": method.to_dict()}
+
+    return defining(config.to_dict(), config.resolved_method()), defining(SFTConfig().to_dict(), SFTConfig(method=config.method).resolved_method())
 
 
 def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """Fine-tune, evaluate, save; return what ``metrics.json`` holds. ``extra_callbacks``: more TrainerCallbacks."""
-    config.validate()
-    from rxf.train import prepare_output_dir, write_json_atomic
+    """Fine-tune, evaluate, save; return what ``metrics.json`` holds. ``extra_callbacks``: more TrainerCallbacks.
 
-    out = prepare_output_dir(config.output_dir)
-    resume_from = _check_resumable(out, config)
+    The output directory belongs to the run (rxf.rundir, as for ``rxf train``): locked while it trains,
+    resumed by the same command, refused when it holds another run unless ``overwrite``.
+    """
+    config.validate()
+    from rxf.rundir import claim
+
+    with claim(config.output_dir) as run_dir:
+        settings, defaults = run_settings(config)
+        run_dir.check(settings, defaults, overwrite=config.overwrite)
+        try:
+            result = _sft(config, run_dir, settings, defaults, extra_callbacks)
+        except OSError as error:  # a failed write outside a checkpoint: one line
+            from rxf.io import output_write_failure
+
+            raise output_write_failure(error, run_dir.path) from None
+        run_dir.finish()
+        return result
+
+
+def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
+    """run_sft's work, in the run directory it claimed."""
+    from rxf.train import write_json_atomic
+
+    out = run_dir.path
     method = config.resolved_method()
 
     import transformers
     from transformers import set_seed
     from trl import SFTConfig as TrlSFTConfig
 
-    from rxf.models import load_generation_model
-    from rxf.tasks.base import subsample
+    from rxf.checkpoints import newest_sound_checkpoint
+    from rxf.models import fit_max_length, load_generation_model
+    from rxf.tasks.base import fingerprint_splits, subsample
     from rxf.tasks.chat import load_chat_task, tokenize_chat
     from rxf.trl import RxfSFTTrainer
 
@@ -215,10 +231,15 @@ def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str,
     # No KV cache in training: with one, transformers does not look for packed sequences in
     # position_ids, and packed conversations would attend to each other.
     model.config.use_cache = False
-    train_data = tokenize_chat(train, tokenizer, config.max_length)
-    eval_data = tokenize_chat(evaluation, tokenizer, config.max_length)
+    max_length = fit_max_length(config.max_length, model, config.model)
+    train_data = tokenize_chat(train, tokenizer, max_length)
+    eval_data = tokenize_chat(evaluation, tokenizer, max_length)
     if len(train_data) == 0:
-        raise RxfError(f"no training conversation keeps an assistant token within max_length={config.max_length}")
+        raise RxfError(f"no training conversation keeps an assistant token within max_length={max_length}")
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    data = {"fingerprint": fingerprint_splits({"train": train, "eval": evaluation}), "train_conversations": len(train)}
+    fresh = run_dir.start(settings, defaults, data, overwrite=config.overwrite)
+    resume_from = None if fresh else newest_sound_checkpoint(out / "checkpoints", run_dir.main_process)
 
     examples_per_step = config.batch_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(len(train_data) / examples_per_step))
@@ -237,7 +258,7 @@ def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str,
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         bf16=config.bf16,
-        max_length=config.max_length,
+        max_length=max_length,
         packing=config.packing,
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=config.eval_steps,

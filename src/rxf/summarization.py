@@ -48,7 +48,7 @@ from rxf.config import YamlConfig, check_fields, describe_setting, settings_unde
 from rxf.errors import RxfError
 from rxf.io import read_json
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.train import prepare_output_dir, write_json_atomic
+from rxf.train import write_json_atomic
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -122,6 +122,7 @@ class SummarizationConfig(YamlConfig):
     save_model: bool = True
     save_predictions: bool = True
     progress_bar: bool = True
+    overwrite: bool = False  # replace the run output_dir holds (another run, or this one finished)
 
 
     def resolved_method_config(self):
@@ -413,6 +414,10 @@ def _training_arguments(config: SummarizationConfig, out: Path, encoder_decoder:
     from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
     arguments = Seq2SeqTrainingArguments if encoder_decoder else TrainingArguments
+    updates = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
+    warmup = math.ceil(config.warmup_steps * updates) if config.warmup_steps < 1 else int(config.warmup_steps)
+    # transformers' polynomial decay divides by the updates after warm-up (ZeroDivisionError when none are left).
+    warmup = min(warmup, max(updates - 1, 0))
     return arguments(
         output_dir=str(out / "checkpoints"),
         learning_rate=config.learning_rate,
@@ -420,7 +425,7 @@ def _training_arguments(config: SummarizationConfig, out: Path, encoder_decoder:
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_steps if config.warmup_steps < 1 else int(config.warmup_steps),
+        warmup_steps=warmup,
         lr_scheduler_type=config.lr_scheduler,
         weight_decay=config.weight_decay,
         adam_beta1=config.adam_beta1,
@@ -439,10 +444,86 @@ def _training_arguments(config: SummarizationConfig, out: Path, encoder_decoder:
     )
 
 
+# SummarizationConfig fields that do not change what a run computes (rxf.rundir compares the others).
+NOT_RUN_SETTINGS = ("output_dir", "overwrite", "progress_bar", "logging_steps", "eval_batch_size", "save_model", "save_predictions")
+
+
+def run_settings(config: SummarizationConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What defines the run (paths made absolute, every method option) and the defaults of those settings."""
+    from rxf.rundir import defining_settings
+
+    def defining(values: dict[str, Any], method) -> dict[str, Any]:
+        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": method.to_dict()}
+
+    default = SummarizationConfig(method=config.method)
+    return defining(config.to_dict(), config.resolved_method_config()), defining(default.to_dict(), default.resolved_method_config())
+
+
+def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: bool, training: bool = True) -> SummarizationConfig:
+    """``config`` with max_source_length (and max_target_length) clamped, with a warning, so that every
+    sequence fits the model's position table: the document (encoder-decoder), or the prompt with the
+    document and the summary or the generated tokens (decoder-only)."""
+    import dataclasses
+
+    from rxf.models import fit_max_length, max_positions
+
+    if not decoder_only:
+        return dataclasses.replace(
+            config,
+            max_source_length=fit_max_length(config.max_source_length, model, config.model),
+            max_target_length=fit_max_length(config.max_target_length, model, config.model),
+        )
+    limit = max_positions(model)
+    if limit is None:
+        return config
+    encoder = PromptEncoder(tokenizer, config)
+    prompt = len(encoder.prompt(""))  # the prompt around an empty document
+    # The summary and EOS (training), or the generated tokens.
+    answer = max(config.max_target_length + 1 if training else 0, config.max_new_tokens)
+    room = limit - prompt - answer
+    if room < 1:
+        lengths = (f"max_target_length {config.max_target_length} / " if training else "") + f"max_new_tokens {config.max_new_tokens}"
+        raise RxfError(
+            f"model {config.model!r} takes {limit} positions: the prompt ({prompt} tokens) and {lengths} "
+            "leave no room for the document; lower them"
+        )
+    if config.max_source_length <= room:
+        return config
+    from rxf.rundir import warn
+
+    warn(
+        f"max_source_length {config.max_source_length} does not fit model {config.model!r} ({limit} positions, "
+        f"{prompt} for the prompt, {answer} for the summary): using max_source_length {room}"
+    )
+    return dataclasses.replace(config, max_source_length=room)
+
+
 def run_summarization(config: SummarizationConfig) -> dict[str, Any]:
-    """Fine-tune (unless max_steps is 0), generate, score with ROUGE, save; return what ``metrics.json`` holds."""
+    """Fine-tune (unless max_steps is 0), generate, score with ROUGE, save; return what ``metrics.json`` holds.
+
+    The output directory belongs to the run (rxf.rundir, as for ``rxf train``): locked while it runs,
+    refused when it holds another run or this one finished, unless ``overwrite``. There are no
+    checkpoints: a run that was killed starts again from the beginning.
+    """
     config.validate()
-    out = prepare_output_dir(config.output_dir)
+    from rxf.rundir import claim
+
+    with claim(config.output_dir) as run_dir:
+        settings, defaults = run_settings(config)
+        run_dir.check(settings, defaults, overwrite=config.overwrite)
+        try:
+            result = _summarize(config, run_dir, settings, defaults)
+        except OSError as error:  # a failed write: one line
+            from rxf.io import output_write_failure
+
+            raise output_write_failure(error, run_dir.path) from None
+        run_dir.finish()
+        return result
+
+
+def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: dict) -> dict[str, Any]:
+    """run_summarization's work, in the run directory it claimed."""
+    out = run_dir.path
     method = config.resolved_method_config()
 
     from rxf.tasks.summarization import load_summarization_task
@@ -481,6 +562,12 @@ def run_summarization(config: SummarizationConfig) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2-style tokenizers; padded positions are masked anyway
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    config = fit_lengths(config, model, tokenizer, decoder_only, training)
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    from rxf.tasks.base import fingerprint_splits
+
+    splits = {**({"train": task.train} if training else {}), split: eval_data}
+    run_dir.start(settings, defaults, {"fingerprint": fingerprint_splits(splits)}, overwrite=config.overwrite)
 
     history: list[dict[str, Any]] = []
     started = [time.perf_counter()]

@@ -173,15 +173,10 @@ NOT_RUN_SETTINGS = (
 
 def run_settings(config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """What defines the run (its settings, paths made absolute, every method option) and the defaults of those settings."""
+    from rxf.rundir import defining_settings
 
     def defining(values: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-        values = {key: value for key, value in values.items() if key not in NOT_RUN_SETTINGS}
-        for name in ("model", "data_dir", "train_file", "eval_file"):
-            path = Path(values[name]).expanduser() if isinstance(values.get(name), str) else None
-            if path is not None and path.exists():
-                values[name] = str(path.resolve())
-        values["method_options"] = options
-        return values
+        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": options}
 
     settings = defining(config.to_dict(), method_config(config.method, **config.method_options).to_dict())
     defaults = defining(TrainConfig().to_dict(), method_config(config.method).to_dict())
@@ -477,15 +472,9 @@ def dev_report(task, predictions: dict[str, Any], out: Path, split: str, write: 
 
 def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig, model: Any, main_process: bool) -> str | None:
     """The newest sound checkpoint of this run, checked to fit ``model``; damaged newer ones are reported and removed."""
-    from rxf.checkpoints import find_resumable, incompatibility
-    from rxf.rundir import warn
+    from rxf.checkpoints import incompatibility, newest_sound_checkpoint
 
-    latest, damaged = find_resumable(checkpoint_dir)
-    for checkpoint, problem in damaged:
-        if main_process:
-            instead = f"resuming from {Path(latest).name} instead" if latest else "starting over"
-            warn(f"{checkpoint} is damaged ({problem}): {instead}; it is removed")
-            shutil.rmtree(checkpoint, ignore_errors=True)  # else rotation could keep it in place of a sound one
+    latest = newest_sound_checkpoint(checkpoint_dir, main_process)
     if latest is None:
         return None
     if not config.resume:

@@ -60,7 +60,7 @@ def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping from --config, the flags and --set, in that order."""
     from rxf.summarization import SummarizationConfig
 
-    switches = {"warm_start": ("warm_start", True), "no_progress": ("progress_bar", False)}
+    switches = {"warm_start": ("warm_start", True), "no_progress": ("progress_bar", False), "overwrite": ("overwrite", True)}
     return config_values(SummarizationConfig, args, SUMMARIZE_FLAGS, SUMMARIZE_METHOD_FLAGS, switches)
 
 
@@ -105,6 +105,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     summarize.epilog = lambda: settings_epilog(config, SUMMARIZE_FLAGS) + "\nMethod options: see `rxf methods`."
     summarize.add_argument("--warm-start", action="store_true", help="build an encoder-decoder from the encoder-only --model")
     summarize.add_argument("--no-progress", action="store_true", help="no progress bar")
+    summarize.add_argument(
+        "--overwrite", action="store_true", help="replace the run that --output-dir holds (another run, or this one finished)"
+    )
     summarize.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")
     summarize.add_argument("--table", nargs="+", metavar="RUN", help="print a ROUGE table of finished runs instead of training")
     summarize.add_argument("--table-out", metavar="FILE", help="also write the --table markdown to FILE")

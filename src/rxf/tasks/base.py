@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
 import numpy as np
@@ -201,8 +202,13 @@ def fingerprint(task: TextTask) -> str:
 
     Two runs with the same fingerprint trained and evaluated on the same examples (rxf.rundir).
     """
-    digest = hashlib.sha256(json.dumps({"labels": task.label_names, "multi_label": task.multi_label}).encode())
-    for split, ds in _splits(task).items():
+    return fingerprint_splits(_splits(task), {"labels": task.label_names, "multi_label": task.multi_label})
+
+
+def fingerprint_splits(splits: dict[str, datasets.Dataset], header: dict[str, Any] | None = None) -> str:
+    """A SHA-256 of named datasets (every column, every row, in order) and of ``header``: any task's fingerprint."""
+    digest = hashlib.sha256(json.dumps(header or {}, sort_keys=True).encode())
+    for split, ds in splits.items():
         digest.update(f"\0split {split} {len(ds)}\0".encode())
         for column in sorted(ds.column_names):
             digest.update(f"\0column {column}\0".encode())
