@@ -136,6 +136,92 @@ def test_losses_against_a_no_grad_partner_equal_reference(kind):
     assert_close(grad, expected_grad)
 
 
+def weighted_reference(kind, x, labels, partner, coefficients, label_smoothing, normalizer, dtype=torch.float32):
+    """c₁·CE₁ + c₂·CE₂ + c₃·divergence in plain PyTorch (``dtype``), each term averaged over the
+    counted positions or summed and divided by ``normalizer``."""
+    mask = labels != -100
+    x = x.to(dtype)
+    n = labels.size(0)
+    first, second = (x, partner.to(dtype)) if partner is not None else (x[:n], x[n:])
+    denominator = normalizer if normalizer is not None else mask.sum()
+    ce = lambda side: F.cross_entropy(side[mask], labels[mask], reduction="sum", label_smoothing=label_smoothing)
+    divergence = REFERENCES[kind][0](first, second, mask, reduction="sum")
+    total = coefficients[0] * ce(first) + coefficients[2] * divergence
+    if partner is None:
+        total = total + coefficients[1] * ce(second)
+    return total / denominator
+
+
+@pytest.mark.parametrize("kind", ["sym_kl", "js"])
+@pytest.mark.parametrize("with_partner", [False, True], ids=["doubled", "partner"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("normalizer", [None, 13])
+def test_weighted_objective_equals_reference_with_its_gradient(kind, with_partner, label_smoothing, normalizer):
+    """The objective whose gradient is written in the forward pass: value, gradient, and an upstream scale."""
+    logits, other, labels = batch(9)
+    x = logits if with_partner else torch.cat([logits, other])
+    partner = other if with_partner else None
+    coefficients = (1.0, 0.3, 2.5)
+
+    def chunked(x):
+        out = paired_token_losses(x, labels, kind, partner=partner, label_smoothing=label_smoothing,
+                                  coefficients=coefficients, normalizer=normalizer)
+        assert not out.divergence.requires_grad and not out.cross_entropy_first.requires_grad
+        return out.objective
+
+    value, (grad,) = value_and_grads(chunked, x)
+    expected, (expected_grad,) = value_and_grads(
+        lambda x: weighted_reference(kind, x, labels, partner, coefficients, label_smoothing, normalizer), x
+    )
+    # value_and_grads back-propagates an upstream gradient of 0.5 (as gradient accumulation or loss
+    # scaling would): the stored gradient is scaled; an upstream 1 takes it as it is.
+    assert_close(value, expected)
+    assert_close(grad, expected_grad)
+    leaf = x.detach().clone().requires_grad_()
+    chunked(leaf).backward()
+    assert_close(leaf.grad, expected_grad / 0.5)
+
+
+@pytest.mark.parametrize("with_partner", [False, True], ids=["doubled", "partner"])
+def test_weighted_gradient_keeps_the_divergence_of_nearly_equal_passes(with_partner):
+    """R3F at σ = 1e-5: the passes' softmaxes differ by ~1e-5, and the divergence's part of the gradient
+    must survive next to the cross-entropy's (checked against float64 autograd)."""
+    logits, _, labels = batch(10)
+    g = torch.Generator().manual_seed(11)
+    other = logits + 1e-5 * torch.randn(logits.shape, generator=g)
+    x = logits if with_partner else torch.cat([logits, other])
+    partner = other if with_partner else None
+    coefficients = (0.0, 0.0, 1.0)  # the divergence alone: its gradient is ~1e-5 of the logits' scale
+
+    def chunked(x):
+        return paired_token_losses(x, labels, "sym_kl", partner=partner, coefficients=coefficients).objective
+
+    def float64_sym_kl(x):  # rxf.divergence computes in fp32; this is the float64 truth
+        first, second = (x, partner.double()) if partner is not None else (x[: labels.size(0)], x[labels.size(0) :])
+        log_p, log_q = (F.log_softmax(side[labels != -100], dim=-1) for side in (first, second))
+        return ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum() / (labels != -100).sum()
+
+    _, (grad,) = value_and_grads(chunked, x)
+    _, (fp32_grad,) = value_and_grads(lambda x: weighted_reference("sym_kl", x, labels, partner, coefficients, 0.0, None), x)
+    _, (exact,) = value_and_grads(float64_sym_kl, x.double())
+    # The two softmaxes differ by ~1e-5 here and each carries ~1e-7 rounding in fp32: the kernel
+    # must get this gradient as well as plain PyTorch in fp32 does.
+    error = (grad.double() - exact).abs().max()
+    fp32_error = (fp32_grad.double() - exact).abs().max()
+    assert exact.abs().max() > 0 and error <= 2 * fp32_error, (error, fp32_error, exact.abs().max())
+    assert error <= 0.05 * exact.abs().max()
+
+
+def test_reduced_losses_compute_their_gradient_in_the_forward_pass(monkeypatch):
+    """A reduced cross-entropy or divergence is the weighted objective: the backward pass does no softmax."""
+    logits, other, labels = batch(12)
+    leaves = logits.clone().requires_grad_(), other.clone().requires_grad_()
+    loss = token_cross_entropy(leaves[0], labels) + chunked_symmetric_kl(*leaves, labels != -100)
+    monkeypatch.setattr(vocab_losses, "_log_sum_exp", lambda *a: pytest.fail("the backward pass recomputed a softmax"))
+    loss.backward()
+    assert leaves[0].grad.abs().sum() > 0 and leaves[1].grad.abs().sum() > 0
+
+
 def test_bf16_logits_compute_in_fp32_and_return_bf16_gradients():
     logits, other, labels = batch(4, dtype=torch.bfloat16)
     value, (grad,) = value_and_grads(lambda x: task_loss(x, labels, "causal_lm", label_smoothing=0.1), logits)

@@ -103,32 +103,38 @@ def paired_losses(
     labels: torch.Tensor,
     task_type: TaskType,
     divergence: Callable[..., torch.Tensor],
+    coefficients: tuple,
     *,
     other: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     normalizer: int | float | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
-    """The task loss and the divergence of a method that runs a batch twice, as one chunked kernel.
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor] | None:
+    """The objective of a method that runs a batch twice, c₁·task₁ + c₂·task₂ + c₃·divergence, as one chunked kernel.
 
     Without ``other``: ``logits`` holds both passes of a doubled batch (rows ``[:n]`` and ``[n:]``,
-    R3F "both", R-Drop); returns the task loss of each half and the divergence between them.
-    With ``other`` (R3F "clean": the no-grad noised pass): the task loss of ``logits``, None,
-    and the divergence between ``logits`` and ``other``. Reduced as :func:`task_loss` and
-    :func:`logit_divergence` reduce them.
+    R3F "both", R-Drop): task₁ and task₂ are the task losses of the halves, the divergence is
+    between them. With ``other`` (R3F "clean": the no-grad noised pass): task₁ is the task loss of
+    ``logits``, task₂ is None, the divergence is between ``logits`` and ``other``. Each term is
+    reduced as :func:`task_loss` and :func:`logit_divergence` reduce it. Returns (task₁, task₂,
+    divergence), detached, for logging, and the objective, whose gradient the kernel computed in
+    its forward pass.
 
     For token-level tasks with symmetric KL or JS this is rxf.vocab_losses.paired_token_losses:
     every term in one kernel writing one gradient buffer, where separate terms (or slicing the
-    halves apart) would cost more full-size buffers in the backward pass. None where the kernel
-    does not apply (sequence-level tasks, other divergences): compute the terms one by one then.
+    halves apart) would cost more full-size buffers and a second pass over the vocabulary. None
+    where the kernel does not apply (sequence-level tasks, other divergences): compute the terms
+    one by one then.
     """
     kind = {symmetric_kl: "sym_kl", js_divergence: "js"}.get(divergence)
     if task_type not in GENERATION_TASKS or kind is None:
         return None
     targets = token_targets(labels, task_type)
-    out = paired_token_losses(logits, targets, kind, partner=other, label_smoothing=label_smoothing)
+    out = paired_token_losses(
+        logits, targets, kind, partner=other, label_smoothing=label_smoothing, coefficients=coefficients, normalizer=normalizer
+    )
     first = reduce_positions(out.cross_entropy_first, "mean", normalizer)
     second = None if other is not None else reduce_positions(out.cross_entropy_second, "mean", normalizer)
-    return first, second, reduce_positions(out.divergence, "mean", normalizer)
+    return first, second, reduce_positions(out.divergence, "mean", normalizer), out.objective
 
 
 def token_targets(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:

@@ -93,10 +93,15 @@ def reduced(
     (the accumulated batch's tokens), that weighted by the micro-batch's share of them — fairseq's
     R3F under gradient accumulation.
     """
+    return divergence * divergence_scale(labels, task_type, reduction, inputs)
+
+
+def divergence_scale(labels: torch.Tensor, task_type: TaskType, reduction: str, inputs: dict[str, Any]) -> float | torch.Tensor:
+    """What :func:`reduced` multiplies a token-averaged divergence by: 1, or target tokens over sequences."""
     mask = target_mask(labels, task_type)
     if reduction == "token_mean" or mask is None:
-        return divergence
-    return divergence * mask.sum() / sequence_count(inputs, labels.size(0))
+        return 1.0
+    return mask.sum() / sequence_count(inputs, labels.size(0))
 
 
 # Varlen-attention metadata of packed (padding-free) batches: offsets of the sequences in the
@@ -171,30 +176,28 @@ class R3F(Method):
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
         divergence = divergence_for(config.divergence, task_type)
-        paired = None
+        scale = divergence_scale(labels, task_type, config.divergence_reduction, inputs)
+        # Token-level tasks: the task loss and the divergence in one chunked kernel, one gradient buffer (rxf.vocab_losses).
+        options = {"label_smoothing": config.label_smoothing, "normalizer": normalizer}
+        coefficients = (1.0, 0.0, config.lambda_ * scale)  # the task loss of the clean pass, λ · the divergence
         if config.gradient_mode == "both":
             n = labels.size(0)
             logits = self.noised_logits(model, doubled(inputs, n), rows=slice(n, None))
             clean, noised = logits[:n], logits[n:]
-            # Token-level tasks: both terms in one chunked kernel, one gradient buffer (rxf.vocab_losses).
-            paired = paired_losses(logits, labels, task_type, divergence, label_smoothing=config.label_smoothing, normalizer=normalizer)
+            paired = paired_losses(logits, labels, task_type, divergence, coefficients, **options)
         else:
             clean = output_logits(model(**inputs))
             with torch.no_grad():
                 noised = self.noised_logits(model, inputs)
-            paired = paired_losses(clean, labels, task_type, divergence, other=noised, label_smoothing=config.label_smoothing, normalizer=normalizer)
+            paired = paired_losses(clean, labels, task_type, divergence, coefficients, other=noised, **options)
         if paired is not None:
-            loss, _, regularizer = paired
+            loss, _, regularizer, objective = paired
+            regularizer = regularizer * scale
         else:
-            loss = task_loss(clean, labels, task_type, label_smoothing=config.label_smoothing, normalizer=normalizer)
-            regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer)
-        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction, inputs)
-        return LossOutput(
-            loss=loss + config.lambda_ * regularizer,
-            task_loss=loss.detach(),
-            regularizer=regularizer.detach(),
-            logits=clean.detach(),
-        )
+            loss = task_loss(clean, labels, task_type, **options)
+            regularizer = logit_divergence(divergence, clean, noised, labels, task_type, normalizer=normalizer) * scale
+            objective = loss + config.lambda_ * regularizer
+        return LossOutput(loss=objective, task_loss=loss.detach(), regularizer=regularizer.detach(), logits=clean.detach())
 
 
 @register

@@ -35,7 +35,7 @@ from rxf.methods.base import (
     register,
     task_loss,
 )
-from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, doubled, reduced
+from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, divergence_scale, doubled
 
 
 @register
@@ -78,18 +78,22 @@ class RDrop(Method):
         first, second = logits[:n], logits[n:]
         options = {"label_smoothing": config.label_smoothing, "normalizer": normalizer}
         divergence = divergence_for(config.divergence, task_type)
-        # Token-level tasks: every term in one chunked kernel over the doubled logits (rxf.vocab_losses).
-        paired = paired_losses(logits, labels, task_type, divergence, **options)
+        scale = divergence_scale(labels, task_type, config.divergence_reduction, inputs)
+        # The mean of the halves' task losses + α · half the divergence; token-level tasks: every
+        # term in one chunked kernel over the doubled logits (rxf.vocab_losses).
+        paired = paired_losses(logits, labels, task_type, divergence, (0.5, 0.5, 0.5 * config.alpha * scale), **options)
         if paired is not None:
-            task_first, task_second, divergence_value = paired
+            task_first, task_second, divergence_value, objective = paired
         else:
             task_first, task_second = task_loss(first, labels, task_type, **options), task_loss(second, labels, task_type, **options)
             divergence_value = logit_divergence(divergence, first, second, labels, task_type, normalizer=normalizer)
+            objective = None
         loss = 0.5 * (task_first + task_second)
-        regularizer = 0.5 * divergence_value
-        regularizer = reduced(regularizer, labels, task_type, config.divergence_reduction, inputs)
+        regularizer = 0.5 * divergence_value * scale
+        if objective is None:
+            objective = loss + config.alpha * regularizer
         return LossOutput(
-            loss=loss + config.alpha * regularizer,
+            loss=objective,
             task_loss=loss.detach(),
             regularizer=regularizer.detach(),
             logits=first.detach(),
