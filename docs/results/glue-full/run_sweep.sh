@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The sweep of issue 16 on this 2-core CPU, in the order that answers most soonest: one process per
+# task pair, each running its first task's rows of cpu.yaml (search, then seeds, methods taking turns),
+# then that task's dropout-0 rows (cpu-nodrop.yaml), then its second task. Resumable: every finished
+# run is a record in docs/results/glue-full/cpu/records/, so the same command continues where it
+# stopped (a killed run starts that run again).
+#
+#   bash docs/results/glue-full/run_sweep.sh rte stsb > runs/logs/sweep-rte-stsb.log 2>&1 &   # process 1
+#   bash docs/results/glue-full/run_sweep.sh mrpc cola > runs/logs/sweep-mrpc-cola.log 2>&1 & # process 2
+#   .venv/bin/rxf report --runs docs/results/glue-full/cpu --output-dir docs/results/glue-full
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+[ -d runs/glue-holdout ] || .venv/bin/python docs/results/glue-full/make_holdout.py
+export OMP_NUM_THREADS=1
+for task in "$@"; do
+  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
+  case "$task" in
+    rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu-nodrop.yaml --tasks "$task" ;;
+  esac
+done
