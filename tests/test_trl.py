@@ -112,6 +112,23 @@ def test_token_metrics_count_only_target_positions():
     assert entropy.item() == pytest.approx(2 * (-(torch.softmax(logits[0, 0], -1) * torch.log_softmax(logits[0, 0], -1)).sum().item()), rel=1e-5)
 
 
+def test_token_metrics_in_chunks_equal_the_whole(monkeypatch):
+    import rxf.trl
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 9, 11, generator=g).to(torch.bfloat16)
+    labels = torch.randint(0, 11, (3, 9), generator=g)
+    labels[0, :4] = labels[2, 6:] = -100
+    whole = token_metrics(logits, labels)
+    monkeypatch.setattr(rxf.trl, "METRICS_CHUNK_ELEMENTS", 2 * 11)  # 2 positions per chunk
+    chunked = token_metrics(logits, labels)
+    selected = logits[:, :-1][labels[:, 1:] != -100].float()
+    log_p = torch.log_softmax(selected, -1)
+    assert chunked[0].item() == pytest.approx(-(log_p.exp() * log_p).sum().item(), rel=1e-5)
+    assert chunked[0].item() == pytest.approx(whole[0].item(), rel=1e-5)
+    assert chunked[1].item() == whole[1].item() == (selected.argmax(-1) == labels[:, 1:][labels[:, 1:] != -100]).sum().item()
+
+
 @pytest.mark.parametrize("method", ["r3f", "smart", "freelb", "rdrop", "neftune"])
 def test_every_method_trains_in_sft_with_packing(tmp_path, method):
     trainer = sft_trainer(tmp_path, "text", method=method, packing=True, per_device_train_batch_size=2)

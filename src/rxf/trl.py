@@ -34,16 +34,27 @@ from rxf.methods.base import LossOutput, prediction_labels, prediction_logits
 from rxf.trainer import RxfTrainerMixin
 
 
+METRICS_CHUNK_ELEMENTS = 1 << 22
+
+
 def token_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(entropy sum, correct next-token predictions, counted positions) over labels ≠ −100 after the shift."""
     logits = prediction_logits(logits, "causal_lm")
     labels = prediction_labels(labels.to(logits.device), "causal_lm")
     counted = labels != -100
+    rows = logits.reshape(-1, logits.size(-1))
+    index = counted.reshape(-1).nonzero().squeeze(-1)
+    targets = labels.reshape(-1)[index]
+    entropy = torch.zeros((), dtype=torch.float32, device=logits.device)
+    correct = torch.zeros((), dtype=torch.long, device=logits.device)
+    # In chunks of positions, so that the fp32 temporaries stay ~16 MiB whatever the vocabulary and batch.
+    chunk = max(1, METRICS_CHUNK_ELEMENTS // logits.size(-1))
     with torch.no_grad():
-        selected = logits[counted].float()
-        log_p = torch.log_softmax(selected, dim=-1)
-        entropy = -(log_p.exp() * log_p).sum(-1).sum()
-        correct = (selected.argmax(-1) == labels[counted]).sum()
+        for start in range(0, index.numel(), chunk):
+            selected = rows.index_select(0, index[start : start + chunk]).float()
+            log_p = torch.log_softmax(selected, dim=-1)
+            entropy -= (log_p.exp() * log_p).sum()
+            correct += (selected.argmax(-1) == targets[start : start + chunk]).sum()
     return entropy, correct, counted.sum()
 
 
