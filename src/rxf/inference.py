@@ -102,7 +102,7 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
     run_config: dict[str, Any] | None = None
     if path.is_dir() and not (path / "config.json").is_file():
         if (path / "model" / "config.json").is_file():
-            run_dir, location = path, str(path / "model")
+            run_dir, location = path, resolve_model(str(path / "model"))  # checked as any model directory
         elif (path / "metrics.json").is_file():
             raise RxfError(
                 f"run {path} saved no model (it ran with save_model: false): train it again with save_model: true"

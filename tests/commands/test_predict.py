@@ -96,6 +96,15 @@ def test_predict_mistakes_are_one_line(trained_runs, tmp_path, capsys):
     (tmp_path / "nomodel" / "metrics.json").write_text("{}")
     assert main(["predict", "--model", str(tmp_path / "nomodel"), "--input", str(data)]) == 2
     assert "saved no model" in capsys.readouterr().err
+    # A run directory whose model/ holds damaged weights: named, not a safetensors traceback.
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained_runs["reviews"], damaged)
+    weights = damaged / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["predict", "--model", str(damaged), "--input", str(data)]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
 
 
 def test_a_bare_model_directory_and_long_texts(trained_runs, tmp_path, capsys):

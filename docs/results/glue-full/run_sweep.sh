@@ -13,6 +13,14 @@ cd "$(dirname "$0")/../../.."
 [ -d runs/glue-holdout ] || .venv/bin/python docs/results/glue-full/make_holdout.py
 export OMP_NUM_THREADS=1
 for task in "$@"; do
+  # The learning rate must have been chosen on held-out data first (run_recipe_check.sh, then set in
+  # configs/glue-full/$task.yaml and listed in chosen_lr.txt): until then, run the check and stop.
+  if ! grep -q "^$task " docs/results/glue-full/recipe/chosen_lr.txt 2>/dev/null; then
+    bash docs/results/glue-full/run_recipe_check.sh "$task"
+    echo "run_sweep.sh: recipe check of $task done; set its learning rate in configs/glue-full/$task.yaml and" \
+         "docs/results/glue-full/recipe/chosen_lr.txt, then run this again" >&2
+    exit 0
+  fi
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
   case "$task" in
     rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu-nodrop.yaml --tasks "$task" ;;
