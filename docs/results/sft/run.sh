@@ -17,6 +17,8 @@ declare -A METHOD_FLAGS=(
 )
 for seed in $SEEDS; do
   for method in standard neftune r3f rdrop; do
+    # Resumable: a finished run is skipped (rxf sft refuses to redo it), a killed one resumes from its checkpoint.
+    [ -f "$OUT/$method-seed$seed/metrics.json" ] && continue
     # shellcheck disable=SC2086  # the method flags are words
     rxf sft "${COMMON[@]}" ${METHOD_FLAGS[$method]} --seed "$seed" --output-dir "$OUT/$method-seed$seed"
   done
