@@ -111,6 +111,29 @@ def test_a_killed_sweep_restarts_without_redoing_finished_runs(tiny, tmp_path):
     assert third.trained == []
 
 
+@pytest.mark.parametrize("resume_runs", [False, True])
+def test_resume_runs_continues_an_interrupted_run_from_its_checkpoint(tiny, tmp_path, resume_runs):
+    """Long runs (resume_runs): a run killed after its step-2 checkpoint resumes there; otherwise it starts over."""
+    from transformers import TrainerCallback
+
+    from rxf.train import run_training
+
+    class KilledAfterStep2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # step 2 is evaluated (and, with resume_runs, checkpointed)
+                raise Interrupted("killed")
+
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], seeds=[1], learning_rates=[1e-3],
+                          overrides={"max_steps": 4, "eval_steps": 2}, resume_runs=resume_runs)
+    with pytest.raises(Interrupted):
+        Sweep(config, train=lambda c: run_training(c, extra_callbacks=[KilledAfterStep2()]), log=quiet).run()
+    records = Sweep(config, log=quiet).run()
+    assert records[0]["metrics"]["global_step"] == 4
+    resumed = records[0]["metrics"]["resumed_from"]
+    assert (resumed is not None and resumed.endswith("checkpoint-2")) if resume_runs else resumed is None
+    assert not (tmp_path / "sweep" / "runs").exists()  # a finished run's folder goes, checkpoints and all
+
+
 def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):
     config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], trials=1, seeds=[])
     done = Sweep(config, train=fake_train, log=quiet)

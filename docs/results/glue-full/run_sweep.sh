@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sweep of issue 16 on this 2-core CPU, in the order that answers most soonest: one process per
-# task pair, each running its first task's rows of cpu.yaml (search, then seeds, methods taking turns),
-# then that task's dropout-0 rows (cpu-nodrop.yaml), then its second task. Resumable: every finished
+# task pair, each running its first task's Standard seeds (does the model learn the task?), then the
+# other rows of cpu.yaml (search, then seeds, methods taking turns), then that task's dropout-0 rows
+# (cpu-nodrop.yaml), then its second task. Resumable: every finished
 # run is a record in docs/results/glue-full/cpu/records/, so the same command continues where it
 # stopped (a killed run starts that run again).
 #
@@ -21,6 +22,8 @@ for task in "$@"; do
          "docs/results/glue-full/recipe/chosen_lr.txt, then run this again" >&2
     exit 0
   fi
+  # Standard's seeds first: whether the model learns the task at all decides what the rest can show.
+  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods standard
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
   case "$task" in
     rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu-nodrop.yaml --tasks "$task" ;;

@@ -96,6 +96,9 @@ class SweepConfig:
     sampler_seed: int = 0
     output_dir: str = "runs/glue-sweep"
     keep_models: bool = False  # keep each run's model/ (off: sweeps write records only)
+    # Keep each unfinished run's newest checkpoint, so that an interrupted run resumes from it (runs
+    # longer than a session). Off: a run is short and is redone whole if interrupted.
+    resume_runs: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "sweep config", base_dir: Path | None = None) -> SweepConfig:
@@ -405,7 +408,7 @@ class Sweep:
         run_dir = Path(self.config.output_dir) / "runs" / rid
         keep = {"output_dir": str(run_dir), "save_model": self.config.keep_models}
         if hasattr(config, "keep_checkpoints") and not self.config.keep_models:
-            keep["keep_checkpoints"] = 0  # a sweep run is short and is redone whole if interrupted
+            keep["keep_checkpoints"] = 1 if self.config.resume_runs else 0
         config = dataclasses.replace(config, **keep)
         self.log(f"{where} {shown}: training ({rid})")
         started = time.perf_counter()
