@@ -5,6 +5,8 @@ import json
 import statistics
 
 import numpy as np
+import dataclasses
+
 import pytest
 import torch
 from tiny_multilingual import tiny_multilingual_model_dir, write_xnli_dir
@@ -89,6 +91,8 @@ def test_finished_runs_are_not_run_again(experiment, monkeypatch):
 
     monkeypatch.setattr(rxf.train, "run_training", no_training)
     assert run_xnli(config)["records"] == result["records"]
+    # A setting that does not change what a run computes (the progress bar) reuses the runs too.
+    assert run_xnli(dataclasses.replace(config, progress_bar=not config.progress_bar))["records"] == result["records"]
 
 
 def test_configs_are_checked_before_anything_runs(tmp_path):

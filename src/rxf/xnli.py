@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -166,13 +165,20 @@ def language_accuracies(result: dict[str, Any], languages: list[str]) -> dict[st
     return accuracies
 
 
-def _finished(run_dir: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
-    """The metrics of a finished run with the same config, else None."""
+def _finished(run_dir: Path, run: Any) -> dict[str, Any] | None:
+    """The metrics of a finished run of the same settings (rxf.rundir's manifest says so), else None:
+    then run_training trains it, resumes it, or refuses a directory that holds another run."""
+    from rxf.rundir import MANIFEST, differences, is_finished
+    from rxf.train import run_settings
+
     path = run_dir / "metrics.json"
-    if not path.is_file():
+    if not path.is_file() or not is_finished(run_dir):
         return None
-    result = read_json(path, "run metrics", "delete it to redo that run")
-    return result if result.get("config") == json.loads(json.dumps(expected, default=str)) else None
+    settings, defaults = run_settings(run)
+    manifest = read_json(run_dir / MANIFEST, "run manifest")
+    if differences(manifest.get("settings", {}), settings, defaults):
+        return None
+    return read_json(path, "run metrics", "delete it to redo that run")
 
 
 def run_xnli(config: XnliConfig) -> dict[str, Any]:
@@ -205,7 +211,7 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
     for seed in config.seeds:  # seeds outermost: a cut-short experiment still compares every method
         for method in config.methods:
             run = runs.run_config(method, seed, eval_steps=steps)
-            result = _finished(runs.run_dir(method, seed), run.to_dict())
+            result = _finished(runs.run_dir(method, seed), run)
             if result is None:
                 print(f"rxf xnli: training {method}, seed {seed}", flush=True)
                 result = run_training(run)
