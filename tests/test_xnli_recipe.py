@@ -1,12 +1,11 @@
 """The XNLI recipe end to end on a tiny multilingual model and tiny XTREME-format files."""
 
 import csv
+import dataclasses
 import json
 import statistics
 
 import numpy as np
-import dataclasses
-
 import pytest
 import torch
 from tiny_multilingual import tiny_multilingual_model_dir, write_xnli_dir
