@@ -77,7 +77,7 @@ def test_doubling_extends_the_sequence_offsets():
 
 def two_pass_reference(model, batch, sigma, lambda_):
     """R3F from two separate forward passes, with the noise the method's seeded generator draws."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {k: v for k, v in batch.items() if k != "labels"} | {"use_cache": False}  # else packed sequences mix
     labels = batch["labels"]
     clean = output_logits(model(**inputs))
     generator = torch.Generator().manual_seed(0)
@@ -121,6 +121,27 @@ def test_packed_sequences_stay_apart_in_the_reference_attention():
         before, after = model(**inputs).logits, model(**changed).logits
     torch.testing.assert_close(before[0, 4:], after[0, 4:])
     assert not torch.allclose(before[0, :4], after[0, :4])
+
+
+@pytest.mark.parametrize("name", ["standard", "r3f", "rdrop", "smart", "freelb", "neftune"])
+def test_packed_sequences_stay_apart_with_the_models_kv_cache_setting(name):
+    """A causal LM's config says use_cache=True (as Llama's does): the methods' training passes still
+    keep packed sequences apart (sdpa, positions only: transformers finds the sequences only without a cache)."""
+    model = tiny_llama("sdpa")
+    assert model.config.use_cache
+    model.train()
+    batch = packed_batch(with_metadata=False)
+    changed = dict(batch, input_ids=batch["input_ids"].clone())
+    changed["input_ids"][0, :4] = 3  # rewrite the first sequence
+    logits = []
+    for inputs in (batch, changed):
+        method = method_config(name).build()
+        method.noise_seed = 0
+        torch.manual_seed(0)
+        out = method.training_step(model, inputs, lambda loss: loss.backward())
+        logits.append(out.logits)
+    torch.testing.assert_close(logits[0][0, 4:], logits[1][0, 4:])
+    assert not torch.allclose(logits[0][0, :4], logits[1][0, :4])
 
 
 @pytest.mark.parametrize("name", ["r3f", "rdrop"])

@@ -216,6 +216,10 @@ def model_inputs(model: nn.Module, batch: Batch, task_type: TaskType) -> tuple[d
         raise RxfError("the batch has no 'labels': rxf methods need labels to compute the task loss")
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     labels = batch["labels"]
+    if task_type in GENERATION_TASKS and hasattr(getattr(unwrap_model(model), "config", None), "use_cache"):
+        # A training pass needs no KV cache, and with one transformers does not look for packed
+        # sequences in position_ids: the sequences of a padding-free batch would attend to each other.
+        inputs.setdefault("use_cache", False)
     if task_type == "seq2seq" and "decoder_input_ids" not in inputs and "decoder_inputs_embeds" not in inputs:
         inner = unwrap_model(model)
         if not hasattr(inner, "prepare_decoder_input_ids_from_labels"):
