@@ -145,6 +145,28 @@ def test_lora_sft_trains_evaluates_and_saves_the_adapter_and_the_merged_model(tm
     assert not torch.allclose(original, merged, atol=1e-3)
 
 
+def test_length_grouped_batches_hold_conversations_of_similar_length(tmp_path, monkeypatch):
+    import rxf.trl
+    from rxf.sft import run_sft
+
+    spreads: list[int] = []  # longest minus shortest conversation of each training batch
+    original = rxf.trl.RxfSFTTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        if model.training:
+            lengths = inputs["attention_mask"].sum(-1)
+            spreads.append((lengths.max() - lengths.min()).item())
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(rxf.trl.RxfSFTTrainer, "compute_loss", recording)
+    run_sft(sft_config(tmp_path, max_steps=6, eval_steps=6, group_by_length=True, output_dir=str(tmp_path / "grouped")))
+    grouped = spreads[:]
+    spreads.clear()
+    run_sft(sft_config(tmp_path, max_steps=6, eval_steps=6, output_dir=str(tmp_path / "random")))
+    assert len(grouped) == len(spreads) == 6
+    assert sum(grouped) < sum(spreads)  # less padding
+
+
 @pytest.mark.parametrize("method", ["standard", "neftune", "rdrop", "smart"])
 def test_full_sft_with_packing_and_each_method(tmp_path, method):
     from rxf.sft import run_sft

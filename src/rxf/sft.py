@@ -66,6 +66,8 @@ class SFTConfig(YamlConfig):
     max_length: int = 1024  # tokens per conversation (longer ones are truncated)
     # Pack several conversations into each row (best fit, padding-free).
     packing: bool = False
+    # Batches of conversations of similar length (less padding, the same conversations per epoch).
+    group_by_length: bool = False
 
     # LoRA (peft): rank r > 0 trains an adapter; None trains every weight.
     lora_r: int | None = None
@@ -198,7 +200,7 @@ def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str,
 
 def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     """run_sft's work, in the run directory it claimed."""
-    from rxf.train import write_json_atomic
+    from rxf.train import length_grouping, write_json_atomic
 
     out = run_dir.path
     method = config.resolved_method()
@@ -260,6 +262,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         bf16=config.bf16,
         max_length=max_length,
         packing=config.packing,
+        **length_grouping(config.group_by_length),
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=config.eval_steps,
         save_strategy="no" if config.keep_checkpoints == 0 else ("steps" if by_steps else "epoch"),

@@ -315,7 +315,7 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
         disable_tqdm=not config.progress_bar,
         use_cpu=not _has_accelerator(),
         **save,
-        **_length_grouping(config.group_by_length),
+        **length_grouping(config.group_by_length),
     )
     # The method's recipe (rxf.methods.recipe): Standard++ trains longer; under recipe "paper"
     # Standard has no Adam bias correction. Scale the budget and build the matching AdamW.
@@ -491,7 +491,7 @@ def _checkpoint_to_resume(checkpoint_dir: Path, config: TrainConfig, model: Any,
     return latest
 
 
-def _length_grouping(on: bool) -> dict[str, Any]:
+def length_grouping(on: bool) -> dict[str, Any]:
     """TrainingArguments for length-grouped batches (transformers 5 names it a sampling strategy)."""
     if not on:
         return {}

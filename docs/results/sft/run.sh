@@ -7,7 +7,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/summarization}
 OUT=${OUT:-docs/results/sft/runs}
 SEEDS=${SEEDS:-"1 2"}
-COMMON=(--data-dir "$DATA" --lora-r 16 --epochs 1 --batch-size 4 --max-length 512 --max-eval-samples 200
+COMMON=(--data-dir "$DATA" --lora-r 16 --epochs 1 --batch-size 4 --max-length 512 --max-eval-samples 200 --group-by-length
         --eval-steps 100 --no-progress)
 declare -A METHOD_FLAGS=(
   [standard]="--method standard"

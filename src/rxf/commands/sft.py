@@ -55,6 +55,7 @@ def sft_values(args: argparse.Namespace) -> dict[str, Any]:
 
     switches = {
         "packing": ("packing", True),
+        "group_by_length": ("group_by_length", True),
         "merge_adapter": ("merge_adapter", True),
         "overwrite": ("overwrite", True),
         "no_progress": ("progress_bar", False),
@@ -85,6 +86,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for flag, (name, kind) in {**SFT_FLAGS, **SFT_METHOD_FLAGS}.items():
         sft.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
     sft.add_argument("--packing", action="store_true", help="pack several conversations per row (padding-free)")
+    sft.add_argument(
+        "--group-by-length", action="store_true", help="batches of conversations of similar length (less padding)"
+    )
     sft.add_argument("--merge-adapter", action="store_true", help="also save the model with the LoRA adapter merged in")
     sft.add_argument("--overwrite", action="store_true", help="start afresh in an output directory that holds another run")
     sft.add_argument("--no-progress", action="store_true", help="no progress bar")
