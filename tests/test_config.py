@@ -115,6 +115,19 @@ def test_a_file_value_is_named_with_its_file(tmp_path):
         Toy.from_yaml(path)
 
 
+def test_settings_that_conflict_are_named_with_their_sources(tmp_path):
+    from rxf.sft import SFTConfig
+    from rxf.train import TrainConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 0\n")
+    with pytest.raises(RxfError, match=r"nothing to train \(epochs: 0 \(from .*run.yaml\), max_steps: -1\)"):
+        TrainConfig.from_yaml(path)
+    settings = Settings({"merge_adapter": True}, source="--merge-adapter")
+    with pytest.raises(RxfError, match=r"merge_adapter: true \(from --merge-adapter\) needs an adapter"):
+        SFTConfig.from_dict(settings)
+
+
 def test_read_yaml_mapping_names_the_file_and_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("a: 1\nb: [1,\n")

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from rxf.config import YamlConfig, check_fields, settings_under
+from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, method_config
 
@@ -127,9 +127,9 @@ class SFTConfig(YamlConfig):
         check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         if self.max_steps <= 0 and self.epochs <= 0:
-            raise RxfError("nothing to train: set epochs > 0 or max_steps > 0")
+            raise RxfError(f"nothing to train ({describe_setting('epochs', self.epochs)}, {describe_setting('max_steps', self.max_steps)}): set epochs > 0 or max_steps > 0")
         if self.merge_adapter and not self.lora_r:
-            raise RxfError("merge_adapter needs an adapter: set lora_r")
+            raise RxfError(f"{describe_setting('merge_adapter', self.merge_adapter)} needs an adapter: set lora_r")
         if self.train_file is None and self.task is None:
             raise RxfError("no data: set task (samsum, with data_dir) or train_file")
         check_choice("method", self.method.lower(), sorted(METHODS))

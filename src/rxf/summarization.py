@@ -157,7 +157,7 @@ class SummarizationConfig(YamlConfig):
         if self.warmup_steps >= 1 and 0 < self.max_steps <= self.warmup_steps:
             raise RxfError(f"{describe_setting('warmup_steps', self.warmup_steps)} must be fewer than max_steps ({self.max_steps})")
         if self.max_steps < 0 and self.epochs <= 0:
-            raise RxfError("nothing to train: set epochs > 0 or max_steps > 0 (max_steps: 0 only evaluates)")
+            raise RxfError(f"nothing to train ({describe_setting('epochs', self.epochs)}, {describe_setting('max_steps', self.max_steps)}): set epochs > 0 or max_steps > 0 (max_steps: 0 only evaluates)")
         if self.min_new_tokens > self.max_new_tokens:
             raise RxfError(f"{describe_setting('min_new_tokens', self.min_new_tokens)} must be <= max_new_tokens ({self.max_new_tokens})")
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)

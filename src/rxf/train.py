@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from rxf.config import Settings, YamlConfig, check_fields, settings_under
+from rxf.config import Settings, YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
@@ -157,7 +157,7 @@ class TrainConfig(YamlConfig):
         for name in ("max_train_samples", "max_eval_samples", "eval_steps", "checkpoint_steps"):
             check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
         if self.max_steps <= 0 and self.epochs <= 0:
-            raise RxfError("nothing to train: set epochs > 0 or max_steps > 0")
+            raise RxfError(f"nothing to train ({describe_setting('epochs', self.epochs)}, {describe_setting('max_steps', self.max_steps)}): set epochs > 0 or max_steps > 0")
         check_choice("method", self.method.lower(), sorted(METHODS))
         with settings_under("method_options"):
             method_config(self.method, **self.method_options)  # unknown option or bad value
