@@ -241,7 +241,7 @@ def test_bad_settings_are_named(tmp_path):
 
     with pytest.raises(RxfError, match="R-Drop compares two dropout passes"):
         SFTConfig.from_dict({"method": "rdrop", "train_file": "x.jsonl"})
-    with pytest.raises(RxfError, match="merge_adapter needs an adapter"):
+    with pytest.raises(RxfError, match="merge_adapter: true needs an adapter"):
         SFTConfig.from_dict({"merge_adapter": True})
     with pytest.raises(RxfError, match="R4F is not defined"):
         SFTConfig.from_dict({"method": "r4f"})
