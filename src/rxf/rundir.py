@@ -146,15 +146,28 @@ def _describe(owner: dict[str, Any]) -> str:
     return f"pid {owner.get('pid')} on host {owner.get('host')}, since {owner.get('started')}"
 
 
-def defining_settings(values: dict[str, Any], not_run: Sequence[str]) -> dict[str, Any]:
+def defining_settings(values: dict[str, Any], not_run: Sequence[str], method_options: dict[str, Any]) -> dict[str, Any]:
     """A config's settings that define its run: those not in ``not_run``, local paths made absolute
-    (the same data reached by another relative path is the same run)."""
+    (the same data reached by another relative path is the same run), every option of its method."""
     values = {key: value for key, value in values.items() if key not in not_run}
     for name in PATH_SETTINGS:
         path = Path(values[name]).expanduser() if isinstance(values.get(name), str) else None
         if path is not None and path.exists():
             values[name] = str(path.resolve())
-    return values
+    return {**values, "method_options": method_options}
+
+
+def run_owned(output_dir: str | Path, settings: dict[str, Any], defaults: dict[str, Any], overwrite: bool, work):
+    """``work(run_dir)`` in ``output_dir``, claimed and checked for this run (the refusals above); a
+    failed write outside a checkpoint is one line. ``work`` calls ``run_dir.finish()`` once its results are written."""
+    from rxf.io import output_write_failure
+
+    with claim(output_dir) as run_dir:
+        run_dir.check(settings, defaults, overwrite=overwrite)
+        try:
+            return work(run_dir)
+        except OSError as error:
+            raise output_write_failure(error, run_dir.path) from None
 
 
 # ---- the directory ---------------------------------------------------------------------------

@@ -170,10 +170,11 @@ def run_settings(config: SFTConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """What defines the run (paths made absolute, every method option) and the defaults of those settings."""
     from rxf.rundir import defining_settings
 
-    def defining(values: dict[str, Any], method) -> dict[str, Any]:
-        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": method.to_dict()}
-
-    return defining(config.to_dict(), config.resolved_method()), defining(SFTConfig().to_dict(), SFTConfig(method=config.method).resolved_method())
+    default = SFTConfig(method=config.method)
+    return (
+        defining_settings(config.to_dict(), NOT_RUN_SETTINGS, config.resolved_method().to_dict()),
+        defining_settings(default.to_dict(), NOT_RUN_SETTINGS, default.resolved_method().to_dict()),
+    )
 
 
 def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
@@ -183,19 +184,13 @@ def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str,
     resumed by the same command, refused when it holds another run unless ``overwrite``.
     """
     config.validate()
-    from rxf.rundir import claim
+    from rxf.rundir import run_owned
 
-    with claim(config.output_dir) as run_dir:
-        settings, defaults = run_settings(config)
-        run_dir.check(settings, defaults, overwrite=config.overwrite)
-        try:
-            result = _sft(config, run_dir, settings, defaults, extra_callbacks)
-        except OSError as error:  # a failed write outside a checkpoint: one line
-            from rxf.io import output_write_failure
-
-            raise output_write_failure(error, run_dir.path) from None
-        run_dir.finish()
-        return result
+    settings, defaults = run_settings(config)
+    return run_owned(
+        config.output_dir, settings, defaults, config.overwrite,
+        lambda run_dir: _sft(config, run_dir, settings, defaults, extra_callbacks),
+    )
 
 
 def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
@@ -325,6 +320,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     else:
         trainer.save_model(str(out / "model"))
     write_json_atomic(out / "metrics.json", result)
+    run_dir.finish()
     return result
 
 

@@ -452,11 +452,11 @@ def run_settings(config: SummarizationConfig) -> tuple[dict[str, Any], dict[str,
     """What defines the run (paths made absolute, every method option) and the defaults of those settings."""
     from rxf.rundir import defining_settings
 
-    def defining(values: dict[str, Any], method) -> dict[str, Any]:
-        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": method.to_dict()}
-
     default = SummarizationConfig(method=config.method)
-    return defining(config.to_dict(), config.resolved_method_config()), defining(default.to_dict(), default.resolved_method_config())
+    return (
+        defining_settings(config.to_dict(), NOT_RUN_SETTINGS, config.resolved_method_config().to_dict()),
+        defining_settings(default.to_dict(), NOT_RUN_SETTINGS, default.resolved_method_config().to_dict()),
+    )
 
 
 def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: bool, training: bool = True) -> SummarizationConfig:
@@ -506,19 +506,10 @@ def run_summarization(config: SummarizationConfig) -> dict[str, Any]:
     checkpoints: a run that was killed starts again from the beginning.
     """
     config.validate()
-    from rxf.rundir import claim
+    from rxf.rundir import run_owned
 
-    with claim(config.output_dir) as run_dir:
-        settings, defaults = run_settings(config)
-        run_dir.check(settings, defaults, overwrite=config.overwrite)
-        try:
-            result = _summarize(config, run_dir, settings, defaults)
-        except OSError as error:  # a failed write: one line
-            from rxf.io import output_write_failure
-
-            raise output_write_failure(error, run_dir.path) from None
-        run_dir.finish()
-        return result
+    settings, defaults = run_settings(config)
+    return run_owned(config.output_dir, settings, defaults, config.overwrite, lambda run_dir: _summarize(config, run_dir, settings, defaults))
 
 
 def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: dict) -> dict[str, Any]:
@@ -634,6 +625,7 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     if config.save_model:
         model.save_pretrained(out / "model")
         tokenizer.save_pretrained(out / "model")
+    run_dir.finish()
     return result
 
 

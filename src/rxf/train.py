@@ -175,11 +175,8 @@ def run_settings(config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """What defines the run (its settings, paths made absolute, every method option) and the defaults of those settings."""
     from rxf.rundir import defining_settings
 
-    def defining(values: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-        return {**defining_settings(values, NOT_RUN_SETTINGS), "method_options": options}
-
-    settings = defining(config.to_dict(), method_config(config.method, **config.method_options).to_dict())
-    defaults = defining(TrainConfig().to_dict(), method_config(config.method).to_dict())
+    settings = defining_settings(config.to_dict(), NOT_RUN_SETTINGS, method_config(config.method, **config.method_options).to_dict())
+    defaults = defining_settings(TrainConfig().to_dict(), NOT_RUN_SETTINGS, method_config(config.method).to_dict())
     return settings, defaults
 
 
@@ -223,20 +220,16 @@ def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> di
     ``extra_callbacks``: more TrainerCallbacks, e.g. rxf.probing's representation tracker.
     """
     config.validate()
-    from rxf.rundir import claim
+    from rxf.rundir import run_owned
 
     # The output directory belongs to one run (rxf.rundir): locked while this process trains, and
     # refused if it holds another run, unless overwrite. A run that fails before writing anything
     # leaves no directory behind.
-    with claim(config.output_dir) as run_dir:
-        settings, defaults = run_settings(config)
-        run_dir.check(settings, defaults, overwrite=config.overwrite)
-        try:
-            return _train(config, run_dir, settings, defaults, extra_callbacks)
-        except OSError as error:  # a write that failed outside a checkpoint (history, plots, logs): one line too
-            from rxf.io import output_write_failure
-
-            raise output_write_failure(error, run_dir.path) from None
+    settings, defaults = run_settings(config)
+    return run_owned(
+        config.output_dir, settings, defaults, config.overwrite,
+        lambda run_dir: _train(config, run_dir, settings, defaults, extra_callbacks),
+    )
 
 
 def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
