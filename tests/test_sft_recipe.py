@@ -128,7 +128,7 @@ def test_lora_sft_trains_evaluates_and_saves_the_adapter_and_the_merged_model(tm
     result = run_sft(config)
     out = tmp_path / "run"
     assert result["global_step"] == 4 and result["method"] == "r3f"
-    assert [e["step"] for e in result["evaluations"]] == [2, 4, 4]
+    assert [e["step"] for e in result["evaluations"]] == [2, 4]  # the step-4 evaluation is the final one, not run twice
     assert all(e["eval_loss"] > 0 for e in result["evaluations"])
     assert any("r3f_divergence" in entry for entry in result["loss_curve"])
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -213,6 +213,15 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     # overwrite: the other run replaces it.
     again = run_sft(sft_config(tmp_path, **{**settings, "max_steps": 2, "overwrite": True}))
     assert again["global_step"] == 2 and again["resumed_from"] is None
+
+
+def test_checkpoints_can_be_more_frequent_than_evaluations(tmp_path):
+    from rxf.sft import run_sft
+
+    result = run_sft(sft_config(tmp_path, max_steps=4, eval_steps=4, save_steps=1, keep_checkpoints=4, lora_r=4))
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert saved == ["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"]
+    assert [e["step"] for e in result["evaluations"]] == [4]
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys):

@@ -97,6 +97,7 @@ class SFTConfig(YamlConfig):
 
     # Evaluation, checkpoints, output.
     eval_steps: int | None = None  # evaluate every N updates; None: after every epoch
+    save_steps: int | None = None  # checkpoint every N updates; None: at each evaluation
     logging_steps: int = 10
     keep_checkpoints: int = 1
     output_dir: str = "runs/sft"
@@ -118,7 +119,7 @@ class SFTConfig(YamlConfig):
         check_number("lora_dropout", self.lora_dropout, below=1.0)
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
             check_number(name, getattr(self, name), integer=True, positive=True)
-        for name in ("max_train_samples", "max_eval_samples", "eval_steps", "lora_r"):
+        for name in ("max_train_samples", "max_eval_samples", "eval_steps", "save_steps", "lora_r"):
             check_number(name, getattr(self, name), integer=True, positive=True, optional=True)
         check_number("lora_alpha", self.lora_alpha, positive=True, optional=True)
         check_number("max_steps", self.max_steps, integer=True)
@@ -163,7 +164,7 @@ def lora_config(config: SFTConfig):
 
 # SFTConfig fields that do not change what a run computes: a run resumed with other values of these
 # is the same run (rxf.rundir compares the others with the run directory's manifest).
-NOT_RUN_SETTINGS = ("output_dir", "overwrite", "progress_bar", "logging_steps", "keep_checkpoints", "eval_batch_size")
+NOT_RUN_SETTINGS = ("output_dir", "overwrite", "progress_bar", "logging_steps", "keep_checkpoints", "save_steps", "eval_batch_size")
 
 
 def run_settings(config: SFTConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -241,6 +242,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     examples_per_step = config.batch_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(len(train_data) / examples_per_step))
     by_steps = config.eval_steps is not None
+    save_every = config.save_steps or config.eval_steps
     args = TrlSFTConfig(
         output_dir=str(out / "checkpoints"),
         learning_rate=config.resolved_learning_rate(),
@@ -260,8 +262,8 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         **length_grouping(config.group_by_length),
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=config.eval_steps,
-        save_strategy="no" if config.keep_checkpoints == 0 else ("steps" if by_steps else "epoch"),
-        save_steps=config.eval_steps,
+        save_strategy="no" if config.keep_checkpoints == 0 else ("steps" if save_every else "epoch"),
+        save_steps=save_every,
         save_total_limit=max(config.keep_checkpoints, 1),
         logging_steps=min(config.logging_steps, steps_per_epoch),
         report_to="none",
@@ -285,9 +287,14 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
-    final_eval = trainer.evaluate()
-
     log_history = trainer.state.log_history
+    # The last scheduled evaluation, when it fell on the last update, is the final one: not run twice.
+    evaluations = [entry for entry in log_history if "eval_loss" in entry]
+    if evaluations and evaluations[-1].get("step") == output.global_step:
+        final_eval = evaluations[-1]
+    else:
+        final_eval = trainer.evaluate()
+        log_history = trainer.state.log_history
     result = {
         "task": task.name,
         "model": config.model,

@@ -1,14 +1,18 @@
 """ROUGE of the summaries that finished `rxf sft` runs generate for held-out SAMSum dialogues, and a table over runs.
 
     python docs/results/sft/evaluate.py docs/results/sft/runs/* --data-dir ../shared/data/summarization \
-        --max-eval-samples 200 --out docs/results/sft/results.md
+        --out docs/results/sft/results.md
+    python docs/results/sft/evaluate.py docs/results/sft/runs/* --table-only --out docs/results/sft/results.md
 
-For each run directory (an `rxf sft` output): the base model of its config with the run's
-adapter merged in (or its full `model/`), greedy-free beam search as `rxf summarize` does it
-(rxf.summarization.generate_summaries: 4 beams, at most 64 new tokens, no repeated trigram),
-on the run's own held-out dialogues (the same fixed subset of the SAMSum test split that its
-evaluation loss was measured on), ROUGE-1/2/L/Lsum F1 × 100 (rxf.summarization.rouge_scores).
-Writes `rouge.json` and `predictions.jsonl` into each run directory, and the table to --out.
+For each finished run directory (an `rxf sft` output with `metrics.json`) that has no `rouge.json`
+yet (all of them with --rescore): the base model of its config with the run's adapter merged in
+(or its full `model/`) summarises the run's own held-out dialogues (the same fixed subset of the
+SAMSum test split that its evaluation loss was measured on) with greedy decoding, at most 64 new
+tokens and no repeated trigram (rxf.summarization.generate_summaries); scored with ROUGE-1/2/L/Lsum
+F1 × 100 (rxf.summarization.rouge_scores). Greedy, not 4-beam search: it is how a chat model is
+used, and it costs a quarter of the CPU time; every run is decoded the same way. Writes
+`rouge.json` and `predictions.jsonl` into the run directory, and the table of all scored runs to
+--out. Each run is scored once, so the script can be called after every run (run.sh does).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
 
@@ -30,43 +35,67 @@ def load_trained(run: Path, config: dict):
     return PeftModel.from_pretrained(model, run / "adapter").merge_and_unload(), tokenizer
 
 
-def score_run(run: Path, data_dir: str, max_eval_samples: int | None) -> dict:
-    from rxf.summarization import SummarizationConfig, generate_summaries, rouge_scores
+DECODING = {"num_beams": 1, "max_new_tokens": 64, "no_repeat_ngram_size": 3}
+
+
+def held_out_dialogues(data_dir: str, count: int):
+    """The fixed subset of the SAMSum test split that `rxf sft --max-eval-samples count` evaluates on."""
     from rxf.tasks.base import subsample
     from rxf.tasks.chat import load_chat_task
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = metrics["config"]
-    task = load_chat_task("samsum", data_dir=data_dir)
-    held_out = subsample(task.eval, max_eval_samples or config["max_eval_samples"], 0)
-    model, tokenizer = load_trained(run, config)
+    return subsample(load_chat_task("samsum", data_dir=data_dir).eval, count, 0)
+
+
+def summarize_and_score(model, tokenizer, held_out, directory: Path, row: dict) -> dict:
+    """Greedy summaries of ``held_out`` by ``model``, their ROUGE, written to ``directory`` (rouge.json, predictions.jsonl)."""
+    from rxf.summarization import SummarizationConfig, generate_summaries, rouge_scores
+
     model.config.use_cache = True
     prompts = [tokenizer.apply_chat_template(m["messages"][:-1], tokenize=True, add_generation_prompt=True) for m in held_out]
     prompts = [p["input_ids"] if hasattr(p, "keys") else p for p in prompts]
-    generation = SummarizationConfig(num_beams=4, max_new_tokens=64, no_repeat_ngram_size=3, eval_batch_size=8)
-    predictions = generate_summaries(model, tokenizer, prompts, generation)
+    started = time.perf_counter()
+    predictions = generate_summaries(model, tokenizer, prompts, SummarizationConfig(**DECODING, eval_batch_size=8))
+    generation_seconds = time.perf_counter() - started
     references = [m["messages"][-1]["content"] for m in held_out]
-    scores = rouge_scores(predictions, references)
-    with open(run / "predictions.jsonl", "w") as out:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "predictions.jsonl", "w") as out:
         for record, prediction in zip(held_out, predictions):
             out.write(json.dumps({"dialogue": record["messages"][0]["content"], "reference": record["messages"][-1]["content"],
                                   "prediction": prediction}) + "\n")
-    result = {
-        "method": metrics["method"], "seed": metrics["seed"], "eval_loss": metrics["final_eval_loss"],
-        "seconds_per_step": metrics["seconds_per_step"], "dialogues": len(held_out), **scores,
-    }
-    (run / "rouge.json").write_text(json.dumps(result, indent=2))
+    result = {**row, "dialogues": len(held_out), **rouge_scores(predictions, references),
+              "decoding": DECODING, "generation_seconds": generation_seconds}
+    (directory / "rouge.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def score_run(run: Path, data_dir: str, max_eval_samples: int | None) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = metrics["config"]
+    held_out = held_out_dialogues(data_dir, max_eval_samples or config["max_eval_samples"])
+    model, tokenizer = load_trained(run, config)
+    row = {"method": metrics["method"], "seed": metrics["seed"], "eval_loss": metrics["final_eval_loss"],
+           "seconds_per_step": metrics["seconds_per_step"]}
+    return summarize_and_score(model, tokenizer, held_out, run, row)
+
+
+def score_base(directory: Path, model_name: str, data_dir: str, max_eval_samples: int) -> dict:
+    """The model before fine-tuning, on the same dialogues: does SFT change the summaries at all?"""
+    from rxf.models import load_generation_model
+
+    model, tokenizer = load_generation_model(model_name)
+    row = {"method": "none (base model)", "seed": None, "eval_loss": None, "seconds_per_step": None}
+    return summarize_and_score(model, tokenizer, held_out_dialogues(data_dir, max_eval_samples), directory, row)
 
 
 def table(results: list[dict]) -> str:
     lines = ["| method | seed | ROUGE-1 | ROUGE-2 | ROUGE-L | held-out loss | s/step |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
-        lines.append(f"| {r['method']} | {r['seed']} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
-                     f"{r['eval_loss']:.4f} | {r['seconds_per_step']:.1f} |")
+    number = lambda value, digits: "—" if value is None else f"{value:.{digits}f}"  # noqa: E731
+    for r in sorted(results, key=lambda r: (r["method"], r["seed"] or 0)):
+        lines.append(f"| {r['method']} | {r['seed'] or '—'} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
+                     f"{number(r['eval_loss'], 4)} | {number(r['seconds_per_step'], 1)} |")
     lines += ["", "| method | runs | ROUGE-1 mean | ROUGE-2 mean | ROUGE-L mean | held-out loss mean | s/step mean |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for method in sorted({r["method"] for r in results}):
+    for method in sorted({r["method"] for r in results if r["seed"] is not None}):
         rows = [r for r in results if r["method"] == method]
         mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
         lines.append(f"| {method} | {len(rows)} | {mean('rouge1'):.2f} | {mean('rouge2'):.2f} | {mean('rougeL'):.2f} | "
@@ -76,12 +105,26 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--max-eval-samples", type=int, default=None, help="default: the run's own max_eval_samples")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--rescore", action="store_true", help="score runs that have a rouge.json again")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="also score the model before fine-tuning, into this directory (once; with --rescore again)")
+    parser.add_argument("--base-model", default="SmolLM2-135M-Instruct")
+    parser.add_argument("--table-only", action="store_true", help="score nothing; the table of the runs already scored")
     args = parser.parse_args()
-    results = [score_run(run, args.data_dir, args.max_eval_samples) for run in args.runs if (run / "metrics.json").is_file()]
+    if not args.table_only and args.data_dir is None:
+        parser.error("--data-dir is needed to score runs")
+    for run in args.runs:
+        finished = (run / "metrics.json").is_file()
+        if finished and not args.table_only and (args.rescore or not (run / "rouge.json").is_file()):
+            score_run(run, args.data_dir, args.max_eval_samples)
+    if args.base and not args.table_only and (args.rescore or not (args.base / "rouge.json").is_file()):
+        score_base(args.base, args.base_model, args.data_dir, args.max_eval_samples or 200)
+    runs = args.runs + ([args.base] if args.base else [])
+    results = [json.loads((run / "rouge.json").read_text()) for run in runs if (run / "rouge.json").is_file()]
     text = table(results)
     print(text)
     if args.out:

@@ -39,6 +39,7 @@ SFT_FLAGS: dict[str, tuple[str, type]] = {
     "--batch-size": ("batch_size", int),
     "--gradient-accumulation-steps": ("gradient_accumulation_steps", int),
     "--eval-steps": ("eval_steps", int),
+    "--save-steps": ("save_steps", int),
     "--seed": ("seed", int),
     "--output-dir": ("output_dir", str),
 }
