@@ -299,7 +299,9 @@ class _TokenLosses(torch.autograd.Function):
         ctx.divergence_grads = (None, None)
         if ctx.weighted:  # the objective's gradient is already there: scale it by the upstream gradient
             for grad in (grad_stacked, grad_partner):
-                if grad is not None and grad_objective is not None and float(grad_objective) != 1.0:
+                # Skipping a product by 1 needs the value on the host: free on CPU, a device sync elsewhere.
+                on_host = grad is not None and grad.device.type == "cpu"
+                if grad is not None and grad_objective is not None and not (on_host and float(grad_objective) == 1.0):
                     grad.mul_(grad_objective.to(grad.dtype))
             if grad_objective is None:
                 grad_stacked = grad_partner = None
