@@ -55,6 +55,8 @@ def test_both_record_formats_read_into_messages(tmp_path):
         ('{"messages": [{"role": "user", "content": "red"}]}', "line 2: field 'messages': no assistant message"),
         ('{"messages": [{"role": "bot", "content": "red"}]}', r"line 2: field 'messages'\[0\].role: 'bot'"),
         ('{"messages": [{"role": "user"}]}', r"line 2: field 'messages'\[0\]: a message needs"),
+        ('{"messages": "red"}', r"line 2: field 'messages': must be a non-empty list .* got 'red'"),
+        ('{"prompt": "a", "completion": 3}', r"line 2: field 'completion': must be text or a non-empty list .* got 3"),
         (
             '{"prompt": "a", "completion": [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}',
             "line 2: field 'completion' must hold assistant messages only",

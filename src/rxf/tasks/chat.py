@@ -44,9 +44,10 @@ class ChatTask:
     source: str = ""
 
 
-def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True) -> list[dict[str, str]]:
+def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True, text_allowed: bool = False) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
-        raise RxfError(f"{where}: must be a non-empty list of {{'role', 'content'}} messages")
+        expected = "text or a non-empty list" if text_allowed else "a non-empty list"
+        raise RxfError(f"{where}: must be {expected} of {{'role', 'content'}} messages, got {messages!r:.60}")
     checked = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
@@ -74,11 +75,11 @@ def record_messages(record: Any, where: str) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     else:
-        prompt = _check_messages(prompt, f"{where}: field 'prompt'", needs_assistant=False)
+        prompt = _check_messages(prompt, f"{where}: field 'prompt'", needs_assistant=False, text_allowed=True)
     if isinstance(completion, str):
         completion = [{"role": "assistant", "content": completion}]
     else:
-        completion = _check_messages(completion, f"{where}: field 'completion'")
+        completion = _check_messages(completion, f"{where}: field 'completion'", text_allowed=True)
         if any(m["role"] != "assistant" for m in completion):
             raise RxfError(f"{where}: field 'completion' must hold assistant messages only")
     return prompt + completion
