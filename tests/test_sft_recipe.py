@@ -71,6 +71,65 @@ def test_bad_records_are_named_by_file_line_and_field(tmp_path, line, message):
     assert str(path) in str(error.value)
 
 
+def test_text_records_are_trained_on_every_token_with_an_end_of_sequence(tmp_path):
+    tokenizer = chat_tokenizer()
+    path = tmp_path / "text.jsonl"
+    path.write_text('{"text": "red cat"}\n{"text": "blue dog bird"}\n')
+    data = read_chat_jsonl(path)
+    assert data.column_names == ["text"]
+    tokenized = tokenize_chat(data, tokenizer)
+    assert tokenizer.convert_ids_to_tokens(tokenized[1]["input_ids"]) == ["blue", "dog", "bird", "<|im_end|>"]
+    assert tokenized[1]["labels"] == tokenized[1]["input_ids"]
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"text": "red"}', '{"prompt": "a", "completion": "b"}'], "line 2: a conversation in a file of text records"),
+        (['{"prompt": "a", "completion": "b"}', '{"text": "red"}'], "line 2: a text record in a file of conversations"),
+        (['{"text": ""}'], "line 1: field 'text' must be non-empty text"),
+        (['{"text": ["red"]}'], r"line 1: field 'text' must be non-empty text, got \['red'\]"),
+    ],
+)
+def test_text_records_are_checked_and_not_mixed_with_conversations(tmp_path, lines, message):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RxfError, match=message):
+        read_chat_jsonl(path)
+
+
+def test_without_a_chat_template_a_prompt_and_completion_are_plain_text():
+    tokenizer = chat_tokenizer()
+    tokenizer.chat_template = None  # a base model's tokenizer
+    input_ids, labels = chat_labels(tokenizer, [{"role": "user", "content": "what is red ?"}, {"role": "assistant", "content": "red cat"}])
+    assert tokenizer.convert_ids_to_tokens(input_ids) == ["what", "is", "red", "?", "red", "cat", "<|im_end|>"]
+    trained = [tokenizer.convert_ids_to_tokens(label) for label in labels if label != -100]
+    assert trained == ["red", "cat", "<|im_end|>"]
+    # Several turns cannot be formatted without a template: refused, naming the roles.
+    turns = [{"role": "system", "content": "list"}, {"role": "user", "content": "red"}, {"role": "assistant", "content": "red"}]
+    with pytest.raises(RxfError, match=r"no chat template, so a conversation of roles \['system', 'user', 'assistant'\]"):
+        chat_labels(tokenizer, turns)
+
+
+def test_sft_on_text_records_with_a_base_model_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    from rxf.sft import run_sft
+
+    folder = save_tiny_chat_llama(tmp_path / "base")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    assert AutoTokenizer.from_pretrained(folder).chat_template is None
+    words = ["red cat", "blue dog bird", "one two three", "sun moon star", "green bird", "red one"]
+    train = tmp_path / "text.jsonl"
+    train.write_text("".join(json.dumps({"text": w}) + "\n" for w in words * 4))
+    result = run_sft(sft_config(tmp_path, model=str(folder), train_file=str(train), eval_file=None, max_steps=3, eval_steps=3,
+                                method="r3f", method_options={"sigma": 1e-2}))
+    assert result["global_step"] == 3 and result["final_eval_loss"] > 0
+
+
 def test_packed_batch_gives_the_padded_batch_loss(tmp_path):
     """Packing is correct: each packed conversation attends to itself only, and no label crosses a boundary."""
     from transformers import AutoModelForCausalLM

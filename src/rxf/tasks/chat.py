@@ -1,12 +1,14 @@
 """Chat and instruction data for supervised fine-tuning (``rxf sft``).
 
-Two record formats, one per line of a JSONL file (TRL's conversational and prompt-completion
-formats):
+Three record formats, one per line of a JSONL file (TRL's conversational, prompt-completion and
+language-modeling formats):
 
 * ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``: the loss is
   on every assistant turn;
 * ``{"prompt": "...", "completion": "..."}``: the loss is on the completion. ``prompt`` may also
-  be a list of messages and ``completion`` a list holding the assistant message.
+  be a list of messages and ``completion`` a list holding the assistant message;
+* ``{"text": "..."}``: plain text, the loss on every token (continued pre-training, or data that
+  is already formatted). A file holds text records only, or conversations only.
 
 Every record is checked on reading; a mistake ends with one line naming the file, the line and
 the field. :func:`samsum_chat` builds the offline default from the SAMSum dialogues of
@@ -16,7 +18,11 @@ the field. :func:`samsum_chat` builds the offline default from the SAMSum dialog
 assistant's tokens) with the tokenizer's chat template. It renders the conversation one message
 at a time and marks the tokens each assistant message adds, so it needs a template whose
 rendering of a conversation starts with the rendering of its first messages (prefix-preserving,
-as ChatML, Llama 3 and most templates are); it says so when a template is not.
+as ChatML, Llama 3 and most templates are); it says so when a template is not. A tokenizer with
+no chat template (a base model) takes single-turn records as plain text, as TRL does for
+prompt-completion text: the prompt, a newline unless one side already has the whitespace, the
+completion and the end-of-sequence token, the loss on the completion and that token. Text records
+get the end-of-sequence token too.
 """
 
 from __future__ import annotations
@@ -85,12 +91,22 @@ def record_messages(record: Any, where: str) -> list[dict[str, str]]:
     return prompt + completion
 
 
+def is_text_record(record: Any) -> bool:
+    return isinstance(record, dict) and "text" in record and "messages" not in record and "prompt" not in record
+
+
+def record_text(record: dict, where: str) -> str:
+    if not isinstance(record["text"], str) or not record["text"].strip():
+        raise RxfError(f"{where}: field 'text' must be non-empty text, got {record['text']!r:.60}")
+    return record["text"]
+
+
 def read_chat_jsonl(path: str | Path) -> datasets.Dataset:
-    """A JSONL file of chat or prompt/completion records, as a dataset with one column, ``messages``."""
+    """A JSONL file of chat or prompt/completion records (a dataset with one column, ``messages``), or of text records (column ``text``)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise RxfError(f"chat file {path} does not exist")
-    conversations = []
+    conversations, texts = [], []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -100,7 +116,16 @@ def read_chat_jsonl(path: str | Path) -> datasets.Dataset:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise RxfError(f"{where}: not valid JSON ({error.msg})") from None
-            conversations.append(record_messages(record, where))
+            if is_text_record(record):
+                texts.append(record_text(record, where))
+            else:
+                conversations.append(record_messages(record, where))
+            if texts and conversations:
+                kind = "a text record" if is_text_record(record) else "a conversation"
+                raise RxfError(f"{where}: {kind} in a file of {'conversations' if kind == 'a text record' else 'text records'}: "
+                               "a file holds one kind (split it into two files, or write the text as messages)")
+    if texts:
+        return datasets.Dataset.from_dict({"text": texts})
     if not conversations:
         raise RxfError(f"chat file {path} has no records")
     return datasets.Dataset.from_dict({"messages": conversations})
@@ -179,7 +204,11 @@ def chat_labels(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[in
     the messages before it (its content and end-of-turn token: the model learns to stop).
     """
     if getattr(tokenizer, "chat_template", None) is None:
-        raise RxfError("the tokenizer has no chat template: rxf sft needs one to format conversations")
+        roles = [message["role"] for message in messages]
+        if roles != ["user", "assistant"]:
+            raise RxfError(f"the tokenizer has no chat template, so a conversation of roles {roles} cannot be formatted: "
+                           "use a model with one, or single prompt/completion records (plain text without a template)")
+        return plain_labels(tokenizer, messages[0]["content"], messages[1]["content"])
     input_ids = _render(tokenizer, messages, generation_prompt=False)
     labels = [-100] * len(input_ids)
     for i, message in enumerate(messages):
@@ -197,11 +226,33 @@ def chat_labels(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[in
     return input_ids, labels
 
 
+def _with_eos(tokenizer: Any, ids: list[int]) -> list[int]:
+    eos = tokenizer.eos_token_id
+    return ids + [eos] if eos is not None and (not ids or ids[-1] != eos) else ids
+
+
+def plain_labels(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of a prompt and its completion as plain text: the labels are the completion's tokens and the end of sequence."""
+    joiner = "" if prompt[-1:].isspace() or completion[:1].isspace() else "\n"
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    input_ids = _with_eos(tokenizer, list(tokenizer(prompt + joiner + completion)["input_ids"]))
+    # Where the prompt's tokens end (earlier, if the join merged tokens across the boundary).
+    start = next((i for i, (a, b) in enumerate(zip(prompt_ids, input_ids)) if a != b), len(prompt_ids))
+    return input_ids, [-100] * start + input_ids[start:]
+
+
+def text_labels(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of a text record: every token is a label."""
+    input_ids = _with_eos(tokenizer, list(tokenizer(text)["input_ids"]))
+    return input_ids, list(input_ids)
+
+
 def tokenize_chat(data: datasets.Dataset, tokenizer: Any, max_length: int | None = None) -> datasets.Dataset:
-    """``messages`` → ``input_ids`` and ``labels`` (truncated to ``max_length``); conversations left with no assistant token are dropped."""
+    """``messages`` (or ``text``) → ``input_ids`` and ``labels`` (truncated to ``max_length``); records left with no label are dropped."""
+    text = "text" in data.column_names
 
     def encode(example: dict[str, Any]) -> dict[str, Any]:
-        input_ids, labels = chat_labels(tokenizer, example["messages"])
+        input_ids, labels = text_labels(tokenizer, example["text"]) if text else chat_labels(tokenizer, example["messages"])
         if max_length is not None:
             input_ids, labels = input_ids[:max_length], labels[:max_length]
         return {"input_ids": input_ids, "labels": labels}
