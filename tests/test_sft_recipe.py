@@ -153,20 +153,39 @@ def stop_after_saving(step: int):
     return Stop()
 
 
+def checkpointing_recorder():
+    """A TrainerCallback whose ``seen`` records whether the model trains with gradient checkpointing."""
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.seen: list[bool] = []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.seen.append(bool(model.is_gradient_checkpointing))
+
+    return Recorder()
+
+
 @pytest.mark.parametrize("lora_r", [None, 4], ids=["full", "lora"])
 def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path, lora_r):
     from rxf.sft import run_sft
 
     settings = {"max_steps": 4, "keep_checkpoints": 2, "method": "r3f", "method_options": {"sigma": 1e-2}, "lora_r": lora_r}
-    whole = run_sft(sft_config(tmp_path, **settings, output_dir=str(tmp_path / "whole")))
+    whole_checkpointing = checkpointing_recorder()
+    whole = run_sft(sft_config(tmp_path, **settings, output_dir=str(tmp_path / "whole")), extra_callbacks=[whole_checkpointing])
     assert whole["resumed_from"] is None
     # Interrupted right after the step-2 checkpoint, then the same command again.
     with pytest.raises(KeyboardInterrupt):
         run_sft(sft_config(tmp_path, **settings), extra_callbacks=[stop_after_saving(2)])
     run = tmp_path / "run"
     assert json.loads((run / "run.json").read_text())["status"] == "running" and not (run / "metrics.json").exists()
-    resumed = run_sft(sft_config(tmp_path, **settings))
+    # Resumed without gradient checkpointing: how activations are kept does not change what is computed.
+    checkpointing = checkpointing_recorder()
+    resumed = run_sft(sft_config(tmp_path, **settings, gradient_checkpointing=False), extra_callbacks=[checkpointing])
+    assert checkpointing.seen == [False] and whole_checkpointing.seen == [True]
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
+    assert resumed["timed_steps"] == 2 and whole["timed_steps"] == 4  # the step time counts this call's updates
     assert resumed["final_eval_loss"] == pytest.approx(whole["final_eval_loss"], rel=1e-5)
     # The directory now holds this run, finished: the same command and another run are both refused.
     with pytest.raises(RxfError, match="holds this run, finished"):

@@ -89,6 +89,14 @@ def checkpoint_problem(checkpoint: str | Path) -> str | None:
     return None
 
 
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The update N a ``checkpoint-N`` folder was saved at."""
+    match = CHECKPOINT_NAME.match(Path(checkpoint).name)
+    if match is None:
+        raise ValueError(f"{checkpoint} is not a checkpoint-N folder")
+    return int(match.group(1))
+
+
 def _numbered(directory: Path) -> list[tuple[int, Path]]:
     found = []
     for child in directory.iterdir():

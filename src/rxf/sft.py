@@ -94,6 +94,8 @@ class SFTConfig(YamlConfig):
     max_grad_norm: float = 1.0
     seed: int = 42
     bf16: bool = False
+    # Recompute activations in the backward pass (TRL's default): less memory, ~30 % more compute.
+    gradient_checkpointing: bool = True
 
     # Evaluation, checkpoints, output.
     eval_steps: int | None = None  # evaluate every N updates; None: after every epoch
@@ -164,7 +166,11 @@ def lora_config(config: SFTConfig):
 
 # SFTConfig fields that do not change what a run computes: a run resumed with other values of these
 # is the same run (rxf.rundir compares the others with the run directory's manifest).
-NOT_RUN_SETTINGS = ("output_dir", "overwrite", "progress_bar", "logging_steps", "keep_checkpoints", "save_steps", "eval_batch_size")
+# Settings that change how a run is carried out, not what it computes: a run resumes across them.
+NOT_RUN_SETTINGS = (
+    "output_dir", "overwrite", "progress_bar", "logging_steps", "keep_checkpoints", "save_steps", "eval_batch_size",
+    "gradient_checkpointing",
+)
 
 
 def run_settings(config: SFTConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -205,7 +211,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     from transformers import set_seed
     from trl import SFTConfig as TrlSFTConfig
 
-    from rxf.checkpoints import newest_sound_checkpoint
+    from rxf.checkpoints import checkpoint_step, newest_sound_checkpoint
     from rxf.models import fit_max_length, load_generation_model
     from rxf.tasks.base import fingerprint_splits, subsample
     from rxf.tasks.chat import load_chat_task, tokenize_chat
@@ -257,6 +263,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
         max_length=max_length,
         packing=config.packing,
         **length_grouping(config.group_by_length),
@@ -290,6 +297,10 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     log_history = trainer.state.log_history
     # The last scheduled evaluation, when it fell on the last update, is the final one: not run twice.
     evaluations = [entry for entry in log_history if "eval_loss" in entry]
+    # Step time: the updates this call made (not those before a resume), without its evaluations.
+    first_step = checkpoint_step(resume_from) if resume_from else 0
+    eval_seconds = sum(entry.get("eval_runtime", 0.0) for entry in evaluations if entry.get("step", 0) > first_step)
+    steps_run = max(output.global_step - first_step, 1)
     if evaluations and evaluations[-1].get("step") == output.global_step:
         final_eval = evaluations[-1]
     else:
@@ -309,7 +320,8 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         "global_step": output.global_step,
         "train_loss": output.training_loss,
         "train_runtime_s": train_seconds,
-        "seconds_per_step": train_seconds / max(output.global_step, 1),
+        "seconds_per_step": (train_seconds - eval_seconds) / steps_run,  # training only
+        "timed_steps": steps_run,
         "resumed_from": resume_from,
         "num_train_conversations": len(train_data),
         "num_eval_conversations": len(eval_data),

@@ -43,15 +43,18 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
+                        help="as run.sh: keep activations instead of recomputing them")
     args = parser.parse_args()
     results = {}
+    # The README's numbers were measured with gradient checkpointing (TRL's default); run.sh turns it off.
     for method in args.methods.split(","):
         clock = StepClock()
         with tempfile.TemporaryDirectory() as out:
             config = SFTConfig.from_dict({
                 "data_dir": args.data_dir, "lora_r": 16, "batch_size": 4, "max_length": 512, "max_steps": args.steps,
                 "max_eval_samples": 4, "keep_checkpoints": 0, "method": method, "method_options": METHODS[method],
-                "progress_bar": False, "output_dir": out,
+                "progress_bar": False, "output_dir": out, "gradient_checkpointing": args.gradient_checkpointing,
             })
             run_sft(config, extra_callbacks=[clock])
         results[method] = {"cpu_seconds_per_step": clock.cpu[1:] or clock.cpu}

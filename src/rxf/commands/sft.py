@@ -60,6 +60,7 @@ def sft_values(args: argparse.Namespace) -> dict[str, Any]:
         "merge_adapter": ("merge_adapter", True),
         "overwrite": ("overwrite", True),
         "no_progress": ("progress_bar", False),
+        "no_gradient_checkpointing": ("gradient_checkpointing", False),
     }
     return config_values(SFTConfig, args, SFT_FLAGS, SFT_METHOD_FLAGS, switches)
 
@@ -93,5 +94,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sft.add_argument("--merge-adapter", action="store_true", help="also save the model with the LoRA adapter merged in")
     sft.add_argument("--overwrite", action="store_true", help="start afresh in an output directory that holds another run")
     sft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sft.add_argument(
+        "--no-gradient-checkpointing", action="store_true",
+        help="keep activations instead of recomputing them (faster, more memory; TRL's default recomputes)",
+    )
     sft.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field (repeatable)")
     sft.set_defaults(handler=cmd_sft)
