@@ -23,6 +23,8 @@ import statistics
 import time
 from pathlib import Path
 
+from rxf.sft import DEFAULT_MODEL
+
 
 def load_trained(run: Path, config: dict):
     from rxf.models import load_generation_model
@@ -112,7 +114,7 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="score runs that have a rouge.json again")
     parser.add_argument("--base", type=Path, default=None,
                         help="also score the model before fine-tuning, into this directory (once; with --rescore again)")
-    parser.add_argument("--base-model", default="SmolLM2-135M-Instruct")
+    parser.add_argument("--base-model", default=DEFAULT_MODEL, help="the model the runs fine-tuned (rxf sft's default)")
     parser.add_argument("--table-only", action="store_true", help="score nothing; the table of the runs already scored")
     args = parser.parse_args()
     if not args.table_only and args.data_dir is None:
