@@ -20,6 +20,9 @@ from rxf.trainer import RxfTrainerMixin
 
 
 SIGNAL = getattr(signal, sys.argv[4]) if len(sys.argv) > 4 else signal.SIGKILL
+# A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: restore it, so Ctrl-C is what a terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def die() -> None:
