@@ -92,7 +92,7 @@ def score_base(directory: Path, model_name: str, data_dir: str, max_eval_samples
 def table(results: list[dict]) -> str:
     lines = ["| method | seed | ROUGE-1 | ROUGE-2 | ROUGE-L | held-out loss | s/step |", "|---|---:|---:|---:|---:|---:|---:|"]
     number = lambda value, digits: "—" if value is None else f"{value:.{digits}f}"  # noqa: E731
-    for r in sorted(results, key=lambda r: (r["method"], r["seed"] or 0)):
+    for r in sorted(results, key=lambda r: (r["seed"] is not None, r["method"], r["seed"] or 0)):  # the base model first
         lines.append(f"| {r['method']} | {r['seed'] or '—'} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
                      f"{number(r['eval_loss'], 4)} | {number(r['seconds_per_step'], 1)} |")
     lines += ["", "| method | runs | ROUGE-1 mean | ROUGE-2 mean | ROUGE-L mean | held-out loss mean | s/step mean |",
