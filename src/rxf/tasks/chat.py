@@ -116,14 +116,15 @@ def read_chat_jsonl(path: str | Path) -> datasets.Dataset:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise RxfError(f"{where}: not valid JSON ({error.msg})") from None
-            if is_text_record(record):
+            text = is_text_record(record)
+            if (conversations if text else texts):
+                found, others = ("a text record", "conversations") if text else ("a conversation", "text records")
+                raise RxfError(f"{where}: {found} in a file of {others}: "
+                               "a file holds one kind (split it into two files, or write the text as messages)")
+            if text:
                 texts.append(record_text(record, where))
             else:
                 conversations.append(record_messages(record, where))
-            if texts and conversations:
-                kind = "a text record" if is_text_record(record) else "a conversation"
-                raise RxfError(f"{where}: {kind} in a file of {'conversations' if kind == 'a text record' else 'text records'}: "
-                               "a file holds one kind (split it into two files, or write the text as messages)")
     if texts:
         return datasets.Dataset.from_dict({"text": texts})
     if not conversations:
