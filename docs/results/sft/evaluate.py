@@ -89,12 +89,26 @@ def score_base(directory: Path, model_name: str, data_dir: str, max_eval_samples
     return summarize_and_score(model, tokenizer, held_out_dialogues(data_dir, max_eval_samples), directory, row)
 
 
+def regularizer_share(run: Path) -> float | None:
+    """How much of the training objective the regulariser was: mean over the logged steps of (loss − task loss) / loss.
+
+    None for methods that log no divergence (Standard; NEFTune, whose noise adds no term to the loss).
+    """
+    if not (run / "metrics.json").is_file():
+        return None
+    curve = [e for e in json.loads((run / "metrics.json").read_text())["loss_curve"]
+             if any(key.endswith("_divergence") for key in e) and e["loss"]]
+    return statistics.mean((e["loss"] - e["task_loss"]) / e["loss"] for e in curve) if curve else None
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| method | seed | ROUGE-1 | ROUGE-2 | ROUGE-L | held-out loss | s/step |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | seed | ROUGE-1 | ROUGE-2 | ROUGE-L | held-out loss | s/step | regulariser share of the loss |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     number = lambda value, digits: "—" if value is None else f"{value:.{digits}f}"  # noqa: E731
+    share = lambda value: "—" if value is None else f"{value:.1e}"  # noqa: E731
     for r in sorted(results, key=lambda r: (r["seed"] is not None, r["method"], r["seed"] or 0)):  # the base model first
         lines.append(f"| {r['method']} | {r['seed'] or '—'} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
-                     f"{number(r['eval_loss'], 4)} | {number(r['seconds_per_step'], 1)} |")
+                     f"{number(r['eval_loss'], 4)} | {number(r['seconds_per_step'], 1)} | {share(r.get('regularizer_share'))} |")
     lines += ["", "| method | runs | ROUGE-1 mean | ROUGE-2 mean | ROUGE-L mean | held-out loss mean | s/step mean |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for method in sorted({r["method"] for r in results if r["seed"] is not None}):
@@ -126,7 +140,8 @@ def main() -> None:
     if args.base and not args.table_only and (args.rescore or not (args.base / "rouge.json").is_file()):
         score_base(args.base, args.base_model, args.data_dir, args.max_eval_samples or 200)
     runs = args.runs + ([args.base] if args.base else [])
-    results = [json.loads((run / "rouge.json").read_text()) for run in runs if (run / "rouge.json").is_file()]
+    results = [{**json.loads((run / "rouge.json").read_text()), "regularizer_share": regularizer_share(run)}
+               for run in runs if (run / "rouge.json").is_file()]
     text = table(results)
     print(text)
     if args.out:

@@ -5,6 +5,7 @@
 #   bash docs/results/sft/run.sh                    # from the repository root, the .venv active
 #   SEEDS=1 bash docs/results/sft/run.sh &          # or one process per seed, on two cores
 #   SEEDS=2 bash docs/results/sft/run.sh &
+#   SEEDS=1 METHODS="r3f rdrop" bash docs/results/sft/run.sh   # or some methods only
 #
 # The model before fine-tuning, on the same held-out dialogues (once, ~10 CPU-minutes):
 #   python docs/results/sft/evaluate.py --base docs/results/sft/runs/base --data-dir ../shared/data/summarization
@@ -16,6 +17,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/summarization}
 OUT=${OUT:-docs/results/sft/runs}
 SEEDS=${SEEDS:-"1 2"}
+METHODS=${METHODS:-"standard neftune r3f rdrop"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # 804 conversations / batch 4 = 201 updates: held-out loss at update 101 and at the end (201).
 # No gradient checkpointing (TRL's default recomputes activations: ~30 % more compute, and memory
@@ -29,7 +31,7 @@ declare -A METHOD_FLAGS=(
   [rdrop]="--method rdrop --alpha 0.1"
 )
 for seed in $SEEDS; do
-  for method in standard neftune r3f rdrop; do
+  for method in $METHODS; do
     run="$OUT/$method-seed$seed"
     if [ ! -f "$run/metrics.json" ]; then
       # shellcheck disable=SC2086  # the method flags are words
