@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +203,7 @@ def run_sft(config: SFTConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str,
 
 def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     """run_sft's work, in the run directory it claimed."""
-    from rxf.train import length_grouping, write_json_atomic
+    from rxf.train import activation_recomputation, length_grouping, write_json_atomic
 
     out = run_dir.path
     method = config.resolved_method()
@@ -263,7 +264,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
+        **activation_recomputation(config.gradient_checkpointing),
         max_length=max_length,
         packing=config.packing,
         **length_grouping(config.group_by_length),
@@ -278,16 +279,19 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         use_cpu=not _has_accelerator(),
         dataset_num_proc=None,
     )
-    trainer = RxfSFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-        peft_config=lora_config(config) if config.lora_r else None,
-        callbacks=list(extra_callbacks),
-        method=method,
-    )
+    with warnings.catch_warnings():
+        # peft reads the model's old `is_gradient_checkpointing` name, which transformers 5.2x warns about: not the user's doing.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        trainer = RxfSFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+            peft_config=lora_config(config) if config.lora_r else None,
+            callbacks=list(extra_callbacks),
+            method=method,
+        )
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     if resume_from is not None:
         print(f"rxf: resuming from {resume_from}")

@@ -495,6 +495,19 @@ def length_grouping(on: bool) -> dict[str, Any]:
     return {"group_by_length": True}
 
 
+def activation_recomputation(on: bool) -> dict[str, Any]:
+    """TrainingArguments that turn activation recomputation (gradient checkpointing) on or off.
+
+    transformers 5.2x names it ``activation_checkpointing`` and warns on the old name, which TRL's
+    configs still set by default; the old name for older versions.
+    """
+    from transformers import TrainingArguments
+
+    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:
+        return {"activation_checkpointing": on}
+    return {"gradient_checkpointing": on}
+
+
 def _has_accelerator() -> bool:
     import torch
 
