@@ -119,6 +119,28 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def against_standard(results: list[dict], runs: list[Path]) -> str:
+    """Each fine-tuned run against Standard: how many held-out summaries are word for word Standard's,
+    at the same seed (same LoRA initialisation and batch order: what the method alone changes) and at
+    the other seeds (what the seed changes), and the ROUGE-1 difference to Standard at the same seed."""
+    predictions = {}
+    for run, result in zip(runs, results):
+        with open(run / "predictions.jsonl") as lines:
+            predictions[(result["method"], result["seed"])] = [json.loads(line)["prediction"] for line in lines]
+    rouge1 = {(r["method"], r["seed"]): r["rouge1"] for r in results}
+    standard_seeds = sorted(seed for method, seed in predictions if method == "standard")
+    lines = ["| run | summaries identical to Standard's, same seed | identical to Standard's, other seed | "
+             "ROUGE-1 − Standard's, same seed |", "|---|---:|---:|---:|"]
+    for method, seed in sorted(key for key in predictions if key[1] is not None):
+        mine = predictions[(method, seed)]
+        same = lambda other: f"{sum(a == b for a, b in zip(mine, predictions[('standard', other)]))} / {len(mine)}"  # noqa: E731
+        others = ", ".join(f"{same(other)} (seed {other})" for other in standard_seeds if other != seed) or "—"
+        paired = method != "standard" and seed in standard_seeds
+        difference = f"{rouge1[(method, seed)] - rouge1[('standard', seed)]:+.2f}" if paired else "—"
+        lines.append(f"| {method}, seed {seed} | {same(seed) if paired else '—'} | {others} | {difference} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", type=Path)
@@ -140,9 +162,9 @@ def main() -> None:
     if args.base and not args.table_only and (args.rescore or not (args.base / "rouge.json").is_file()):
         score_base(args.base, args.base_model, args.data_dir, args.max_eval_samples or 200)
     runs = args.runs + ([args.base] if args.base else [])
-    results = [{**json.loads((run / "rouge.json").read_text()), "regularizer_share": regularizer_share(run)}
-               for run in runs if (run / "rouge.json").is_file()]
-    text = table(results)
+    scored = [run for run in runs if (run / "rouge.json").is_file()]
+    results = [{**json.loads((run / "rouge.json").read_text()), "regularizer_share": regularizer_share(run)} for run in scored]
+    text = table(results) + "\n" + against_standard(results, scored)
     print(text)
     if args.out:
         args.out.write_text(text)
