@@ -101,17 +101,25 @@ def regularizer_share(run: Path) -> float | None:
     return statistics.mean((e["loss"] - e["task_loss"]) / e["loss"] for e in curve) if curve else None
 
 
+# The order the README discusses them in: the baseline, the noise users already have, then rxf's methods.
+METHOD_ORDER = ["standard", "neftune", "r3f", "rdrop"]
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
 def table(results: list[dict]) -> str:
     lines = ["| method | seed | ROUGE-1 | ROUGE-2 | ROUGE-L | held-out loss | s/step | regulariser share of the loss |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     number = lambda value, digits: "—" if value is None else f"{value:.{digits}f}"  # noqa: E731
     share = lambda value: "—" if value is None else f"{value:.1e}"  # noqa: E731
-    for r in sorted(results, key=lambda r: (r["seed"] is not None, r["method"], r["seed"] or 0)):  # the base model first
+    for r in sorted(results, key=lambda r: (r["seed"] is not None, method_rank(r["method"]), r["seed"] or 0)):  # the base model first
         lines.append(f"| {r['method']} | {r['seed'] or '—'} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
                      f"{number(r['eval_loss'], 4)} | {number(r['seconds_per_step'], 1)} | {share(r.get('regularizer_share'))} |")
     lines += ["", "| method | runs | ROUGE-1 mean | ROUGE-2 mean | ROUGE-L mean | held-out loss mean | s/step mean |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for method in sorted({r["method"] for r in results if r["seed"] is not None}):
+    for method in sorted({r["method"] for r in results if r["seed"] is not None}, key=method_rank):
         rows = [r for r in results if r["method"] == method]
         mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
         lines.append(f"| {method} | {len(rows)} | {mean('rouge1'):.2f} | {mean('rouge2'):.2f} | {mean('rougeL'):.2f} | "
@@ -131,7 +139,7 @@ def against_standard(results: list[dict], runs: list[Path]) -> str:
     standard_seeds = sorted(seed for method, seed in predictions if method == "standard")
     lines = ["| run | summaries identical to Standard's, same seed | identical to Standard's, other seed | "
              "ROUGE-1 − Standard's, same seed |", "|---|---:|---:|---:|"]
-    for method, seed in sorted(key for key in predictions if key[1] is not None):
+    for method, seed in sorted((key for key in predictions if key[1] is not None), key=lambda k: (method_rank(k[0]), k[1])):
         mine = predictions[(method, seed)]
         same = lambda other: f"{sum(a == b for a, b in zip(mine, predictions[('standard', other)]))} / {len(mine)}"  # noqa: E731
         others = ", ".join(f"{same(other)} (seed {other})" for other in standard_seeds if other != seed) or "—"
