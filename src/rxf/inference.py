@@ -96,7 +96,7 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
     (text_column, text_pair_column, label_column, max_length, delimiter, label_separator) win over the run's settings."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rxf.models import fit_max_length, max_positions, resolve_model
+    from rxf.models.local import fit_max_length, max_positions, resolve_model
 
     path = Path(model).expanduser()
     run_config: dict[str, Any] | None = None

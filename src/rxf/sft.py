@@ -213,7 +213,8 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     from trl import SFTConfig as TrlSFTConfig
 
     from rxf.checkpoints import checkpoint_step, newest_sound_checkpoint
-    from rxf.models import fit_max_length, load_generation_model
+    from rxf.models.generation import load_generation_model
+    from rxf.models.local import fit_max_length
     from rxf.tasks.base import fingerprint_splits, subsample
     from rxf.tasks.chat import load_chat_task, tokenize_chat
     from rxf.trl import RxfSFTTrainer

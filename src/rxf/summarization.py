@@ -465,7 +465,7 @@ def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: boo
     document and the summary or the generated tokens (decoder-only)."""
     import dataclasses
 
-    from rxf.models import fit_max_length, max_positions
+    from rxf.models.local import fit_max_length, max_positions
 
     if not decoder_only:
         return dataclasses.replace(
@@ -541,7 +541,7 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     import transformers
     from transformers import DataCollatorForSeq2Seq, set_seed
 
-    from rxf.models import load_generation_model
+    from rxf.models.generation import load_generation_model
     from rxf.trainer import RxfSeq2SeqTrainer, RxfTrainer
 
     transformers.logging.set_verbosity_error()

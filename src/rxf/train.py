@@ -39,7 +39,7 @@ import yaml
 from rxf.config import Settings, YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.models import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
+from rxf.models.local import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
 
 NONFINITE_POLICIES = ("stop", "skip")
 

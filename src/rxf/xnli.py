@@ -192,7 +192,7 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
     task = load_xnli(config.task_name(), config.data_dir, config.max_train_samples, config.max_eval_samples)
     steps = total_steps(len(task.train), config)
     if config.prune_vocabulary:
-        from rxf.models import prune_vocabulary
+        from rxf.models.vocabulary import prune_vocabulary
 
         texts = [text for ds in [task.train, *task.eval.values()] for column in ("text", "text_pair") for text in ds[column]]
         pruned = prune_vocabulary(config.model, texts, out / "model-pruned-vocabulary")

@@ -42,7 +42,7 @@ from rxf.errors import RxfError
 from rxf.io import read_json
 from rxf.config import check_fields, construct, settings_from, settings_under
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.models import DEFAULT_MODEL
+from rxf.models.local import DEFAULT_MODEL
 from rxf.probing import report
 from rxf.probing.features import FeatureConfig, FeatureExtractor, encoder_of
 from rxf.probing.probe import ProbeConfig, fit_probe
@@ -288,7 +288,7 @@ class ProbeSession:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            from rxf.models import resolve_model
+            from rxf.models.local import resolve_model
 
             self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))
         return self._tokenizer

@@ -113,7 +113,7 @@ def load_encoder(checkpoint: str) -> tuple[nn.Module, Any]:
     """The encoder (no task head) and tokenizer of a checkpoint directory, hub or packaged model name."""
     from transformers import AutoModel, AutoTokenizer
 
-    from rxf.models import resolve_model
+    from rxf.models.local import resolve_model
 
     location = resolve_model(checkpoint)
     try:
@@ -126,7 +126,7 @@ def load_encoder(checkpoint: str) -> tuple[nn.Module, Any]:
 
 def checkpoint_fingerprint(checkpoint: str) -> str:
     """What identifies a checkpoint's weights: its path and newest file time, or its hub name."""
-    from rxf.models import resolve_model
+    from rxf.models.local import resolve_model
 
     location = Path(resolve_model(checkpoint))
     if not location.is_dir():

