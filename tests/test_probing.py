@@ -20,7 +20,6 @@ from rxf.probing import (
     similarity_tracker,
 )
 from rxf.probing.features import pool
-from rxf.tasks.base import make_dataset
 
 # ---- linear probes --------------------------------------------------------------------------
 

@@ -1,10 +1,9 @@
 import pytest
 import torch
-from transformers import BertForSequenceClassification, RobertaForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from rxf import RxfError, method_config
 from rxf.spectral import (
-    apply_spectral_norm,
     classification_head,
     folded_state_dict,
     head_linears,

@@ -5,7 +5,7 @@ from transformers import BertForSequenceClassification, Seq2SeqTrainingArguments
 
 from rxf import R3FConfig, R4FConfig, RxfSeq2SeqTrainer, RxfTrainer
 from rxf.spectral import largest_singular_value
-from tiny_models import classification_batch, seq2seq_batch, tiny_bart, tiny_bert
+from tiny_models import tiny_bart, tiny_bert
 
 
 def rows(batch, n_copies=4):

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from rxf.divergence import Normalizer, Reduction, reduce_positions
+from rxf.divergence import Normalizer, Reduction
 
 # fp32 values per chunk: 2^18 = 1 MiB (2 positions of a 128,256-token vocabulary), so that a chunk's
 # few buffers stay in the CPU's cache (measured faster than 2^21 and 2^16).

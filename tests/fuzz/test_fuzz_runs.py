@@ -63,7 +63,7 @@ def checkpoints(out: Path) -> list[str]:
 
 def resumes(result, checkpoint: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resuming from" in result.stdout and result.stdout.split("resuming from", 1)[1].split()[0].endswith(checkpoint)
+    assert "resuming from" in result.stdout and result.stdout.split("resuming from", 1)[1].split()[0].endswith(checkpoint)
 
 
 @pytest.fixture
