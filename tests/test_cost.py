@@ -1,10 +1,12 @@
-"""Counted passes per training step match each algorithm (forward units are batch-size units)."""
+"""What a step costs: counted passes match each algorithm (units are batch sizes); runs record their peak memory."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from rxf import method_config
-from rxf.cost import count_passes
+from rxf.cost import count_passes, peak_memory
 from tiny_models import tiny_bert
 
 
@@ -72,3 +74,18 @@ def test_counting_stops_with_the_context_and_can_target_a_submodule():
     logits.sum().backward()  # after the context: not counted
     model(**inputs)
     assert counts.forward_calls == 2 and counts.backward_sweeps == 0
+
+
+
+def _status_mib(field: str) -> float:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmRSS and VmHWM to compare")
+def test_peak_memory_is_the_process_high_water_mark():
+    resident = _status_mib("VmRSS")
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written, so resident
+    peak = peak_memory()["peak_rss_mib"]
+    assert peak >= resident + 60 and block.sum() > 0
+    assert peak == pytest.approx(_status_mib("VmHWM"), abs=1)

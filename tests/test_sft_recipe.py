@@ -100,7 +100,9 @@ def test_lora_sft_trains_evaluates_and_saves_the_adapter_and_the_merged_model(tm
     assert all(e["eval_loss"] > 0 for e in result["evaluations"])
     assert any("r3f_divergence" in entry for entry in result["loss_curve"])
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    assert json.loads((out / "metrics.json").read_text())["final_eval_loss"] == result["final_eval_loss"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final_eval_loss"] == result["final_eval_loss"]
+    assert metrics["peak_rss_mib"] > 100  # the process's peak memory is recorded (Linux: VmHWM)
 
     # The adapter changed the model, and the merged model is the base model with the adapter.
     base = AutoModelForCausalLM.from_pretrained(tmp_path / "model")

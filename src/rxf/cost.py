@@ -1,4 +1,5 @@
-"""Count the forward and backward passes a training step really runs, with hooks on the model.
+"""What training costs: the forward and backward passes a step really runs (counted with hooks on
+the model), and the peak memory a run needed (:func:`peak_memory`, recorded in every run's metrics).
 
 >>> with count_passes(model) as counts:
 ...     out = method.training_step(model, batch, backward=lambda loss: loss.backward())
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import sys
 
 import torch
 from torch import nn
@@ -127,3 +130,23 @@ def count_passes(model: nn.Module, *, module: nn.Module | None = None, batch_siz
     finally:
         active = False
         handle.remove()
+
+
+def peak_memory() -> dict[str, float]:
+    """The most memory this process has held so far, in MiB, as a run's metrics record it.
+
+    ``peak_rss_mib``: the peak resident set size (``getrusage``'s ``ru_maxrss``; what Linux shows as
+    VmHWM), loading included: what a machine needs to run the same job. ``peak_cuda_allocated_mib``:
+    the most tensor memory allocated on the current CUDA device, when one was used.
+    """
+    peak: dict[str, float] = {}
+    try:
+        import resource
+    except ImportError:  # Windows
+        pass
+    else:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak["peak_rss_mib"] = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10  # bytes on macOS, KiB elsewhere
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
+from rxf.cost import peak_memory
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, method_config
 
@@ -326,6 +327,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         "train_runtime_s": train_seconds,
         "seconds_per_step": (train_seconds - eval_seconds) / steps_run,  # training only
         "timed_steps": steps_run,
+        **peak_memory(),
         "resumed_from": resume_from,
         "num_train_conversations": len(train_data),
         "num_eval_conversations": len(eval_data),

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from rxf.config import Settings, YamlConfig, check_fields, describe_setting, settings_under
+from rxf.cost import peak_memory
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models.local import DEFAULT_MODEL, check_tokenizer, fit_max_length, load_classifier
@@ -373,6 +374,7 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
         "best_step": best["step"] if best else None,
         "time_to_best_s": best["wall_time_s"] if best else None,
         "train_runtime_s": train_seconds,
+        **peak_memory(),
         "global_step": train_output.global_step,
         "train_loss": train_output.training_loss,
         "resumed_from": resume_from,

@@ -27,6 +27,7 @@ def test_default_train_runs_end_to_end_offline(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "bbc_news" and metrics["method"] == "r3f"
     assert metrics["num_eval_examples"] == {"validation": 24}
+    assert metrics["peak_rss_mib"] > 100  # the process's peak memory is recorded (Linux: VmHWM)
     assert 0.0 <= metrics["final"]["eval_accuracy"] <= 1.0
     assert metrics["loss_curve"] and "r3f_divergence" in metrics["loss_curve"][-1]
     assert (out / "model" / "model.safetensors").is_file()
