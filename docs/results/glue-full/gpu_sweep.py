@@ -26,7 +26,7 @@ TSVs of the four tasks (the held-out splits are made there, by the seeded make_h
 (datasets, optuna and their own needs). The device runs rxf from this working tree (``src/``).
 
 ``run`` starts one ``rxf sweep`` per (task, method) of configs/glue-full/cpu.yaml and
-cpu-nodrop.yaml — each does its search on the held-out split, then its seeds — all in flight at
+cpu-nodrop-{rte,mrpc}.yaml — each does its search on the held-out split, then its seeds — all in flight at
 once (``--parallel``), one CPU thread each. Training is fp32 with TF32 off, as on the CPU, so
 that the paper's σ = 1e-5 is not rounded away by a half-precision matmul. At ``--minutes`` it stops
 what is still running; every finished run is already a record, so a second call continues.
@@ -47,7 +47,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 GPU_DIR = ROOT / ".gpu"
-CONFIGS = [ROOT / "configs/glue-full/cpu.yaml", ROOT / "configs/glue-full/cpu-nodrop.yaml"]
+CONFIGS = [ROOT / "configs/glue-full" / name for name in ("cpu.yaml", "cpu-nodrop-rte.yaml", "cpu-nodrop-mrpc.yaml")]
 GLUE_FOLDERS = ["RTE", "MRPC", "STS-B", "CoLA"]
 # What the device's Python (see the device tool's KINDS.md) lacks of rxf's needs, with their own needs.
 WHEELS = ["datasets", "dill", "multiprocess", "optuna", "alembic", "sqlalchemy", "mako", "colorlog", "greenlet"]

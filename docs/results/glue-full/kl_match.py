@@ -1,7 +1,10 @@
 """How large must σ be for R3F's noise alone to give the KL that dropout gives? (issue 16, "noise or dropout")
 
-    python docs/results/glue-full/kl_match.py --task glue/rte \
-        --model all-MiniLM-L6-v2 runs/glue-full-recipe/rte-lr1e-4/model --out docs/results/glue-full/kl_match-rte.json
+    python docs/results/glue-full/kl_match.py --task glue/rte --model all-MiniLM-L6-v2 --examples 64
+    python docs/results/glue-full/kl_match.py --task glue/rte --model runs/glue-full-recipe/rte-lr5e-5/model \
+        --examples 128 --max-length 256 --sigmas 0.01 0.02 0.03 0.04 0.05 0.06 0.07 0.08 0.1 0.3 \
+        --out docs/results/glue-full/recipe/kl_match-rte-finetuned.json
+    (MRPC: runs/glue-full-recipe/mrpc-lr1e-4/model, --max-length 128, kl_match-mrpc-finetuned.json)
 
 For each model (the pre-trained body with a new head, and one fine-tuned with Standard on the
 held-out split's training part), on the first ``--examples`` training examples, with rxf's own
@@ -13,7 +16,9 @@ R3F loss (its regulariser is the symmetric KL that training adds, mean over exam
   embeddings — the KL that the noise alone makes.
 
 It prints both and the σ (log-interpolated on the grid) at which the noise KL equals the dropout
-KL; the dropout-0 R3F row of configs/glue-full/cpu-nodrop.yaml uses that σ.
+KL; the dropout-0 R3F row of configs/glue-full/cpu-nodrop-<task>.yaml uses
+that σ, matched on the fine-tuned model (at the start of fine-tuning both KLs are ~1e-4 and the
+noise KL is nearly flat in σ, so a match there says little).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sigmas", type=float, nargs="+", default=SIGMAS, help="the σ grid of the noise KL")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -87,7 +93,7 @@ def main() -> None:
         model.train()
         dropout_kl = mean_kl(model, data, 0.0, args.seed)
         set_dropout(model, 0.0)
-        noise = {sigma: mean_kl(model, data, sigma, args.seed) for sigma in SIGMAS}
+        noise = {sigma: mean_kl(model, data, sigma, args.seed) for sigma in sorted(args.sigmas)}
         match = matching_sigma(noise, dropout_kl)
         results.append({"model": name, "dropout_kl": dropout_kl, "noise_kl": noise, "matching_sigma": match})
         print(f"{name}: dropout KL {dropout_kl:.4g}; noise KL " + ", ".join(f"σ={s:g}: {k:.3g}" for s, k in noise.items()))

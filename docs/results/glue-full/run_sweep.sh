@@ -2,7 +2,7 @@
 # The sweep of issue 16 on this 2-core CPU, in the order that answers most soonest: one process per
 # task pair, each running its first task's Standard seeds (does the model learn the task?), then the
 # other rows of cpu.yaml (search, then seeds, methods taking turns), then that task's dropout-0 rows
-# (cpu-nodrop.yaml), then its second task. Resumable: every finished
+# (cpu-nodrop-<task>.yaml), then its second task. Resumable: every finished
 # run is a record in docs/results/glue-full/cpu/records/, so the same command continues where it
 # stopped (a killed run starts that run again).
 #
@@ -26,6 +26,6 @@ for task in "$@"; do
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods standard
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
   case "$task" in
-    rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu-nodrop.yaml --tasks "$task" ;;
+    rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config "configs/glue-full/cpu-nodrop-$task.yaml" --tasks "$task" ;;
   esac
 done
