@@ -26,7 +26,7 @@ for task in "$@"; do
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods standard
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods r3f r4f
   # R-Drop (R3F at σ = 0): its search and first seed. On MRPC its search runs scored exactly what
-  # R3F's did (same predictions on every held-out pair), so its other seeds wait until the
+  # R3F's did (the same accuracy and F1 at every epoch), so its other seeds wait until the
   # dropout-0 rows, which ask something new, have run.
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods r3f-sigma0 --seeds 1
   case "$task" in
