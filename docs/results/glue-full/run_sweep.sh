@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The sweep of issue 16 on this 2-core CPU, in the order that answers most soonest: one process per
-# task pair, each running its first task's Standard seeds (does the model learn the task?), then
-# R3F and R4F (search, then seeds, methods taking turns), R-Drop's search and first seed, that
-# task's dropout-0 rows (cpu-nodrop-<task>.yaml), R-Drop's other seeds, then its second task. Resumable: every finished
+# task pair, each running its first task's Standard seeds (does the model learn the task?), then the
+# other rows of cpu.yaml (search, then seeds, methods taking turns), then that task's dropout-0 rows
+# (cpu-nodrop-<task>.yaml), then its second task. Resumable: every finished
 # run is a record in docs/results/glue-full/cpu/records/, so the same command continues where it
 # stopped (a killed run starts that run again).
 #
@@ -24,13 +24,8 @@ for task in "$@"; do
   fi
   # Standard's seeds first: whether the model learns the task at all decides what the rest can show.
   nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods standard
-  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods r3f r4f
-  # R-Drop (R3F at σ = 0): its search and first seed. On MRPC its search runs scored exactly what
-  # R3F's did (the same accuracy and F1 at every epoch), so its other seeds wait until the
-  # dropout-0 rows, which ask something new, have run.
-  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task" --methods r3f-sigma0 --seeds 1
+  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
   case "$task" in
     rte|mrpc) nice -n 10 .venv/bin/rxf sweep --config "configs/glue-full/cpu-nodrop-$task.yaml" --tasks "$task" ;;
   esac
-  nice -n 10 .venv/bin/rxf sweep --config configs/glue-full/cpu.yaml --tasks "$task"
 done
