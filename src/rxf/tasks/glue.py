@@ -14,7 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from rxf import metrics
+from rxf import hub, metrics
 from rxf.errors import RxfError, closest
 from rxf.io import iter_lines, os_cause
 from rxf.tasks.base import LABEL, TEXT, TEXT_PAIR, Origin, TextTask, make_dataset
@@ -227,7 +227,7 @@ def load_glue_hub(key: str) -> TextTask:
     """A GLUE task downloaded from the hub dataset ``nyu-mll/glue`` (needs a network or a warm cache)."""
     spec = GLUE[key]
     try:
-        loaded = datasets.load_dataset(HUB_GLUE, key)
+        loaded = hub.load_dataset(HUB_GLUE, key)
     except Exception as error:  # network, hub or cache failures all mean the same thing to the user
         raise RxfError(
             f"could not load glue/{key} from the Hugging Face hub ({_first_line(error)}): "

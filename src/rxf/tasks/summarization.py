@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from rxf import hub
 from rxf.errors import RxfError, closest
 from rxf.tasks.base import SPLIT_SEED, check_max_samples, subsample
 from rxf.tasks.files import FORMATS, RawSplit, read_file, root_cause
@@ -188,7 +189,7 @@ def load_hub_summarization(name: str, data_dir: str | Path | None = None) -> Sum
     """A named dataset from the Hugging Face hub: train, and validation/test for evaluation."""
     spec = SUMMARIZATION_DATASETS[name]
     try:
-        loaded = datasets.load_dataset(spec.hub_path, spec.hub_config, data_dir=None if data_dir is None else str(data_dir))
+        loaded = hub.load_dataset(spec.hub_path, spec.hub_config, data_dir=None if data_dir is None else str(data_dir))
     except Exception as error:
         raise RxfError(
             f"loading {name} from the Hugging Face hub ({spec.hub_path}) failed ({root_cause(error)}): "

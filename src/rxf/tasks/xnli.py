@@ -29,6 +29,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from rxf import hub
 from rxf.errors import RxfError, closest
 from rxf.io import iter_lines
 from rxf.tasks.base import LABEL, SPLIT_SEED, TEXT, TEXT_PAIR, TextTask, make_dataset
@@ -168,7 +169,7 @@ def load_xnli_dir(
 
 def _hub_split(path: str, config: str | None, split: str) -> datasets.Dataset:
     try:
-        ds = datasets.load_dataset(path, config, split=split)
+        ds = hub.load_dataset(path, config, split=split)
     except Exception as error:  # network, hub or cache failures all mean the same thing here
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise RxfError(
