@@ -40,7 +40,7 @@ def test_sweep_then_report_end_to_end(sweep_file, tmp_path, capsys):
     assert main(["report", "--runs", str(out), "--output-dir", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "Max over seeds" in printed and "| R4F |" in printed and "failed rate" in printed
-    assert {p.name for p in report.iterdir()} == {"table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md"}
+    assert {p.name for p in report.iterdir()} == {"table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md", "regularizers.md"}
     assert "| RTE | R4F | 1 | 2 | 1, 2 |" in (report / "progress.md").read_text()
     rows = (report / "table2.csv").read_text().splitlines()
     assert rows[0].startswith("task,method,metric,runs,max,median") and len(rows) == 3

@@ -143,3 +143,41 @@ def test_report_writes_the_comparison_and_failed_rates(tmp_path):
     r3f = rows[("glue/rte", "r3f")]
     assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.705 - 0.5825)
     assert float(r3f["diff_ci_low"]) > 0 and r3f["verdict"] == "better"
+
+
+def _with_curve(record: dict, divergences: list[float], task_losses: list[float], lam: float) -> dict:
+    """Two epochs of training logs, two entries each: loss = task loss + λ·divergence."""
+    record["metrics"]["loss_curve"] = [
+        {"loss": t + lam * d, "task_loss": t, "r3f_divergence": d, "learning_rate": 1e-5, "grad_norm": 1.0,
+         "epoch": epoch, "step": 10 * (i + 1), "wall_time_s": float(i)}
+        for i, (d, t, epoch) in enumerate(zip(divergences, task_losses, [0.5, 1.0, 1.5, 2.0]))
+    ]
+    return record
+
+
+def test_regularizer_table_sizes_each_methods_term(tmp_path):
+    records = [
+        # R3F, λ 1: divergence 0.01, 0.02 in epoch 1, 0.04, 0.06 in epoch 2; task loss 0.2 then 0.06
+        _with_curve(fake_record("glue/rte", "r3f", 1, [0.6], RTE_BASELINE), [0.01, 0.02, 0.04, 0.06], [0.2, 0.2, 0.06, 0.06], 1.0),
+        _with_curve(fake_record("glue/rte", "r3f", 2, [0.6], RTE_BASELINE), [0.01, 0.02, 0.02, 0.02], [0.2, 0.2, 0.06, 0.06], 1.0),
+        fake_record("glue/rte", "standard", 1, [0.6], RTE_BASELINE),  # no loss curve: no row
+        # a search run's curve does not count
+        _with_curve(fake_record("glue/rte", "r4f", 0, [0.6], RTE_BASELINE, phase="search"), [9.0] * 4, [0.1] * 4, 1.0),
+    ]
+    write_records(tmp_path / "runs", records)
+    make_report(ReportConfig(runs=str(tmp_path / "runs"), output_dir=str(tmp_path / "out")))
+    rows = [line for line in (tmp_path / "out" / "regularizers.md").read_text().splitlines() if line.startswith("| RTE")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[:4] == ["RTE", "R3F", "r3f_divergence", "2"]
+    assert float(cells[4]) == pytest.approx(statistics.fmean([0.0325, 0.0175]), rel=1e-3)  # mean over each run
+    assert float(cells[5]) == pytest.approx(statistics.fmean([0.05, 0.02]), rel=1e-3)  # last epoch
+    assert cells[6] == "0.02–0.05"
+    # share in the last epoch: seed 1 (0.04/0.10 + 0.06/0.12)/2 = 0.45, seed 2 0.02/0.08 = 0.25
+    assert cells[7] == "35 %"
+
+
+def test_regularizer_table_without_regularized_runs(tmp_path):
+    write_records(tmp_path / "runs", [fake_record("glue/rte", "standard", 1, [0.6], RTE_BASELINE)])
+    make_report(ReportConfig(runs=str(tmp_path / "runs"), output_dir=str(tmp_path / "out")))
+    assert (tmp_path / "out" / "regularizers.md").read_text().startswith("No seed run logged a regulariser")

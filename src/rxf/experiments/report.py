@@ -15,6 +15,11 @@ From the records of the seeds phase (one per task, method and seed) it writes
 * ``figure2.png``: the distribution over seeds per task and method (box plot with every run as a
   dot, the majority-class score as a dashed line), as the paper's Figure 2;
 * ``progress.md``: how many search and seed runs each task and method has (a sweep may be partial);
+* ``regularizers.md``: per task and method, the size of what its regulariser adds, from the logged
+  training curves: the term (e.g. ``r3f_divergence``) over the whole run and over its last epoch,
+  and its share of the training objective, (loss − task_loss) / loss, in the last epoch. It says
+  whether a method's term was large enough to matter, and lets rows that should add the same KL
+  (e.g. R-Drop's dropout KL and a noise KL matched to it) be compared;
 * ``stability.md``: per method, the standard deviation on each task and the failed-run rate over
   all tasks. A run *fails* when its score is at or below the majority-class score of the task's
   dev set (predicting the most frequent label everywhere, scored with the task's metric).
@@ -28,12 +33,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rxf.errors import RxfError
+from rxf.history import NOT_LOSSES
 from rxf.io import read_json
 from rxf.experiments.sweep import load_records, majority_class_scores
 
@@ -317,6 +324,58 @@ def progress_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _regularizer_summary(curve: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """term -> its mean over the run and over the last epoch, and its share of the loss in the last epoch."""
+    train = [e for e in curve if "loss" in e]
+    if not train:
+        return {}
+    last_epoch = math.ceil(max(float(e.get("epoch", 0.0)) for e in train)) - 1
+    tail = [e for e in train if float(e.get("epoch", 0.0)) > last_epoch] or train
+    # The share of the objective is the whole regulariser's (loss − task loss), whatever its terms.
+    shares = [(e["loss"] - e["task_loss"]) / e["loss"] for e in tail if "task_loss" in e and e["loss"]]
+    summary = {}
+    for key in dict.fromkeys(k for e in train for k in e if k not in NOT_LOSSES and k not in ("loss", "task_loss")):
+        whole, last = [e[key] for e in train if key in e], [e[key] for e in tail if key in e]
+        summary[key] = {
+            "run": statistics.fmean(whole), "last_epoch": statistics.fmean(last) if last else math.nan,
+            "share_last_epoch": statistics.fmean(shares) if shares else math.nan,
+        }
+    return summary
+
+
+def regularizer_table(records: list[dict[str, Any]]) -> str:
+    """Markdown: per task, method and logged regulariser term, its size over the seeds' runs (mean, and range of the last epoch)."""
+    terms: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for record in records:
+        if record["phase"] != "seeds":
+            continue
+        for key, summary in _regularizer_summary(record["metrics"].get("loss_curve") or []).items():
+            terms.setdefault((record["task"], record["method"], key), []).append(summary)
+    if not terms:
+        return "No seed run logged a regulariser term (a Standard-only sweep, or records without loss curves).\n"
+    tasks = _order(sorted({t for t, _, _ in terms}), TASK_ORDER)
+    methods = _order(sorted({m for _, m, _ in terms}), METHOD_ORDER)
+    lines = [
+        "**What each regulariser adds** (logged training curves of the seed runs: the term's mean over the run "
+        "and over its last epoch, mean over seeds with the seeds' range; share = (loss − task loss) / loss in the last epoch)",
+        "",
+        "| Task | Method | term | runs | mean over the run | last epoch | last epoch, range over seeds | share of the loss, last epoch |",
+        "|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    for task in tasks:
+        for method in methods:
+            for (t, m, key), runs in terms.items():
+                if (t, m) != (task, method):
+                    continue
+                last = [r["last_epoch"] for r in runs]
+                lines.append(
+                    f"| {TASK_LABELS.get(task, task)} | {METHOD_LABELS.get(method, method)} | {key} | {len(runs)} "
+                    f"| {statistics.fmean(r['run'] for r in runs):.3g} | {statistics.fmean(last):.3g} "
+                    f"| {min(last):.3g}–{max(last):.3g} | {100 * statistics.fmean(r['share_last_epoch'] for r in runs):.2g} % |"
+                )
+    return "\n".join(lines) + "\n"
+
+
 def csv_text(cells: list[Cell]) -> str:
     found = comparisons(cells)
     empty = {"reference": "", "diff_mean": "", "diff_ci_low": "", "diff_ci_high": "", "verdict": ""}
@@ -357,7 +416,7 @@ def plot_distributions(cells: list[Cell], path: Path) -> None:
 
 
 def make_report(config: ReportConfig) -> dict[str, Any]:
-    """Write table2.md, table2.csv, stability.md, figure2.png and progress.md; return the rows and the paths."""
+    """Write table2.md/.csv, stability.md, comparison.md, figure2.png, progress.md and regularizers.md; return the rows and the paths."""
     cells = collect(config)
     folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
     out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))
@@ -365,12 +424,14 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
-    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md")}
+    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md", "regularizers.md")}
     runs_are = "seeds" if config.phase == "seeds" else "search trials"
     paths["table2.md"].write_text(markdown_tables(cells, runs_are))
     paths["table2.csv"].write_text(csv_text(cells))
     paths["stability.md"].write_text(stability_table(cells, runs_are))
     paths["comparison.md"].write_text(comparison_table(cells))
     plot_distributions(cells, paths["figure2.png"])
-    paths["progress.md"].write_text(progress_table(load_runs(config.runs)))
+    records = load_runs(config.runs)
+    paths["progress.md"].write_text(progress_table(records))
+    paths["regularizers.md"].write_text(regularizer_table(records))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
