@@ -74,7 +74,7 @@ def classifier_run(root: Path) -> Path:
     return train(
         root, "reviews", "--train-file", str(reviews_csv(root / "reviews.csv", 90)),
         "--eval-file", str(reviews_csv(root / "reviews-dev.csv", 30, seed=1)),
-        "--text-column", "review", "--label-column", "rating", "--method", "r4f", "--max-steps", "40", "--eval-steps", "20",
+        "--text-column", "review", "--label-column", "rating", "--method", "r4f", "--max-steps", "120", "--eval-steps", "60",
     )
 
 
