@@ -4,7 +4,8 @@
 # other rows of cpu.yaml (search, then seeds, methods taking turns), then that task's dropout-0 rows
 # (cpu-nodrop-<task>.yaml), then its second task. Resumable: every finished
 # run is a record in docs/results/glue-full/cpu/records/, so the same command continues where it
-# stopped (a killed run starts that run again).
+# stopped (a killed run resumes from its last epoch while its uncommitted checkpoints in cpu/runs/
+# survive; on a fresh checkout it starts again).
 #
 #   bash docs/results/glue-full/run_sweep.sh mrpc cola > runs/logs/sweep-mrpc-cola.log 2>&1 & # process 1
 #   bash docs/results/glue-full/run_sweep.sh stsb rte > runs/logs/sweep-stsb-rte.log 2>&1 &   # process 2
@@ -12,6 +13,7 @@
 #   .venv/bin/rxf report --runs docs/results/glue-full/cpu --output-dir docs/results/glue-full
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+[ -x .venv/bin/rxf ] || make install  # a fresh checkout (each session may start on one) has no .venv yet
 [ -d runs/glue-holdout ] || .venv/bin/python docs/results/glue-full/make_holdout.py
 export OMP_NUM_THREADS=1
 for task in "$@"; do
