@@ -231,11 +231,13 @@ def _order(items: list[str], preferred: list[str]) -> list[str]:
     return known + sorted(x for x in items if x not in preferred)
 
 
-def collect(config: ReportConfig) -> list[Cell]:
-    """The runs of the chosen phase grouped by task and method, in the paper's order."""
+def collect(config: ReportConfig, records: list[dict[str, Any]] | None = None) -> list[Cell]:
+    """The runs of the chosen phase grouped by task and method, in the paper's order. ``records``:
+    the already loaded runs of ``config.runs`` (loaded here when not given)."""
     if config.phase not in ("search", "seeds"):
         raise RxfError(f"phase must be 'search' or 'seeds', got {config.phase!r}")
-    records = [r for r in load_runs(config.runs) if r["phase"] == config.phase]
+    all_records = load_runs(config.runs) if records is None else records
+    records = [r for r in all_records if r["phase"] == config.phase]
     if not records:
         raise RxfError(
             f"no {config.phase!r} runs in {config.runs}: run `rxf sweep` until its seeds phase"
@@ -417,7 +419,8 @@ def plot_distributions(cells: list[Cell], path: Path) -> None:
 
 def make_report(config: ReportConfig) -> dict[str, Any]:
     """Write table2.md/.csv, stability.md, comparison.md, figure2.png, progress.md and regularizers.md; return the rows and the paths."""
-    cells = collect(config)
+    records = load_runs(config.runs)
+    cells = collect(config, records)
     folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
     out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))
     try:
@@ -431,7 +434,6 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
     paths["stability.md"].write_text(stability_table(cells, runs_are))
     paths["comparison.md"].write_text(comparison_table(cells))
     plot_distributions(cells, paths["figure2.png"])
-    records = load_runs(config.runs)
     paths["progress.md"].write_text(progress_table(records))
     paths["regularizers.md"].write_text(regularizer_table(records))
     return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
