@@ -2,9 +2,11 @@
 held-out 10 % (runs/glue-holdout, make_holdout.py) against the 90 % trained on, and for dev against
 the full training set. Issue 16: why Standard passes CoLA's bar on held-out data but not on dev.
 
-    python docs/results/glue-full/cola_overlap.py
+    python docs/results/glue-full/cola_overlap.py   # from the repository root, after make_holdout.py
 """
-import csv, sys, numpy as np
+import csv
+
+import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 
 def read(path):  # CoLA tsv without header: source, label, orig_label, sentence
