@@ -131,17 +131,29 @@ def test_difference_to_standard_with_a_bootstrap_interval():
     assert mean_difference(_cell("r3f", [0.7]), standard)["verdict"] == "too few runs"
 
 
+def test_no_verdict_from_fewer_than_five_seeds():
+    """Two seeds resample to three possible means: an interval that excludes 0 says nothing yet."""
+    from rxf.experiments.report import mean_difference
+
+    standard = _cell("standard", [0.60, 0.61, 0.62, 0.59, 0.60])
+    two_seeds = mean_difference(_cell("r4f", [0.70, 0.71]), standard)
+    assert two_seeds["diff_ci_low"] > 0  # the interval is still shown...
+    assert two_seeds["verdict"] == "too few runs"  # ...but it decides nothing
+    four_seeds = mean_difference(_cell("r4f", [0.70, 0.71, 0.72, 0.69]), standard)
+    assert four_seeds["diff_ci_low"] > 0 and four_seeds["verdict"] == "too few runs"
+
+
 def test_report_writes_the_comparison_and_failed_rates(tmp_path):
-    records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.5, 0.62], 1)]
-    records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.7, 0.71, 0.72, 0.69], 1)]
+    records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.5, 0.62, 0.6], 1)]
+    records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.7, 0.71, 0.72, 0.69, 0.7], 1)]
     write_records(tmp_path / "runs", records)
     result = make_report(ReportConfig(runs=str(tmp_path / "runs"), output_dir=str(tmp_path / "out")))
     text = (tmp_path / "out" / "comparison.md").read_text()
-    assert "| RTE | R3F | 4 |" in text and "better" in text
+    assert "| RTE | R3F | 5 |" in text and "better" in text
     rows = read_csv(result["paths"]["table2.csv"])
-    assert float(rows[("glue/rte", "standard")]["failed_rate"]) == pytest.approx(0.25)  # 0.5 <= majority 0.527
+    assert float(rows[("glue/rte", "standard")]["failed_rate"]) == pytest.approx(0.2)  # 0.5 <= majority 0.527
     r3f = rows[("glue/rte", "r3f")]
-    assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.705 - 0.5825)
+    assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.704 - 0.586)
     assert float(r3f["diff_ci_low"]) > 0 and r3f["verdict"] == "better"
 
 

@@ -102,13 +102,17 @@ class Cell:
 #: The row every other method is compared with, and the bootstrap behind the intervals.
 REFERENCE_METHOD = "standard"
 BOOTSTRAP_RESAMPLES = 10_000
+#: Runs per row below which no verdict is given: a percentile bootstrap of 2-4 seeds resamples so few
+#: distinct means that its interval is far narrower than the seed noise (2 seeds: 3 possible means).
+MIN_RUNS_FOR_VERDICT = 5
 
 
 def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> dict[str, Any]:
     """mean(cell) − mean(reference) with a percentile bootstrap interval (seeds resampled within each row).
 
     The verdict is "better" or "worse" when the interval excludes 0, else "within seed noise"; with
-    fewer than 2 runs in either row there is no interval ("too few runs").
+    fewer than 2 runs in either row there is no interval, and with fewer than MIN_RUNS_FOR_VERDICT
+    the interval is shown without a verdict ("too few runs").
     """
     import numpy as np
     from scipy.stats import bootstrap
@@ -127,7 +131,10 @@ def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> di
             vectorized=True, rng=np.random.default_rng(0),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)
-    verdict = "better" if low > 0 else "worse" if high < 0 else "within seed noise"
+    if min(len(cell.scores), len(reference.scores)) < MIN_RUNS_FOR_VERDICT:
+        verdict = "too few runs"
+    else:
+        verdict = "better" if low > 0 else "worse" if high < 0 else "within seed noise"
     return {**result, "diff_ci_low": low, "diff_ci_high": high, "verdict": verdict}
 
 
@@ -149,7 +156,8 @@ def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD) -> st
     label = METHOD_LABELS.get(reference, reference)
     lines = [
         f"**Difference of means to {label}** (×100, 95 % percentile bootstrap interval over seeds, "
-        f"{BOOTSTRAP_RESAMPLES:,} resamples; *better*/*worse* only when the interval excludes 0)",
+        f"{BOOTSTRAP_RESAMPLES:,} resamples; *better*/*worse* only when the interval excludes 0 and both rows "
+        f"have {MIN_RUNS_FOR_VERDICT} runs or more)",
         "",
         "| Task | Method | runs | mean | mean − " + label + " | 95 % interval | verdict | failed rate |",
         "|---|---|---:|---:|---:|---|---|---:|",
