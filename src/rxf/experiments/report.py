@@ -239,12 +239,11 @@ def _order(items: list[str], preferred: list[str]) -> list[str]:
     return known + sorted(x for x in items if x not in preferred)
 
 
-def collect(config: ReportConfig, records: list[dict[str, Any]] | None = None) -> list[Cell]:
-    """The runs of the chosen phase grouped by task and method, in the paper's order. ``records``:
-    the already loaded runs of ``config.runs`` (loaded here when not given)."""
+def collect(config: ReportConfig, all_records: list[dict[str, Any]]) -> list[Cell]:
+    """The runs of the chosen phase (from ``all_records``, the :func:`load_runs` of ``config.runs``)
+    grouped by task and method, in the paper's order."""
     if config.phase not in ("search", "seeds"):
         raise RxfError(f"phase must be 'search' or 'seeds', got {config.phase!r}")
-    all_records = load_runs(config.runs) if records is None else records
     records = [r for r in all_records if r["phase"] == config.phase]
     if not records:
         raise RxfError(
