@@ -32,6 +32,24 @@ def test_report_mistakes_exit_2(tmp_path, capsys):
     assert "task=metric" in capsys.readouterr().err
     assert main(["report", "--runs", str(runs), "--metric", "glue/rte=mcc"]) == 2
     assert "no 'mcc'" in capsys.readouterr().err
+    assert main(["report", "--runs", str(runs), "--label", "r3f-sigma0"]) == 2
+    assert "--label expects row=name" in capsys.readouterr().err
+
+
+def test_report_shows_a_row_under_its_label(tmp_path, capsys):
+    """--label names a sweep variant in every table; the records and the CSV keep the row's own name."""
+    records = [fake_record("glue/rte", method, seed, [0.6 + seed / 100], 0.527)
+               for method in ("standard", "r3f-sigma0") for seed in range(1, 6)]
+    runs = write_records(tmp_path / "sweep", records)
+    assert main(["report", "--runs", str(runs), "--label", "r3f-sigma0=R-Drop", "--label", "standard=Standard"]) == 0
+    printed = capsys.readouterr().out
+    assert "| R-Drop | 65.0 (5) |" in printed and "| Standard | 65.0 (5) |" in printed and "r3f-sigma0" not in printed
+    report = runs / "report"
+    for name in ("comparison.md", "progress.md", "stability.md"):
+        text = (report / name).read_text()
+        assert "R-Drop" in text and "r3f-sigma0" not in text, name
+    with open(report / "table2.csv") as f:
+        assert {row["method"] for row in csv.DictReader(f)} == {"standard", "r3f-sigma0"}
 
 
 def train_output(folder, task: str, method: str, seed: int, scores: list[float], baseline: float):

@@ -131,6 +131,30 @@ def test_difference_to_standard_with_a_bootstrap_interval():
     assert mean_difference(_cell("r3f", [0.7]), standard)["verdict"] == "too few runs"
 
 
+def test_verdict_needs_welch_t_as_well_as_the_bootstrap():
+    """At 5 seeds the percentile bootstrap undercovers (~88 % at nominal 95 %): a difference it alone
+    calls significant is only "within seed noise" unless Welch's t interval excludes 0 too."""
+    from rxf.experiments.report import mean_difference
+
+    standard = _cell("standard", [0.60, 0.61, 0.62, 0.59, 0.60])
+    borderline = mean_difference(_cell("r3f", [0.60, 0.65, 0.63, 0.62, 0.62]), standard)
+    assert borderline["diff_ci_low"] > 0  # the bootstrap alone would say "better"...
+    assert borderline["welch_ci_low"] < 0 < borderline["welch_ci_high"]  # ...Welch's t does not
+    assert borderline["verdict"] == "within seed noise"
+    # Welch's interval is the t interval with Welch–Satterthwaite degrees of freedom
+    a, b = [0.60, 0.65, 0.63, 0.62, 0.62], [0.60, 0.61, 0.62, 0.59, 0.60]
+    va, vb = statistics.variance(a) / 5, statistics.variance(b) / 5
+    df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 4)
+    from scipy.stats import t
+
+    half = t.ppf(0.975, df) * (va + vb) ** 0.5
+    assert borderline["welch_ci_low"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b) - half)
+    assert borderline["welch_ci_high"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b) + half)
+    # rows without spread: both intervals collapse to the difference
+    flat = mean_difference(_cell("r3f", [0.7] * 5), _cell("standard", [0.6] * 5))
+    assert flat["welch_ci_low"] == flat["diff_ci_low"] == pytest.approx(0.1) and flat["verdict"] == "better"
+
+
 def test_no_verdict_from_fewer_than_five_seeds():
     """Two seeds resample to three possible means: an interval that excludes 0 says nothing yet."""
     from rxf.experiments.report import mean_difference
@@ -154,7 +178,8 @@ def test_report_writes_the_comparison_and_failed_rates(tmp_path):
     assert float(rows[("glue/rte", "standard")]["failed_rate"]) == pytest.approx(0.2)  # 0.5 <= majority 0.527
     r3f = rows[("glue/rte", "r3f")]
     assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.704 - 0.586)
-    assert float(r3f["diff_ci_low"]) > 0 and r3f["verdict"] == "better"
+    assert float(r3f["diff_ci_low"]) > 0 and float(r3f["welch_ci_low"]) > 0 and r3f["verdict"] == "better"
+    assert "95 % Welch t" in text
 
 
 def _with_curve(record: dict, divergences: list[float], task_losses: list[float], lam: float) -> dict:

@@ -3,6 +3,7 @@
     rxf report --runs runs/glue-cpu-small --output-dir docs/results/glue
     rxf report --runs runs/rte-standard runs/rte-r3f --output-dir report   # `rxf train` outputs
     rxf report --runs runs/glue-cpu-small --metric glue/mrpc=f1     # another metric for a task
+    rxf report --runs docs/results/glue-full/cpu --label r3f-sigma0=R-Drop   # the name shown for a row
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ import argparse
 from rxf.errors import RxfError
 
 
+def _pairs(option: str, items: list[str] | None, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` items of a repeatable option as a dict; a malformed one is named with the option."""
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise RxfError(f"{option} expects {example}, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rxf.experiments.report import ReportConfig, make_report
 
-    metrics = {}
-    for item in args.metric or []:
-        if "=" not in item:
-            raise RxfError(f"--metric expects task=metric (e.g. glue/mrpc=f1), got {item!r}")
-        task, metric = item.split("=", 1)
-        metrics[task] = metric
-    result = make_report(ReportConfig(runs=args.runs, output_dir=args.output_dir, phase=args.phase, metrics=metrics))
+    config = ReportConfig(
+        runs=args.runs, output_dir=args.output_dir, phase=args.phase,
+        metrics=_pairs("--metric", args.metric, "task=metric (e.g. glue/mrpc=f1)"),
+        labels=_pairs("--label", args.label, "row=name (e.g. r3f-sigma0=R-Drop)"),
+    )
+    result = make_report(config)
     print(open(result["paths"]["table2.md"]).read())
     print(open(result["paths"]["stability.md"]).read())
     print("wrote " + ", ".join(result["paths"].values()))
@@ -41,4 +52,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--output-dir", help="where the report goes (default: <runs>/report for one folder, ./report for several)")
     report.add_argument("--phase", default="seeds", choices=["seeds", "search"], help="which runs to report (default: %(default)s)")
     report.add_argument("--metric", action="append", metavar="TASK=METRIC", help="metric reported for a task (repeatable)")
+    report.add_argument(
+        "--label", action="append", metavar="ROW=NAME",
+        help="name shown for a method or sweep variant in tables and plot (repeatable; records keep the row's name)",
+    )
     report.set_defaults(handler=cmd_report)
