@@ -26,6 +26,24 @@ def test_r4f_on_a_model_without_head_is_a_clear_error():
         method_config("r4f").build().prepare_model(tiny_gpt2()[0])
 
 
+def test_r4f_at_lambda_zero_is_standard_with_a_normalised_head():
+    """The `sn-head` row of configs/glue-full/cpu-sn-stsb.yaml: R4F at λ 0 normalises the head and
+    trains on the task loss of one forward pass, with no noise and no divergence."""
+    model, batch = tiny_bert(num_labels=1)
+    with torch.no_grad():
+        model.classifier.weight.mul_(50)  # far from 1, so the normalisation shows
+    model.eval()  # no dropout: the two losses differ only in the head
+    reference = method_config("standard").build().compute_loss(model, batch).loss.item()
+    method = method_config("r4f", lambda_=0.0).build()
+    method.prepare_model(model)
+    assert largest_singular_value(model.classifier.weight) == pytest.approx(1.0, abs=1e-3)
+    passes = []
+    model.register_forward_hook(lambda *_: passes.append(1))
+    out = method.compute_loss(model, batch)
+    assert len(passes) == 1 and out.regularizer is None
+    assert out.loss.item() != pytest.approx(reference)  # the normalised head, not the raw one
+
+
 @pytest.mark.parametrize("scope,lr,refresh", [("final", 1e-3, False), ("head", 1e-3, False), ("head", 1e-2, True)])
 def test_head_spectral_norm_stays_at_most_one_during_training(scope, lr, refresh):
     """σ_max(head) ≤ 1 + 1e-3 after training steps; at a huge learning rate, after the refresh rxf runs before eval/save."""

@@ -25,8 +25,8 @@ fp32 there before training, so that the runs train fp32 weights as the CPU runs 
 TSVs of the four tasks (the held-out splits are made there, by the seeded make_holdout.py), and wheels of what the device's Python lacks
 (datasets, optuna and their own needs). The device runs rxf from this working tree (``src/``).
 
-``run`` starts one ``rxf sweep`` per (task, method) of configs/glue-full/cpu.yaml and
-cpu-nodrop-{rte,mrpc}.yaml — each does its search on the held-out split, then its seeds — all in flight at
+``run`` starts one ``rxf sweep`` per (task, method) of configs/glue-full/cpu.yaml and the
+extra rows' cpu-*-<task>.yaml (dropout 0 on RTE and MRPC, the normalised head on STS-B) — each does its search on the held-out split, then its seeds — all in flight at
 once (``--parallel``), one CPU thread each. Training is fp32 with TF32 off, as on the CPU, so
 that the paper's σ = 1e-5 is not rounded away by a half-precision matmul. At ``--minutes`` it stops
 what is still running; every finished run is already a record, so a second call continues.
@@ -47,7 +47,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 GPU_DIR = ROOT / ".gpu"
-CONFIGS = [ROOT / "configs/glue-full" / name for name in ("cpu.yaml", "cpu-nodrop-rte.yaml", "cpu-nodrop-mrpc.yaml")]
+# The main rows, then every extra part (cpu-nodrop-rte.yaml, cpu-sn-stsb.yaml, ...), as run_sweep.sh runs them.
+CONFIGS = [ROOT / "configs/glue-full/cpu.yaml", *sorted((ROOT / "configs/glue-full").glob("cpu-*-*.yaml"))]
 GLUE_FOLDERS = ["RTE", "MRPC", "STS-B", "CoLA"]
 # What the device's Python (see the device tool's KINDS.md) lacks of rxf's needs, with their own needs.
 WHEELS = ["datasets", "dill", "multiprocess", "optuna", "alembic", "sqlalchemy", "mako", "colorlog", "greenlet"]
