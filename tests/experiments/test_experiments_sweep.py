@@ -250,6 +250,24 @@ def test_sweep_json_lists_the_methods_of_every_process_sharing_the_directory(tin
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["methods"] == ["standard", "r3f"]
 
 
+def test_sweep_json_keeps_the_rows_of_every_sweep_file_sharing_the_directory(tiny, tmp_path):
+    """A second sweep file adding rows (cpu-nodrop-rte.yaml beside cpu.yaml) must not erase the first's spaces."""
+    import json
+
+    first = sweep_config(tiny, tmp_path / "sweep", methods=["r3f"], trials=1, seeds=[], learning_rates=[],
+                         search_spaces={"r3f": {"lambda_": [0.5, 1.0]}}, search_overrides={"max_train_samples": 8})
+    second = sweep_config(tiny, tmp_path / "sweep", methods=["quiet-r3f"], trials=1, seeds=[], learning_rates=[],
+                          variants={"quiet-r3f": {"method": "r3f", "options": {"sigma": 0.0}}},
+                          search_spaces={"quiet-r3f": {"lambda_": [2.0]}})
+    for config in (first, second):
+        Sweep(config, train=fake_train, log=quiet).run()
+    description = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert description["methods"] == ["r3f", "quiet-r3f"]
+    assert description["search_spaces"] == {"r3f": {"lambda_": [0.5, 1.0]}, "quiet-r3f": {"lambda_": [2.0]}}
+    assert description["variants"] == {"quiet-r3f": {"method": "r3f", "options": {"sigma": 0.0}}}
+    assert description["search_overrides"] == {"max_train_samples": 8}
+
+
 def test_a_single_setting_is_not_searched(tiny, tmp_path):
     config = sweep_config(tiny, tmp_path / "out", methods=["standard"], learning_rates=[1e-3], seeds=[1])
     records = Sweep(config, log=quiet).run()

@@ -317,10 +317,12 @@ class Sweep:
         return Path(self.config.output_dir) / "records"
 
     def write_description(self) -> None:
-        """sweep.json: this sweep's settings, with the recipes and methods of every process so far.
+        """sweep.json: this sweep's settings, with the recipes, methods and per-row settings of every process so far.
 
         Processes that split a sweep (``--methods standard++ smart`` in one, ``--methods r3f r4f``
-        in another) share the output directory; the file lists all their recipes and methods.
+        in another), or sweep files that add rows to one output directory (configs/glue-full/
+        cpu-nodrop-rte.yaml beside cpu.yaml), share the file: it lists all their recipes and
+        methods, and keeps each row's search space, variant and search overrides.
         """
         path = Path(self.config.output_dir) / "sweep.json"
         description = self.config.to_dict()
@@ -332,6 +334,9 @@ class Sweep:
             for key in ("recipes", "methods"):
                 known = list(earlier.get(key, []))
                 description[key] = known + [item for item in description[key] if item not in known]
+            for key in ("search_spaces", "variants", "search_overrides"):  # this sweep's entries win
+                if isinstance(earlier.get(key), dict):
+                    description[key] = {**earlier[key], **description[key]}
         write_json_atomic(path, description)
 
     def run(self, search_only: bool = False) -> list[dict[str, Any]]:
