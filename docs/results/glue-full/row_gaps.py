@@ -3,16 +3,15 @@
 1. R3F vs R-Drop (`r3f-sigma0`): the gap between their mean training losses, seed by seed, and
    whether the dev score came out equal — why the two rows agree to every digit on discrete metrics.
 2. STS-B's 2×2 (normalised head × KL term): differences of means between non-Standard rows, with
-   Welch's t interval (95 %), as `rxf report` computes it against Standard.
+   the two intervals and the verdict of `rxf report` (its mean_difference), which compares rows to Standard only.
 
-    python docs/results/glue-full/row_gaps.py
+    .venv/bin/python docs/results/glue-full/row_gaps.py
 """
 
 import json
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from rxf.experiments.report import Cell, mean_difference
 
 RECORDS = Path(__file__).parent / "cpu" / "records"
 
@@ -28,13 +27,8 @@ def records(task: str, row: str, phase: str) -> dict:
     return out
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    a, b = np.asarray(a), np.asarray(b)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
-    diff = a.mean() - b.mean()
-    return diff, diff - half, diff + half
+def cell(row: str) -> Cell:
+    return Cell("glue/stsb", row, "pearson_spearman", [r["objective"] for r in records("stsb", row, "seeds").values()], 0.0)
 
 
 print("R3F vs R-Drop: |mean training loss gap| (equal dev score?)")
@@ -49,10 +43,11 @@ for task in ("cola", "rte", "mrpc", "stsb"):
         if cells:
             print(f"  {task} {phase} ({'λ' if phase == 'search' else 'seed'}): " + ", ".join(cells))
 
-print("\nSTS-B, (P+S)/2 ×100, difference of means [95 % Welch t]")
-scores = {row: [100 * r["objective"] for r in records("stsb", row, "seeds").values()]
-          for row in ("standard", "sn-head", "r3f", "r4f")}
+print("\nSTS-B, (P+S)/2 ×100, difference of means [95 % bootstrap] [95 % Welch t]")
 for a, b in (("sn-head", "standard"), ("r4f", "sn-head"), ("r4f", "r3f"), ("r3f", "standard"), ("r4f", "standard")):
-    if len(scores[a]) >= 2 and len(scores[b]) >= 2:
-        diff, low, high = welch(scores[a], scores[b])
-        print(f"  {a} − {b}: {diff:+.2f} [{low:+.2f}, {high:+.2f}] ({len(scores[a])} vs {len(scores[b])} seeds)")
+    mine, theirs = cell(a), cell(b)
+    d = mean_difference(mine, theirs)
+    if d["welch_ci_low"] is not None:
+        print(f"  {a} − {b}: {100 * d['diff_mean']:+.2f} [{100 * d['diff_ci_low']:+.2f}, {100 * d['diff_ci_high']:+.2f}]"
+              f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] {d['verdict']}"
+              f" ({len(mine.scores)} vs {len(theirs.scores)} seeds)")
