@@ -4,6 +4,8 @@
    whether the dev score came out equal — why the two rows agree to every digit on discrete metrics.
 2. STS-B's 2×2 (normalised head × KL term): differences of means between non-Standard rows, with
    the two intervals and the verdict of `rxf report` (its mean_difference), which compares rows to Standard only.
+3. Noise or dropout (RTE, MRPC): the KL `r3f-nodrop` logs (noise of the matched σ, dropout 0) beside R-Drop's
+   (two dropout masks, σ = 0), run for run at the same λ (search) or seed — did the matched σ give dropout's KL?
 
     .venv/bin/python docs/results/glue-full/row_gaps.py
 """
@@ -11,7 +13,7 @@
 import json
 from pathlib import Path
 
-from rxf.experiments.report import Cell, mean_difference
+from rxf.experiments.report import Cell, mean_difference, regularizer_summary
 
 RECORDS = Path(__file__).parent / "cpu" / "records"
 
@@ -51,3 +53,14 @@ for a, b in (("sn-head", "standard"), ("r4f", "sn-head"), ("r4f", "r3f"), ("r3f"
         print(f"  {a} − {b}: {100 * d['diff_mean']:+.2f} [{100 * d['diff_ci_low']:+.2f}, {100 * d['diff_ci_high']:+.2f}]"
               f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] {d['verdict']}"
               f" ({len(mine.scores)} vs {len(theirs.scores)} seeds)")
+
+print("\nR-Drop vs R3F at dropout 0: logged r3f_divergence, mean over the run / over the last epoch")
+for task in ("mrpc", "rte"):
+    for phase in ("search", "seeds"):
+        rdrop, nodrop = records(task, "r3f-sigma0", phase), records(task, "r3f-nodrop", phase)
+        cells = []
+        for key in sorted(set(rdrop) & set(nodrop)):
+            a, b = (regularizer_summary(r["metrics"]["loss_curve"])["r3f_divergence"] for r in (rdrop[key], nodrop[key]))
+            cells.append(f"{key}: R-Drop {a['run']:.3f} / {a['last_epoch']:.3f}, dropout 0 {b['run']:.3f} / {b['last_epoch']:.3f}")
+        if cells:
+            print(f"  {task} {phase} ({'λ' if phase == 'search' else 'seed'}): " + "; ".join(cells))

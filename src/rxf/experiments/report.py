@@ -361,7 +361,7 @@ def progress_table(records: list[dict[str, Any]], labels: dict[str, str] = METHO
     return "\n".join(lines) + "\n"
 
 
-def _regularizer_summary(curve: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def regularizer_summary(curve: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """term -> its mean over the run and over the last epoch, and its share of the loss in the last epoch."""
     train = [e for e in curve if "loss" in e]
     if not train:
@@ -386,7 +386,7 @@ def regularizer_table(records: list[dict[str, Any]], labels: dict[str, str] = ME
     for record in records:
         if record["phase"] != "seeds":
             continue
-        for key, summary in _regularizer_summary(record["metrics"].get("loss_curve") or []).items():
+        for key, summary in regularizer_summary(record["metrics"].get("loss_curve") or []).items():
             terms.setdefault((record["task"], record["method"], key), []).append(summary)
     if not terms:
         return "No seed run logged a regulariser term (a Standard-only sweep, or records without loss curves).\n"
