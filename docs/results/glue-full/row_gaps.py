@@ -40,6 +40,9 @@ for task in ("cola", "rte", "mrpc", "stsb"):
         cells = [
             f"{key}: {abs(r3f[key]['metrics']['train_loss'] - rdrop[key]['metrics']['train_loss']):.1e}"
             f" ({'=' if r3f[key]['objective'] == rdrop[key]['objective'] else '≠'})"
+            # transformers' training_loss averages only the steps since the last restart: not comparable
+            + (" (resumed: train_loss covers only the steps after the restart)"
+               if r3f[key]["metrics"]["resumed_from"] or rdrop[key]["metrics"]["resumed_from"] else "")
             for key in sorted(set(r3f) & set(rdrop))
         ]
         if cells:
