@@ -11,6 +11,7 @@
 """
 
 import json
+import statistics
 from pathlib import Path
 
 from rxf.experiments.report import Cell, mean_difference, regularizer_summary
@@ -33,16 +34,22 @@ def cell(row: str) -> Cell:
     return Cell("glue/stsb", row, "pearson_spearman", [r["objective"] for r in records("stsb", row, "seeds").values()], 0.0)
 
 
+def loss_gap(a: dict, b: dict) -> str:
+    """|difference of two runs' mean training losses|. transformers' training_loss (`train_loss`)
+    averages only the steps since the last restart, so where either run was resumed the means of the
+    two logged loss curves (which survive restarts) are compared instead."""
+    if not (a["metrics"]["resumed_from"] or b["metrics"]["resumed_from"]):
+        return f"{abs(a['metrics']['train_loss'] - b['metrics']['train_loss']):.1e}"
+    curve_a, curve_b = ([e["loss"] for e in r["metrics"]["loss_curve"] if "loss" in e] for r in (a, b))
+    return f"{abs(statistics.fmean(curve_a) - statistics.fmean(curve_b)):.1e} (resumed: logged loss curves)"
+
+
 print("R3F vs R-Drop: |mean training loss gap| (equal dev score?)")
 for task in ("cola", "rte", "mrpc", "stsb"):
     for phase in ("search", "seeds"):
         r3f, rdrop = records(task, "r3f", phase), records(task, "r3f-sigma0", phase)
         cells = [
-            f"{key}: {abs(r3f[key]['metrics']['train_loss'] - rdrop[key]['metrics']['train_loss']):.1e}"
-            f" ({'=' if r3f[key]['objective'] == rdrop[key]['objective'] else '≠'})"
-            # transformers' training_loss averages only the steps since the last restart: not comparable
-            + (" (resumed: train_loss covers only the steps after the restart)"
-               if r3f[key]["metrics"]["resumed_from"] or rdrop[key]["metrics"]["resumed_from"] else "")
+            f"{key}: {loss_gap(r3f[key], rdrop[key])} ({'=' if r3f[key]['objective'] == rdrop[key]['objective'] else '≠'})"
             for key in sorted(set(r3f) & set(rdrop))
         ]
         if cells:
