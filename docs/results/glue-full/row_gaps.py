@@ -38,10 +38,12 @@ def loss_gap(a: dict, b: dict) -> str:
     """|difference of two runs' mean training losses|. transformers' training_loss (`train_loss`)
     averages only the steps since the last restart, so where either run was resumed the means of the
     two logged loss curves (which survive restarts) are compared instead."""
+    train_loss_gap = f"{abs(a['metrics']['train_loss'] - b['metrics']['train_loss']):.1e}"
     if not (a["metrics"]["resumed_from"] or b["metrics"]["resumed_from"]):
-        return f"{abs(a['metrics']['train_loss'] - b['metrics']['train_loss']):.1e}"
+        return train_loss_gap
     curve_a, curve_b = ([e["loss"] for e in r["metrics"]["loss_curve"] if "loss" in e] for r in (a, b))
-    return f"{abs(statistics.fmean(curve_a) - statistics.fmean(curve_b)):.1e} (resumed: logged loss curves)"
+    return (f"{abs(statistics.fmean(curve_a) - statistics.fmean(curve_b)):.1e}"
+            f" (resumed: logged loss curves; train_loss would say {train_loss_gap})")
 
 
 print("R3F vs R-Drop: |mean training loss gap| (equal dev score?)")
