@@ -134,6 +134,10 @@ def test_killed_run_resumes_to_the_same_result(setup, kill):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
     for a, b in zip(got_evals, expected_evals):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+    # The whole run's mean loss (Trainer alone averages the 8 steps after the restart), from the
+    # loss summed up to step 8 that checkpoint-8 keeps.
+    assert got["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-5)
+    assert got["skipped_nonfinite_steps"] == expected["skipped_nonfinite_steps"] == 0
     assert not checkpoints.exists()  # a finished run cleans up its checkpoints
 
 

@@ -196,6 +196,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
     assert resumed["timed_steps"] == 2 and whole["timed_steps"] == 4  # the step time counts this call's updates
     assert resumed["final_eval_loss"] == pytest.approx(whole["final_eval_loss"], rel=1e-5)
+    # The mean training loss of the whole run, not of the 2 steps after the restart.
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-5)
     # The directory now holds this run, finished: the same command and another run are both refused.
     with pytest.raises(RxfError, match="holds this run, finished"):
         run_sft(sft_config(tmp_path, **settings))

@@ -163,6 +163,45 @@ def test_nonfinite_task_loss_can_skip_the_step(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_a_resumed_run_reports_the_whole_runs_train_loss_and_skipped_steps(tmp_path, caplog):
+    """Trainer alone averages the loss over the steps after the restart and counts skips from zero."""
+    import shutil
+
+    from rxf.trainer import RUN_TOTALS_FILE
+
+    def trainer(nan_calls=()):
+        model, batch = tiny_bert()
+        args = arguments(
+            tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=2, seed=0,
+            save_strategy="steps", save_steps=2,
+        )
+        built = RxfTrainer(model=model, args=args, train_dataset=rows(batch), method="r3f", on_nonfinite="skip")
+        built.rxf_method = NanAtCall(built.rxf_method, calls=nan_calls, term="task")  # call 2: step 1's 2nd micro-batch
+        return built
+
+    whole = trainer(nan_calls={2})
+    whole_output = whole.train()
+    assert whole.rxf_skipped_steps == 1
+    checkpoints = tmp_path / "out"
+    assert (checkpoints / "checkpoint-2" / RUN_TOTALS_FILE).is_file()
+
+    shutil.rmtree(checkpoints / "checkpoint-4")
+    resumed = trainer()
+    output = resumed.train(resume_from_checkpoint=True)  # the newest checkpoint: checkpoint-2
+    assert output.training_loss == pytest.approx(whole_output.training_loss, rel=1e-5)
+    assert resumed.state.log_history[-1]["train_loss"] == output.training_loss
+    assert resumed.rxf_skipped_steps == 1  # the skip before the checkpoint still counts
+
+    # Without readable totals (a checkpoint of an older rxf, a damaged file) the resume goes on,
+    # with a warning, and the mean covers the steps after the restart only.
+    shutil.rmtree(checkpoints / "checkpoint-4")
+    (checkpoints / "checkpoint-2" / RUN_TOTALS_FILE).write_text("{")
+    with caplog.at_level("WARNING", logger="rxf.trainer"):
+        partial = trainer().train(resume_from_checkpoint=str(checkpoints / "checkpoint-2"))
+    assert f"{RUN_TOTALS_FILE} is unreadable" in caplog.text
+    assert partial.training_loss != pytest.approx(whole_output.training_loss, rel=1e-3)
+
+
 def test_bf16_warns_that_noise_is_lost_and_keeps_the_divergence_fp32(tmp_path):
     from rxf import NoisePrecisionWarning
 

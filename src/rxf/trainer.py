@@ -20,12 +20,16 @@ bases). What the mixin changes:
 * a non-finite task loss or regulariser is caught at once and reported with its step:
   ``on_nonfinite="stop"`` saves a checkpoint of the state before the step and raises an
   RxfError; ``"skip"`` drops the optimizer step (as a gradient scaler does) and goes on;
-* every log entry carries ``wall_time_s``, the training wall time so far (kept across resumes).
+* every log entry carries ``wall_time_s``, the training wall time so far (kept across resumes);
+* ``train_loss`` and ``rxf_skipped_steps`` cover the whole run, also when it was resumed: each
+  checkpoint keeps the loss summed so far in ``rxf_run_totals.json`` (Trainer by itself averages
+  only the steps after the last restart).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -55,6 +59,7 @@ from rxf.spectral import has_spectral_norm, refresh_spectral_norm, spectral_norm
 
 SPECTRAL_STATE_FILE = "rxf_spectral_norm.safetensors"
 NOISE_RNG_FILE = "rxf_noise_rng_{rank}.safetensors"
+RUN_TOTALS_FILE = "rxf_run_totals.json"
 STAGING_DIR = ".staging"
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -150,6 +155,10 @@ class RxfTrainerMixin:
         self._rxf_train_start = time.perf_counter()
         self._rxf_time_offset: float | None = None
         self._rxf_staging: str | None = None
+        # The whole run's totals that Trainer restarts from zero on a resume (see _rxf_run_totals).
+        self._rxf_loss_before_restart = 0.0
+        self._rxf_restored_totals = False
+        self._rxf_unlogged_loss: torch.Tensor | None = None
         self.add_callback(_NonfiniteGuard(self))
 
     # ---- loss ---------------------------------------------------------------------------------
@@ -332,12 +341,18 @@ class RxfTrainerMixin:
         self._rxf_train_start = time.perf_counter()
         self._rxf_time_offset = None
         self._rxf_applied_steps = 0
+        self._rxf_unlogged_loss = None
+        self._rxf_restore_run_totals(kwargs.get("resume_from_checkpoint", args[0] if args else None))
+        skipped_before = self.rxf_skipped_steps
         output = super().train(*args, **kwargs)
-        if self.rxf_skipped_steps and not self._rxf_applied_steps:
+        skipped = self.rxf_skipped_steps - skipped_before
+        if skipped and not self._rxf_applied_steps:
             raise RxfError(
-                f"every one of the {self.rxf_skipped_steps} optimizer steps was skipped (on_nonfinite=skip), so the "
+                f"every one of the {skipped} optimizer steps was skipped (on_nonfinite=skip), so the "
                 f"model did not train; {self._rxf_first_nonfinite}"
             )
+        if self._rxf_restored_totals:  # log() put the whole run's mean into the metrics
+            output = output._replace(training_loss=output.metrics["train_loss"])
         return output
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -375,7 +390,50 @@ class RxfTrainerMixin:
             for key, total in self._rxf_log_sums.items():
                 logs[key] = round(total / self._rxf_log_count, 6)
             self._rxf_log_sums, self._rxf_log_count = {}, 0
+        if "train_loss" in logs and self._rxf_restored_totals:
+            # Trainer's mean covers the steps since the restart; this one, the whole run's, is what an
+            # uninterrupted run reports (_total_loss_scalar holds every step since the restart by now).
+            total = self._rxf_loss_before_restart + getattr(self, "_total_loss_scalar", 0.0)
+            logs["train_loss"] = total / max(self.state.global_step, 1)
         super().log(logs, *args, **kwargs)
+
+    # ---- whole-run totals across restarts -----------------------------------------------------
+
+    def _maybe_log_save_evaluate(self, tr_loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        self._rxf_unlogged_loss = tr_loss  # the loss summed since the last log; a checkpoint needs it
+        super()._maybe_log_save_evaluate(tr_loss, *args, **kwargs)
+
+    def _rxf_run_totals(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the run so far that Trainer would count from zero after a restart.
+
+        The loss sum is Trainer's own: the logged intervals plus the loss not yet logged, so that
+        sum / global_step is the ``train_loss`` an uninterrupted run ends with.
+        """
+        unlogged = float(self._rxf_unlogged_loss) if self._rxf_unlogged_loss is not None else 0.0
+        loss_sum = self._rxf_loss_before_restart + getattr(self, "_total_loss_scalar", 0.0) + unlogged
+        return {"global_step": self.state.global_step, "loss_sum": loss_sum, "skipped_nonfinite_steps": self.rxf_skipped_steps}
+
+    def _rxf_restore_run_totals(self, checkpoint: Any) -> None:
+        self._rxf_loss_before_restart, self._rxf_restored_totals = 0.0, False
+        if checkpoint is True:  # as Trainer.train reads it: the newest checkpoint in output_dir
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            return
+        path = os.path.join(checkpoint, RUN_TOTALS_FILE)
+        if not os.path.isfile(path):  # written by an older rxf, or by a plain Trainer
+            return
+        try:
+            with open(path, encoding="utf-8") as file:
+                totals = json.load(file)
+            loss_sum, skipped = float(totals["loss_sum"]), int(totals["skipped_nonfinite_steps"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            # Not worth refusing the resume over: only the reported train_loss is affected.
+            logger.warning("%s is unreadable (%s): train_loss will cover only the steps after this restart", path, error)
+            return
+        self._rxf_loss_before_restart, self.rxf_skipped_steps = loss_sum, skipped
+        self._rxf_restored_totals = True
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -403,6 +461,8 @@ class RxfTrainerMixin:
                 self._rxf_staging = None
             self.accelerator.wait_for_everyone()  # every rank has written its RNG state
             if self.args.should_save:
+                with open(os.path.join(staging, name, RUN_TOTALS_FILE), "w", encoding="utf-8") as file:
+                    json.dump(self._rxf_run_totals(), file)
                 final = os.path.join(run_dir, name)
                 if os.path.isdir(final):
                     shutil.rmtree(final)
