@@ -167,6 +167,39 @@ def test_no_verdict_from_fewer_than_five_seeds():
     assert four_seeds["diff_ci_low"] > 0 and four_seeds["verdict"] == "too few runs"
 
 
+def test_holm_adjustment_by_hand():
+    from rxf.experiments.report import holm_adjusted
+
+    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → kept non-decreasing: 0.06
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjusted([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjusted([]) == []
+
+
+def test_comparisons_adjust_welch_p_over_the_rows_with_a_verdict():
+    """A p that passes alone can fail once the number of rows compared is counted."""
+    from scipy.stats import ttest_ind
+
+    from rxf.experiments.report import Cell, comparisons
+
+    standard = [0.60, 0.61, 0.62, 0.59, 0.60]
+    rows = {
+        "r3f": [0.60, 0.66, 0.64, 0.62, 0.65],  # p ≈ 0.03 alone
+        "r4f": [0.58, 0.63, 0.60, 0.61, 0.62],
+        "rdrop": [0.59, 0.62, 0.61, 0.60, 0.63],
+        "sn-head": [0.70, 0.71],  # too few runs: outside the family
+    }
+    cells = [Cell("glue/rte", "standard", "accuracy", standard, 0.5)]
+    cells += [Cell("glue/rte", method, "accuracy", scores, 0.5) for method, scores in rows.items()]
+    found = comparisons(cells)
+    p = {m: ttest_ind(rows[m], standard, equal_var=False).pvalue for m in ("r3f", "r4f", "rdrop")}
+    assert found[("glue/rte", "r3f")]["welch_p"] == pytest.approx(p["r3f"]) and p["r3f"] < 0.05
+    smallest = min(p.values())
+    assert smallest == p["r3f"] and found[("glue/rte", "r3f")]["holm_p"] == pytest.approx(3 * p["r3f"])
+    assert 3 * p["r3f"] > 0.05
+    assert found[("glue/rte", "sn-head")]["holm_p"] is None and found[("glue/rte", "sn-head")]["welch_p"] is not None
+
+
 def test_report_writes_the_comparison_and_failed_rates(tmp_path):
     records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.5, 0.62, 0.6], 1)]
     records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.7, 0.71, 0.72, 0.69, 0.7], 1)]
@@ -180,6 +213,9 @@ def test_report_writes_the_comparison_and_failed_rates(tmp_path):
     assert r3f["reference"] == "standard" and float(r3f["diff_mean"]) == pytest.approx(0.704 - 0.586)
     assert float(r3f["diff_ci_low"]) > 0 and float(r3f["welch_ci_low"]) > 0 and r3f["verdict"] == "better"
     assert "95 % Welch t" in text
+    # one comparison with a verdict: Holm leaves its p as it is
+    assert float(r3f["holm_p"]) == pytest.approx(float(r3f["welch_p"])) and float(r3f["welch_p"]) < 0.01
+    assert "| better | 0.0047 | 0.0047 | 0 % |" in text and "over the 1 comparisons with a verdict" in text
 
 
 def _with_curve(record: dict, divergences: list[float], task_losses: list[float], lam: float) -> dict:

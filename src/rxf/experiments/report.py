@@ -17,6 +17,8 @@ From the records of the seeds phase (one per task, method and seed) it writes
 * ``comparison.md``: per task, each method's mean minus Standard's with a 95 % percentile bootstrap
   interval and Welch's t interval over seeds, and a verdict (better / worse / within seed noise)
   only when both intervals agree and both rows have 5 runs or more (:func:`mean_difference`);
+  beside it Welch's p and the same p adjusted (Holm) over all the comparisons with a verdict, since
+  a report of many rows finds a "better" by chance more often than one comparison does;
 * ``progress.md``: how many search and seed runs each task and method has (a sweep may be partial);
 * ``regularizers.md``: per task and method, the size of what its regulariser adds, from the logged
   training curves: the term (e.g. ``r3f_divergence``) over the whole run and over its last epoch,
@@ -132,13 +134,14 @@ def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> di
     difference = statistics.fmean(cell.scores) - statistics.fmean(reference.scores)
     result = {
         "reference": reference.method, "diff_mean": difference, "diff_ci_low": None, "diff_ci_high": None,
-        "welch_ci_low": None, "welch_ci_high": None,
+        "welch_ci_low": None, "welch_ci_high": None, "welch_p": None,
     }
     if len(cell.scores) < 2 or len(reference.scores) < 2:
         return {**result, "verdict": "too few runs"}
     mine, theirs = np.asarray(cell.scores), np.asarray(reference.scores)
     if len(set(cell.scores)) == 1 and len(set(reference.scores)) == 1:  # no spread in either row: nothing to resample
         low = high = welch_low = welch_high = difference
+        welch_p = 1.0 if difference == 0 else 0.0
     else:
         interval = bootstrap(
             (mine, theirs), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
@@ -146,8 +149,9 @@ def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> di
             vectorized=True, rng=np.random.default_rng(0),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)
-        welch = ttest_ind(mine, theirs, equal_var=False).confidence_interval(confidence)
-        welch_low, welch_high = float(welch.low), float(welch.high)
+        welch = ttest_ind(mine, theirs, equal_var=False)
+        interval = welch.confidence_interval(confidence)
+        welch_low, welch_high, welch_p = float(interval.low), float(interval.high), float(welch.pvalue)
     if min(len(cell.scores), len(reference.scores)) < MIN_RUNS_FOR_VERDICT:
         verdict = "too few runs"
     elif low > 0 and welch_low > 0:
@@ -158,22 +162,44 @@ def mean_difference(cell: Cell, reference: Cell, confidence: float = 0.95) -> di
         verdict = "within seed noise"
     return {
         **result, "diff_ci_low": low, "diff_ci_high": high, "welch_ci_low": welch_low, "welch_ci_high": welch_high,
-        "verdict": verdict,
+        "welch_p": welch_p, "verdict": verdict,
     }
 
 
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest p times (m − i + 1), kept non-decreasing, at most 1.
+
+    An adjusted p below 0.05 keeps the chance of any false finding among the m at 5 %, whatever
+    their dependence (the rows of one sweep share seeds, so they are not independent).
+    """
+    m = len(p_values)
+    adjusted, running = [0.0] * m, 0.0
+    for rank, index in enumerate(sorted(range(m), key=p_values.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def comparisons(cells: list[Cell], reference: str = REFERENCE_METHOD) -> dict[tuple[str, str], dict[str, Any]]:
-    """(task, method) -> its :func:`mean_difference` to the reference row of the same task, where there is one."""
+    """(task, method) -> its :func:`mean_difference` to the reference row of the same task, where there is one,
+    with ``holm_p``: Welch's p adjusted over the comparisons that get a verdict (None for the others)."""
     by_key = {(c.task, c.method): c for c in cells}
-    return {
+    found = {
         (c.task, c.method): mean_difference(c, by_key[(c.task, reference)])
         for c in cells
         if c.method != reference and (c.task, reference) in by_key
     }
+    family = [key for key, c in found.items() if c["verdict"] != "too few runs"]
+    adjusted = dict(zip(family, holm_adjusted([found[key]["welch_p"] for key in family])))
+    return {key: {**c, "holm_p": adjusted.get(key)} for key, c in found.items()}
 
 
 def _interval(low: float | None, high: float | None) -> str:
     return "–" if low is None else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
 def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, labels: dict[str, str] = METHOD_LABELS) -> str:
@@ -182,13 +208,16 @@ def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, label
     if not found:
         return f"No comparison: no task has both a {reference!r} row and another method.\n"
     label = labels.get(reference, reference)
+    family = sum(c["holm_p"] is not None for c in found.values())
     lines = [
         f"**Difference of means to {label}** (×100, 95 % intervals over seeds: percentile bootstrap with "
         f"{BOOTSTRAP_RESAMPLES:,} resamples, and Welch's t; *better*/*worse* only when both intervals exclude 0 "
-        f"and both rows have {MIN_RUNS_FOR_VERDICT} runs or more)",
+        f"and both rows have {MIN_RUNS_FOR_VERDICT} runs or more). *Welch p*: two-sided, of this comparison "
+        f"alone; *Holm p*: the same adjusted (Holm) over the {family} comparisons with a verdict, below 0.05 "
+        "when the finding survives the number of rows compared.",
         "",
-        f"| Task | Method | runs | mean | mean − {label} | 95 % bootstrap | 95 % Welch t | verdict | failed rate |",
-        "|---|---|---:|---:|---:|---|---|---|---:|",
+        f"| Task | Method | runs | mean | mean − {label} | 95 % bootstrap | 95 % Welch t | verdict | Welch p | Holm p | failed rate |",
+        "|---|---|---:|---:|---:|---|---|---|---:|---:|---:|",
     ]
     for cell in cells:
         if (cell.task, cell.method) not in found:
@@ -198,7 +227,7 @@ def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, label
             f"| {TASK_LABELS.get(cell.task, cell.task)} | {labels.get(cell.method, cell.method)} | {len(cell.scores)} "
             f"| {_pct(statistics.fmean(cell.scores))} | {100 * c['diff_mean']:+.1f} "
             f"| {_interval(c['diff_ci_low'], c['diff_ci_high'])} | {_interval(c['welch_ci_low'], c['welch_ci_high'])} "
-            f"| {c['verdict']} | {100 * cell.failed / len(cell.scores):.0f} % |"
+            f"| {c['verdict']} | {_p(c['welch_p'])} | {_p(c['holm_p'])} | {100 * cell.failed / len(cell.scores):.0f} % |"
         )
     return "\n".join(lines) + "\n"
 
@@ -415,7 +444,8 @@ def regularizer_table(records: list[dict[str, Any]], labels: dict[str, str] = ME
 
 def csv_text(cells: list[Cell]) -> str:
     found = comparisons(cells)
-    empty = dict.fromkeys(("reference", "diff_mean", "diff_ci_low", "diff_ci_high", "welch_ci_low", "welch_ci_high", "verdict"), "")
+    columns = ("reference", "diff_mean", "diff_ci_low", "diff_ci_high", "welch_ci_low", "welch_ci_high", "welch_p", "verdict", "holm_p")
+    empty = dict.fromkeys(columns, "")
     rows = [{**cell.row(), **found.get((cell.task, cell.method), empty)} for cell in cells]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
