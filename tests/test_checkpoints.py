@@ -138,6 +138,9 @@ def test_killed_run_resumes_to_the_same_result(setup, kill):
     # loss summed up to step 8 that checkpoint-8 keeps.
     assert got["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-5)
     assert got["skipped_nonfinite_steps"] == expected["skipped_nonfinite_steps"] == 0
+    # The run's wall time is the log's clock at the end, which went on from where it was at the restart.
+    clock = {step: e["wall_time_s"] for step, e in zip([2, 4, 6, 8, 10, 12, 14, 16], got["loss_curve"])}
+    assert got["train_wall_time_s"] >= clock[16] > clock[10] > clock[8] > 0
     assert not checkpoints.exists()  # a finished run cleans up its checkpoints
 
 
