@@ -57,13 +57,14 @@ for task in ("cola", "rte", "mrpc", "stsb"):
         if cells:
             print(f"  {task} {phase} ({'λ' if phase == 'search' else 'seed'}): " + ", ".join(cells))
 
-print("\nSTS-B, (P+S)/2 ×100, difference of means [95 % bootstrap] [95 % Welch t]")
+print("\nSTS-B, (P+S)/2 ×100, difference of means [95 % bootstrap] [95 % Welch t], Welch p (uncorrected; those\n"
+      "against standard are also in the report's comparison.md, which adjusts them for the number of rows)")
 for a, b in (("sn-head", "standard"), ("r4f", "sn-head"), ("r4f", "r3f"), ("r3f", "standard"), ("r4f", "standard")):
     mine, theirs = cell(a), cell(b)
     d = mean_difference(mine, theirs)
     if d["welch_ci_low"] is not None:
         print(f"  {a} − {b}: {100 * d['diff_mean']:+.2f} [{100 * d['diff_ci_low']:+.2f}, {100 * d['diff_ci_high']:+.2f}]"
-              f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] {d['verdict']}"
+              f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] p {d['welch_p']:.2g} {d['verdict']}"
               f" ({len(mine.scores)} vs {len(theirs.scores)} seeds)")
 
 print("\nR-Drop vs R3F at dropout 0: logged r3f_divergence, mean over the run / over the last epoch")
