@@ -198,6 +198,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     assert resumed["final_eval_loss"] == pytest.approx(whole["final_eval_loss"], rel=1e-5)
     # The mean training loss of the whole run, not of the 2 steps after the restart.
     assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-5)
+    # ...and the run's wall time goes on from the clock at the restart (the step-2 log, before it).
+    before_restart = next(e["wall_time_s"] for e in resumed["loss_curve"] if e["step"] == 2)
+    assert resumed["train_wall_time_s"] >= resumed["loss_curve"][-1]["wall_time_s"] > before_restart > 0
     # The directory now holds this run, finished: the same command and another run are both refused.
     with pytest.raises(RxfError, match="holds this run, finished"):
         run_sft(sft_config(tmp_path, **settings))

@@ -217,6 +217,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     from rxf.models.local import fit_max_length
     from rxf.tasks.base import fingerprint_splits, subsample
     from rxf.tasks.chat import load_chat_task, tokenize_chat
+    from rxf.trainer import run_wall_time
     from rxf.trl import RxfSFTTrainer
 
     task = load_chat_task(
@@ -324,7 +325,8 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
         "loss_curve": [entry for entry in log_history if "loss" in entry],
         "global_step": output.global_step,
         "train_loss": output.training_loss,
-        "train_runtime_s": train_seconds,
+        "train_runtime_s": train_seconds,  # this call's: after a resume, the time since the restart
+        "train_wall_time_s": run_wall_time(log_history),  # the whole run's
         "seconds_per_step": (train_seconds - eval_seconds) / steps_run,  # training only
         "timed_steps": steps_run,
         **peak_memory(),

@@ -245,7 +245,7 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from rxf.history import TrainingHistory, check_report_to, keep_tensorboard_logs
-    from rxf.trainer import RxfTrainer
+    from rxf.trainer import RxfTrainer, run_wall_time
 
     transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
     logging.getLogger("datasets").setLevel(logging.ERROR)
@@ -374,9 +374,7 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
         "best_step": best["step"] if best else None,
         "time_to_best_s": best["wall_time_s"] if best else None,
         "train_runtime_s": train_seconds,  # this call's: after a resume, the time since the restart
-        # The whole run's, from the log's clock, which a resume continues (the time between the last
-        # checkpoint and a crash is not in it).
-        "train_wall_time_s": max((e["wall_time_s"] for e in log_history if "wall_time_s" in e), default=None),
+        "train_wall_time_s": run_wall_time(log_history),  # the whole run's
         **peak_memory(),
         "global_step": train_output.global_step,
         "train_loss": train_output.training_loss,

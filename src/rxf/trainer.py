@@ -538,6 +538,12 @@ class RxfTrainerMixin:
             raise RuntimeError(f"checkpoint {resume_from_checkpoint} has weights the model lacks: {unexpected[:5]}")
 
 
+def run_wall_time(log_history: list[dict[str, Any]]) -> float | None:
+    """The whole run's training wall time: the last ``wall_time_s`` logged, a clock that a resume
+    continues (without the time between the last checkpoint and a crash)."""
+    return max((entry["wall_time_s"] for entry in log_history if "wall_time_s" in entry), default=None)
+
+
 def weights_are_finite(checkpoint: str) -> bool:
     """Every floating-point tensor in the checkpoint's safetensors files is finite (read back from disk)."""
     from safetensors import safe_open
