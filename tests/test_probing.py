@@ -154,6 +154,20 @@ def test_feature_cache_hits_on_the_same_inputs_and_misses_on_changes(tmp_path):
     assert extractor.misses == 2 and len(list((tmp_path / "cache").glob("*.npy"))) == 3
 
 
+def test_a_damaged_feature_cache_file_is_computed_again(tmp_path):
+    """A cache entry cut short (a full disk, a killed write) is a miss, recomputed and rewritten."""
+    checkpoint = write_tiny_bert(tmp_path / "bert")
+    texts = ["good movie", "bad plot"]
+    first = FeatureExtractor(FeatureConfig(), tmp_path / "cache")(checkpoint, texts, None, "demo:train")
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    cached.write_bytes(cached.read_bytes()[:40])
+    extractor = FeatureExtractor(FeatureConfig(), tmp_path / "cache")
+    again = extractor(checkpoint, texts, None, "demo:train")
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+    assert (extractor.hits, extractor.misses) == (0, 1)
+    np.testing.assert_array_equal(np.load(cached), again)  # the entry is sound again
+
+
 def test_feature_config_rejects_unknown_pooling():
     with pytest.raises(RxfError, match="pooling"):
         FeatureConfig(pooling="max")

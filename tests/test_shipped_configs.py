@@ -45,3 +45,15 @@ def test_dropout_zero_rows_match_their_task():
         assert [Path(r).name for r in config.recipes] == [f"{task}.yaml"]
         assert config.variants["r3f-nodrop"]["options"]["sigma"] == sigma
         assert config.variants["r3f-nodrop"]["overrides"]["dropout"] == 0.0
+
+
+def test_the_xnli_results_config_still_makes_its_table():
+    """docs/results/xnli was run before rxf applied Standard++'s recipe (2× the epochs); its config
+    pins 1×, so that the command docs/xnli.md gives reproduces the table."""
+    from rxf.methods.base import method_config
+    from rxf.methods.recipe import recipe_defaults
+    from rxf.xnli import XnliConfig
+
+    config = XnliConfig.from_yaml(CONFIGS.parent / "docs" / "results" / "xnli" / "config.yaml")
+    standard_pp = method_config("standard++", **config.method_options.get("standard++", {}))
+    assert recipe_defaults(standard_pp)["epochs_multiplier"] == 1
