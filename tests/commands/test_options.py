@@ -101,6 +101,20 @@ def test_train_help_shows_defaults_and_choices(capsys):
     assert "warmup_ratio [a number >= 0 and < 1; default: 0.06]" in text  # a setting without a flag
 
 
+def test_sft_help_shows_defaults_and_the_settings_without_a_flag(capsys):
+    from rxf.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["sft", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size INT batch_size [a whole number > 0; default: 4]" in text
+    assert "method_options.sigma: Noise scale σ" in text and "(R3F's; see `rxf methods`)" in text
+    assert "method_options.alpha: Noise scale α" in text
+    assert "eval_fraction: held out of train_file" in text  # a setting without a flag
+    assert "~30 % more compute" in text and "%%" not in text  # an epilog is shown as written
+
+
 def test_methods_shows_how_to_set_each_option(capsys):
     from rxf.cli import main
     from rxf.methods import METHODS
@@ -124,3 +138,13 @@ def test_usage_mistakes_are_one_line_with_status_2(capsys):
         assert done.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error:" in err and "--help" in err, err
+
+
+def test_sweep_help_lists_the_yaml_settings_without_a_flag(capsys):
+    from rxf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    epilog = capsys.readouterr().out.split("Other settings (keys of the sweep YAML file):")[1]
+    assert "search_overrides:" in epilog and "resume_runs:" in epilog and "variants:" in epilog
+    assert "\n  trials" not in epilog and "\n  seeds" not in epilog  # those have flags

@@ -243,17 +243,19 @@ def help_from(action: argparse.Action, config_class: Any, name: str, *, label: s
     action.make_help = functools.partial(setting_help, config_class, name, label=label, hint=hint)  # type: ignore[attr-defined]
 
 
-def settings_epilog(config_class: type | str, flags: dict[str, tuple[str, Any]], *, prefix: str = "") -> str:
-    """The settings that have no flag of their own, one per line, as ``--set`` takes them."""
+def settings_epilog(
+    config_class: type | str, flags: dict[str, tuple[str, Any]], *, prefix: str = "", header: str | None = None
+) -> str:
+    """The settings that have no flag of their own, one per line, as ``--set`` takes them (or under ``header``)."""
     config_class = config_class_of(config_class)
     with_flags = {key for key, _ in flags.values()}
-    lines = [f"Other settings (--set {prefix}NAME=VALUE; a --config YAML file takes the same names):"]
+    lines = [header or f"Other settings (--set {prefix}NAME=VALUE; a --config YAML file takes the same names):"]
     for field in dataclasses.fields(config_class):
         if field.name in with_flags:
             continue
         text = setting_help(config_class, field.name, label=prefix + field.name)
         lines.append(textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      "))
-    return "\n".join(lines).replace("%", "%%")  # argparse %-formats it
+    return "\n".join(lines)  # argparse %-formats an epilog only when it holds "%(prog)": not escaped
 
 
 def default_method_class(config_class: Any) -> type:

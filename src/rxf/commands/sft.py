@@ -13,10 +13,18 @@ directory with the same settings resumes it from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
-from rxf.commands.options import METHOD_FLAGS, config_values
+from rxf.commands.options import (
+    METHOD_FLAGS,
+    HelpFormatter,
+    add_setting_flags,
+    config_values,
+    default_method_class,
+    settings_epilog,
+)
 
 # Flags for the most used fields: flag -> (field, type).
 SFT_FLAGS: dict[str, tuple[str, type]] = {
@@ -83,10 +91,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="supervised fine-tuning of a causal LM on chat or instruction data, with a method",
         description="Fine-tune a causal LM on chat (messages) or prompt/completion JSONL, loss on the assistant's "
         "tokens only, with any rxf method (standard, neftune, r3f, rdrop, smart), optionally with LoRA and packing.",
+        formatter_class=HelpFormatter,
     )
-    sft.add_argument("--config", help="YAML file of SFTConfig fields")
-    for flag, (name, kind) in {**SFT_FLAGS, **SFT_METHOD_FLAGS}.items():
-        sft.add_argument(flag, dest=name, metavar=kind.__name__.upper(), help=f"sets {name}")
+    config = "rxf.sft:SFTConfig"  # imported when the help is shown
+    sft.add_argument("--config", help="YAML file of SFTConfig fields (the names below)")
+    add_setting_flags(sft, SFT_FLAGS, config)
+    # The default method (standard) has no noise: the noise flags show R3F's settings.
+    add_setting_flags(sft, METHOD_FLAGS, "rxf.methods.r3f:R3FConfig", label_prefix="method_options.", hint="(R3F's; see `rxf methods`)")
+    add_setting_flags(
+        sft, {"--label-smoothing": SFT_METHOD_FLAGS["--label-smoothing"]}, functools.partial(default_method_class, config),
+        label_prefix="method_options.", hint="(of every method; see `rxf methods`)",
+    )
+    add_setting_flags(
+        sft, {"--alpha": SFT_METHOD_FLAGS["--alpha"]}, "rxf.methods.neftune:NEFTuneConfig",
+        label_prefix="method_options.", hint="(NEFTune's; also R-Drop's weight: see `rxf methods`)",
+    )
+    sft.epilog = lambda: settings_epilog(config, SFT_FLAGS) + "\nMethod options: see `rxf methods`."
     sft.add_argument("--packing", action="store_true", help="pack several conversations per row (padding-free)")
     sft.add_argument(
         "--group-by-length", action="store_true", help="batches of conversations of similar length (less padding)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rxf.commands.options import HelpFormatter, help_from, yaml_value
+from rxf.commands.options import HelpFormatter, help_from, settings_epilog, yaml_value
 from rxf.errors import RxfError
 
 
@@ -85,4 +85,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--search-only", action="store_true", help="stop after the search")
     sweep.add_argument("--keep-models", action="store_true", help="keep every run's model/ (off: records only)")
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="TrainConfig override for every run (repeatable)")
+    flagged = {flag: (name, None) for flag, name in (
+        ("--methods", "methods"), ("--trials", "trials"), ("--seeds", "seeds"), ("--sampler", "sampler"),
+        ("--output-dir", "output_dir"), ("--keep-models", "keep_models"),
+    )}
+    sweep.epilog = lambda: settings_epilog(config, flagged, header="Other settings (keys of the sweep YAML file):")
     sweep.set_defaults(handler=cmd_sweep)
