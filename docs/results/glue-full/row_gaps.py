@@ -67,6 +67,20 @@ for a, b in (("sn-head", "standard"), ("r4f", "sn-head"), ("r4f", "r3f"), ("r3f"
               f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] p {d['welch_p']:.2g} {d['verdict']}"
               f" ({len(mine.scores)} vs {len(theirs.scores)} seeds)")
 
+# The README's two other views of STS-B's R4F − Standard: Holm over STS-B's own 4 comparisons, and a
+# paired t over seeds (the same seed gives each row the same data order and head initialisation).
+from scipy.stats import ttest_rel  # noqa: E402
+
+from rxf.experiments.report import holm_adjusted  # noqa: E402
+
+rows = ("r4f", "r3f", "r3f-sigma0", "sn-head")
+within = holm_adjusted([mean_difference(cell(row), cell("standard"))["welch_p"] for row in rows])
+print(f"  Holm over STS-B's {len(rows)} rows against standard: " + ", ".join(f"{r} {p:.2g}" for r, p in zip(rows, within)))
+r4f, standard = records("stsb", "r4f", "seeds"), records("stsb", "standard", "seeds")
+seeds = sorted(set(r4f) & set(standard))
+paired = ttest_rel([r4f[k]["objective"] for k in seeds], [standard[k]["objective"] for k in seeds]).pvalue
+print(f"  r4f − standard, paired t over seeds {seeds}: p {paired:.2g}")
+
 print("\nR-Drop vs R3F at dropout 0: logged r3f_divergence, mean over the run / over the last epoch")
 for task in ("mrpc", "rte"):
     for phase in ("search", "seeds"):
