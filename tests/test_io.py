@@ -1,8 +1,10 @@
 """rxf.io: every way a read fails is one RxfError line naming the file, the line where known, the cause and a fix."""
 
+import collections
 import errno
 import os
 
+import numpy as np
 import pytest
 
 from rxf import io
@@ -112,3 +114,31 @@ def test_write_failure_names_folder_and_cause(tmp_path, error, cause):
     text = str(io.write_failure(error, tmp_path, "checkpoint-4", "then run the same command again"))
     assert text.startswith(f"could not write checkpoint-4 in {tmp_path}: {cause}")
     assert text.endswith("then run the same command again") and "\n" not in text
+
+
+def test_torch_file_code_names_what_a_pickle_would_call_and_nothing_for_tensors(tmp_path):
+    import torch
+    torch.save({"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]}, tmp_path / "optimizer.pt")
+    torch.save({"python": ("x",), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}, tmp_path / "rng_state.pth")
+    torch.save({"when": collections.OrderedDict(a=print)}, tmp_path / "planted.pt")
+    assert io.torch_file_code(tmp_path / "optimizer.pt") == []
+    assert io.torch_file_code(tmp_path / "rng_state.pth") == []
+    assert io.torch_file_code(tmp_path / "planted.pt") == ["builtins.print"]
+
+
+def test_rxf_source_has_no_call_that_unpickles():
+    """docs/reliability.md's pickle policy: no loader in src/rxf that can run a file's code."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from rxf import config
+
+    assert issubclass(config._Loader, yaml.SafeLoader)  # the one yaml.load call, below, uses it
+    unpickling = re.compile(r"torch\.load\(|pickle\.loads?\(|dill\.|joblib\.load|allow_pickle=True|weights_only=False|"
+                            r"yaml\.unsafe_load|yaml\.load\((?!.*Loader=_Loader\))|yaml\.(Full|Unsafe)?Loader\b")
+    source = Path(io.__file__).parent
+    hits = [f"{path.relative_to(source)}:{n}: {line.strip()}" for path in sorted(source.rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1) if unpickling.search(line)]
+    assert hits == []

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rxf.io import safetensors_header, torch_file_problem
+from rxf.io import safetensors_header, torch_file_code, torch_file_problem
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 WEIGHTS_FILE = "model.safetensors"
@@ -133,7 +133,27 @@ def newest_sound_checkpoint(directory: str | Path, main_process: bool = True) ->
             instead = f"resuming from {Path(latest).name} instead" if latest else "starting over"
             warn(f"{checkpoint} is damaged ({problem}): {instead}; it is removed")
             shutil.rmtree(checkpoint, ignore_errors=True)
+    if latest is not None:
+        refuse_code(Path(latest))
     return latest
+
+
+def refuse_code(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose optimizer, scheduler or RNG file would call code when loaded.
+
+    Trainer loads them weights-only, which would refuse such a file too, but with a
+    traceback from inside torch. Such a file is not damage (rxf never writes one): it was put there,
+    so it is left in place for its owner to look at, and the run stops instead of skipping it.
+    """
+    from rxf.errors import RxfError
+
+    for path in sorted(checkpoint.glob("*.pt*")):
+        if path.suffix in (".pt", ".pth") and (code := torch_file_code(path)):
+            raise RxfError(
+                f"{path} would call {', '.join(code)} when loaded, not only build tensors; rxf does not load "
+                f"it: rxf never writes such a file, so look at where it came from. To go on, remove "
+                f"{checkpoint.name} (the run resumes from the checkpoint before it) or pass --overwrite to start over"
+            )
 
 
 def latest_checkpoint(directory: str | Path) -> str | None:

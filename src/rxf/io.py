@@ -333,6 +333,26 @@ def torch_file_problem(path: str | Path) -> str | None:
     return None
 
 
+def torch_file_code(path: str | Path) -> list[str]:
+    """The functions and classes a file torch.save wrote would call when unpickled, beyond tensors, plain
+    containers and the numpy arrays Trainer allows in its RNG state: what Trainer's weights-only load
+    refuses. Read from the pickle's opcodes, without running it; [] where torch cannot tell (before 2.5).
+    """
+    import torch.serialization
+
+    if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        return []
+    try:
+        from transformers.trainer_pt_utils import safe_globals as trainer_allowlist
+    except ImportError:  # transformers before 4.47 allows no numpy type either
+        from contextlib import nullcontext as trainer_allowlist
+    try:
+        with trainer_allowlist():
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # not a torch.save archive: torch_file_problem reports it
+        return []
+
+
 def output_write_failure(error: OSError, output_dir: str | Path) -> BaseException:
     """The one-line error for an OSError raised while a run wrote into ``output_dir`` (disk full, read-only,
     permission denied on a file of the run), or the error itself when it is something else."""

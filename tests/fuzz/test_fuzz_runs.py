@@ -408,6 +408,31 @@ def test_the_resumed_run_after_a_damaged_checkpoint_matches_an_uninterrupted_one
     assert curve(out) == pytest.approx(curve(reference), rel=1e-5) and evaluations(out) == evaluations(reference)
 
 
+class CallsCode:
+    """Unpickling this runs a shell command: what a planted optimizer.pt would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "rng_state.pth"])
+def test_a_checkpoint_file_that_would_run_code_is_refused_and_kept(run_in_process, unfinished_run, tmp_path, name):
+    out, args = unfinished_run
+    planted = out / "checkpoints" / "checkpoint-4" / name
+    marker = tmp_path / "code-ran"
+    torch.save({"state": CallsCode(marker)}, planted)
+    before = snapshot(out / "checkpoints")
+    assert_clean_failure(run_in_process(args), str(planted), "posix.system", "remove checkpoint-4", "--overwrite")
+    assert not marker.exists()
+    assert snapshot(out / "checkpoints") == before  # left in place for its owner, not removed as damage
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")
+    resumes(run_in_process(args), "checkpoint-2")
+    assert not marker.exists()
+
+
 def other_run_checkpoint(run_in_process, monkeypatch, tmp_path, model, data) -> Path:
     """checkpoint-4 of another run (other data or model), stopped after step 4."""
     out = tmp_path / "other"
