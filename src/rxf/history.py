@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +91,14 @@ def _series(entries: list[dict[str, Any]], key: str) -> tuple[list[float], list[
 def plot_history(entries: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
     """Four panels against the step: training loss and its parts, learning rate, dev loss, dev metrics.
 
-    Returns the PNG's path, or None (with a note on stderr) when matplotlib is not installed.
+    Returns the PNG's path, or None (with a note on stderr) when it could not be drawn.
     """
-    try:
-        import matplotlib
-    except ImportError:
-        print(f"rxf: no {Path(path).name}: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rxf.plots import save_figure
 
+    return save_figure(path, lambda plt: _draw_history(plt, entries, title), dpi=110)
+
+
+def _draw_history(plt: Any, entries: list[dict[str, Any]], title: str) -> Any:
     train = [e for e in entries if "loss" in e and "step" in e]
     evals = [e for e in entries if "step" in e and any(k.startswith("eval_") for k in e)]
     loss_keys = [k for k in ("loss", "task_loss") if any(k in e for e in train)]
@@ -141,9 +138,7 @@ def plot_history(entries: list[dict[str, Any]], path: str | Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def check_report_to(report_to: Any) -> list[str]:

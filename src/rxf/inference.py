@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -461,14 +460,12 @@ def plot_confusion(evaluation: Evaluation, path: Path, title: str) -> Path | Non
     """The confusion matrix as a PNG (multi-label: the four counts per label); None without matplotlib or classes."""
     if evaluation.confusion is None:
         return None
-    try:
-        import matplotlib
-    except ImportError:
-        print(f"rxf: no {path.name}: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rxf.plots import save_figure
 
+    return save_figure(path, lambda plt: _draw_confusion(plt, evaluation, title), dpi=110)
+
+
+def _draw_confusion(plt: Any, evaluation: Evaluation, title: str) -> Any:
     names = evaluation.label_names or []
     if evaluation.task_type == "multi_label":
         counts = np.array([[m[0][0], m[0][1], m[1][0], m[1][1]] for m in evaluation.confusion])
@@ -489,9 +486,7 @@ def plot_confusion(evaluation: Evaluation, path: Path, title: str) -> Path | Non
         ax.text(c, r, str(value), ha="center", va="center", color="white" if value > threshold else "black", fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_evaluation(evaluation: Evaluation, folder: Path, prefix: str, title: str, extra: dict[str, Any] | None = None) -> dict[str, str]:

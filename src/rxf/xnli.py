@@ -322,10 +322,12 @@ def wins_text(summary: dict[str, Any], languages: list[str]) -> str:
 
 def plot(summary: dict[str, Any], languages: list[str], path: Path, title: str) -> None:
     """Grouped bars: mean accuracy per language (and the average) for each method, with std error bars."""
-    import matplotlib
+    from rxf.plots import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    save_figure(path, lambda plt: _draw(plt, summary, languages, title))
+
+
+def _draw(plt: Any, summary: dict[str, Any], languages: list[str], title: str) -> Any:
     import numpy as np
 
     columns = [*languages, "avg"]
@@ -344,5 +346,4 @@ def plot(summary: dict[str, Any], languages: list[str], path: Path, title: str) 
     ax.set_title(title)
     ax.legend(fontsize="small", ncols=min(4, len(summary) + 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

@@ -456,10 +456,12 @@ def csv_text(cells: list[Cell]) -> str:
 
 def plot_distributions(cells: list[Cell], path: Path, labels: dict[str, str] = METHOD_LABELS) -> None:
     """Figure 2: per task a panel; per method a box of its seeds' scores with every run as a dot."""
-    import matplotlib
+    from rxf.plots import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    save_figure(path, lambda plt: _draw_distributions(plt, cells, labels))
+
+
+def _draw_distributions(plt: Any, cells: list[Cell], labels: dict[str, str]) -> Any:
     import numpy as np
 
     tasks = list(dict.fromkeys(c.task for c in cells))
@@ -478,8 +480,7 @@ def plot_distributions(cells: list[Cell], path: Path, labels: dict[str, str] = M
     axes[0][0].set_ylabel("dev score ×100 (best checkpoint)")
     axes[0][0].legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def make_report(config: ReportConfig) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rxf.plots import save_figure
+
 Row = dict[str, Any]
 
 
@@ -63,18 +65,12 @@ def markdown_table(table: dict[str, dict[str, list[float]]], corner: str) -> str
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def bar_chart(path: Path, table: dict[str, dict[str, list[float]]], title: str, ylabel: str) -> None:
     """Grouped bars (Figure 3): x = column (target task), one bar per row (method), error bar = std, dots = seeds."""
-    plt = _pyplot()
+    save_figure(path, lambda plt: _draw_bars(plt, table, title, ylabel), dpi=130)
+
+
+def _draw_bars(plt: Any, table: dict[str, dict[str, list[float]]], title: str, ylabel: str) -> Any:
     methods = list(table)
     tasks: list[str] = []
     for cells in table.values():
@@ -94,8 +90,7 @@ def bar_chart(path: Path, table: dict[str, dict[str, list[float]]], title: str, 
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return fig
 
 
 def line_chart(
@@ -106,7 +101,10 @@ def line_chart(
     ylabel: str,
 ) -> None:
     """One panel per key of ``panels`` (Figure 5: per task; Figure 4: one panel), one line per method, ±std band."""
-    plt = _pyplot()
+    save_figure(path, lambda plt: _draw_lines(plt, panels, title, xlabel, ylabel), dpi=130)
+
+
+def _draw_lines(plt: Any, panels: dict[str, dict[str, dict[str, list[float]]]], title: str, xlabel: str, ylabel: str) -> Any:
     fig, axes = plt.subplots(1, len(panels), figsize=(0.6 + 3.4 * len(panels), 3.4), squeeze=False)
     for ax, (panel, table) in zip(axes[0], panels.items()):
         for method, cells in table.items():
@@ -124,5 +122,4 @@ def line_chart(
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return fig
