@@ -142,3 +142,27 @@ def test_rxf_source_has_no_call_that_unpickles():
     hits = [f"{path.relative_to(source)}:{n}: {line.strip()}" for path in sorted(source.rglob("*.py"))
             for n, line in enumerate(path.read_text().splitlines(), 1) if unpickling.search(line)]
     assert hits == []
+
+
+def test_replace_files_leaves_every_earlier_file_when_one_write_fails(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    first, second = tmp_path / "a.md", tmp_path / "b.json"
+    first.write_text("old a")
+    second.write_text("old b")
+    real_write = Path.write_text
+
+    def fails_for_b(self, text, *args, **kwargs):
+        if ".b.json." in self.name:
+            real_write(self, text[:3])  # half written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fails_for_b)
+    with pytest.raises(OSError):
+        io.replace_files({first: "new a", second: "new b"})
+    assert (first.read_text(), second.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.json"]
+    monkeypatch.undo()
+    io.replace_files({first: "new a", second: b"new b"})
+    assert (first.read_text(), second.read_text()) == ("new a", "new b")

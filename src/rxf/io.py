@@ -353,6 +353,27 @@ def torch_file_code(path: str | Path) -> list[str]:
         return []
 
 
+def replace_files(contents: dict[Path, str | bytes]) -> None:
+    """Write each file of ``contents`` (path -> text or bytes) so that a failure leaves the earlier
+    files as they were: all are written under temporary names first, then renamed into place.
+
+    Raises the OSError of the write that failed (disk full, read-only), after removing the
+    temporary files, for the caller to turn into :func:`write_failure`.
+    """
+    partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in contents}
+    try:
+        for path, content in contents.items():
+            if isinstance(content, bytes):
+                partial[path].write_bytes(content)
+            else:
+                partial[path].write_text(content, encoding="utf-8")
+        for path in contents:
+            os.replace(partial[path], path)
+    finally:
+        for temporary in partial.values():
+            temporary.unlink(missing_ok=True)
+
+
 def output_write_failure(error: OSError, output_dir: str | Path) -> BaseException:
     """The one-line error for an OSError raised while a run wrote into ``output_dir`` (disk full, read-only,
     permission denied on a file of the run), or the error itself when it is something else."""
