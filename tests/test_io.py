@@ -166,3 +166,25 @@ def test_replace_files_leaves_every_earlier_file_when_one_write_fails(tmp_path, 
     monkeypatch.undo()
     io.replace_files({first: "new a", second: b"new b"})
     assert (first.read_text(), second.read_text()) == ("new a", "new b")
+
+
+@pytest.mark.parametrize(
+    "case, fragments",
+    [
+        ("a file where a folder is made", ["a file is in the way", "choose another path"]),
+        ("a file written below a file", ["a part of the path is a file", "choose another path"]),
+        ("a folder written as a file", ["is a folder, not a file", "choose another name"]),
+    ],
+)
+def test_write_failure_says_what_is_in_the_way_not_check_the_disk(tmp_path, case, fragments):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    write = {
+        "a file where a folder is made": lambda: (tmp_path / "afile").mkdir(parents=True, exist_ok=True),
+        "a file written below a file": lambda: (tmp_path / "afile" / "x.csv").write_text("y"),
+        "a folder written as a file": lambda: (tmp_path / "adir").write_text("y"),
+    }[case]
+    with pytest.raises(OSError) as raised:
+        write()
+    message = str(io.write_failure(raised.value, tmp_path, "the predictions"))
+    assert "check the disk" not in message and all(f in message for f in fragments), message

@@ -41,6 +41,7 @@ _CAUSES = {
     errno.EPERM: "permission denied",
     errno.EISDIR: "is a folder, not a file",
     errno.ENOTDIR: "does not exist (a part of the path is a file, not a folder)",
+    errno.EEXIST: "a file is in the way (a part of the path is a file, not a folder)",
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "disk quota exceeded",
     errno.EROFS: "read-only file system",
@@ -247,6 +248,10 @@ _WRITE_HINTS = {
     errno.EROFS: "make it writable",
     errno.EACCES: "make it writable (check its permissions)",
     errno.EPERM: "make it writable (check its permissions)",
+    errno.EISDIR: "choose another name, or move that folder away",
+    errno.ENOTDIR: "choose another path, or move that file away",
+    errno.EEXIST: "choose another path, or move that file away",
+    errno.ENOENT: "check the path",
 }
 _LOW_SPACE = 16 << 20  # below this, an unexplained write failure is taken for a full disk
 
