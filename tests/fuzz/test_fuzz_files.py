@@ -304,3 +304,16 @@ def test_data_errors_leave_an_existing_run_untouched(run_in_process, tmp_path, t
     data.write_text(rows(["pos"] * 20))
     assert_clean_failure(run_in_process(train(tiny_model, data, out, "--overwrite")), "two classes")
     assert snapshot(out) == before  # --overwrite replaces a run only once the new one can start
+
+
+def test_labels_that_look_like_math_do_not_cost_the_run_its_model(run_in_process, tmp_path, tiny_model):
+    # matplotlib reads $...$ as math and failed on this label after training, before model/ was saved
+    data = tmp_path / "train.csv"
+    data.write_text(rows([r"$\nosuchcmd$" if i % 2 else "pos" for i in range(20)]))
+    out = tmp_path / "out"
+    result = run_in_process(train(tiny_model, data, out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "warning" not in result.stderr
+    assert (out / "metrics.json").is_file() and (out / "model" / "model.safetensors").is_file()
+    assert (out / "dev_confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert r"$\nosuchcmd$" in (out / "dev_report.md").read_text()
