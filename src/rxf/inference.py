@@ -201,22 +201,64 @@ class Table:
         return f"{self.path}, line {self.lines[i]}" if self.lines else f"{self.path}, record {i + 1}"
 
 
-def read_table(path: str | Path, option: str, delimiter: str | None = None) -> Table:
-    """A .csv/.tsv/.txt/.json/.jsonl file as rows; every problem an RxfError naming the file (and line)."""
-    from rxf import io
-    from rxf.tasks.files import FORMATS, file_delimiter
+def data_file(path: str | Path, option: str) -> tuple[Path, str]:
+    """(path, "csv" or "json") of a data file to read, checked before any work: a regular file that can be
+    read, with the extension of a format rxf reads."""
+    from rxf.io import regular_file
+    from rxf.tasks.files import FORMATS
 
-    path = io.regular_file(path, option)
+    path = regular_file(path, option)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    return path, kind
+
+
+def read_table(path: str | Path, option: str, delimiter: str | None = None) -> Table:
+    """A .csv/.tsv/.txt/.json/.jsonl file as rows, read as training reads it; every problem an RxfError
+    naming the file (and line)."""
+    from rxf import io
+    from rxf.tasks.files import file_delimiter
+
+    path, kind = data_file(path, option)
     if kind == "csv":
-        sep = file_delimiter(path, delimiter, option)
-        reader = csv.reader(StringIO(io.read_text(path, option), newline=""), delimiter=sep)
+        table = _read_delimited(path, option, file_delimiter(path, delimiter, option))
+    else:
+        io.check_data_file(path, option, "json")  # an array, one object, or JSON Lines; errors by line
+        text = io.read_text(path, option)
+        if text.lstrip().startswith("["):
+            records, lines = json.loads(text), []
+        else:
+            try:  # one object, possibly over several lines, is one row (as training reads a .json file)
+                records, lines = [json.loads(text)], [1]
+            except json.JSONDecodeError:
+                numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+                records, lines = [json.loads(line) for _, line in numbered], [n for n, _ in numbered]
+        if not all(isinstance(r, dict) for r in records):
+            raise RxfError(f"{option} {path}: every record must be a JSON object such as {{\"text\": \"...\"}}")
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        table = Table(path, records, columns, "json", None, lines)
+    if not table.rows:
+        raise RxfError(f"{option} {path} has no data rows")
+    return table
+
+
+def _read_delimited(path: Path, option: str, sep: str) -> Table:
+    """Delimited text, quoted as pandas (which training reads it with) quotes it, cells of any length."""
+    from rxf import io
+
+    text = io.read_text(path, option)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a cell can be as long as the file
+    reader = csv.reader(StringIO(text, newline=""), delimiter=sep)
+    rows, lines = [], []
+    try:
         header = next(reader, None)
         if not header:
             raise RxfError(f"{option} {path} is empty")
-        rows, lines, start = [], [], reader.line_num + 1
+        repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
+        if repeated is not None:
+            raise RxfError(f"{option} {path}, line 1: column {repeated!r} appears twice in the header: give each column its own name")
+        start = reader.line_num + 1
         for cells in reader:
             if cells:
                 if len(cells) != len(header):
@@ -227,23 +269,25 @@ def read_table(path: str | Path, option: str, delimiter: str | None = None) -> T
                 rows.append(dict(zip(header, cells)))
                 lines.append(start)
             start = reader.line_num + 1
-        table = Table(path, rows, header, "csv", sep, lines)
-    else:
-        text = io.read_text(path, option)
-        if text.lstrip().startswith("["):
-            records = io.parse_json(text, path, option)
-            lines = []
-        else:
-            io.check_jsonl(path, option)
-            numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-            records, lines = [json.loads(line) for _, line in numbered], [n for n, _ in numbered]
-        if not all(isinstance(r, dict) for r in records):
-            raise RxfError(f"{option} {path}: every record must be a JSON object such as {{\"text\": \"...\"}}")
-        columns = list(dict.fromkeys(key for record in records for key in record))
-        table = Table(path, records, columns, "json", None, lines)
-    if not table.rows:
-        raise RxfError(f"{option} {path} has no data rows")
-    return table
+    except csv.Error as error:
+        raise RxfError(f"{option} {path}, line {reader.line_num}: cannot be read as delimited text ({error})") from None
+    last = lines[-1] if lines else 1  # the line the last row (or the header) starts on
+    if _quote_left_open("".join(StringIO(text, newline="").readlines()[last - 1 :]), sep):
+        raise RxfError(
+            f"{option} {path}, line {last}: a quote (\") opens a cell that is never closed, so the rest of the "
+            'file would be one cell: close it, or write a quote inside a quoted cell as ""'
+        )
+    return Table(path, rows, header, "csv", sep, lines)
+
+
+def _quote_left_open(last_row: str, sep: str) -> bool:
+    """Whether the text of a file's last row ends inside a quoted cell (csv.reader then takes the rest of the
+    file as that cell; pandas, which training reads with, refuses it): only then does one more quote at the
+    end change nothing, since it closes the cell."""
+    def rows(text: str) -> list[list[str]]:
+        return list(csv.reader(StringIO(text, newline=""), delimiter=sep))
+
+    return rows(last_row) == rows(last_row + '"')
 
 
 def column_values(table: Table, column: str, option: str) -> list[Any]:
@@ -344,9 +388,12 @@ def gold_labels(predictor: Predictor, table: Table) -> np.ndarray:
             raise RxfError(f"{table.where(i)}: label column {column!r} is empty: every row needs a label to evaluate")
         if predictor.task_type == "regression":
             try:
-                out.append(float(value))
+                score = float(value)
             except (TypeError, ValueError):
                 raise RxfError(f"{table.where(i)}: label {value!r} is not a number, as the regression model needs") from None
+            if not math.isfinite(score):
+                raise RxfError(f"{table.where(i)}: label {value!r} is not a finite number, as the regression model needs")
+            out.append(score)
             continue
         if predictor.task_type == "multi_label":
             if value is None or value == "":

@@ -1,0 +1,120 @@
+"""Fuzz cases of `rxf predict` and `rxf evaluate` (audit s14): bad options, inputs, models and write faults.
+
+Every bad input ends with exit status 2 and one line on stderr naming the option, file, line or
+setting; options and output locations are checked before the model loads; a failed write leaves
+the earlier predictions or evaluation byte for byte as they were. Input files are read as training
+reads them (the same quoting, a single JSON object as one row).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fuzz.conftest import assert_clean_failure, run_cli, snapshot
+from rxf.cli import main
+
+FAST = ["--max-steps", "2", "--eval-steps", "2", "--batch-size", "4", "--max-length", "16", "--no-progress"]
+
+
+def two_class_rows(n: int = 40) -> str:
+    return "text,label\n" + "".join(f"the cat sat {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n" for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
+    """A classifier run trained with a relative train_file (from its data folder), and a regression run."""
+    root = tmp_path_factory.mktemp("inference")
+    (root / "train.csv").write_text(two_class_rows())
+    scores = "".join(json.dumps({"text": f"the cat sat {'good ' * (i % 3)}", "label": 0.5 + i % 3}) + "\n" for i in range(30))
+    (root / "scores.jsonl").write_text(scores)
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        assert main(["train", "--model", str(tiny_model), "--train-file", "train.csv", *FAST, "--output-dir", "run"]) == 0
+        assert main(["train", "--model", str(tiny_model), "--train-file", "scores.jsonl", *FAST, "--output-dir", "reg"]) == 0
+    finally:
+        os.chdir(here)
+    return {"run": root / "run", "reg": root / "reg", "root": root}
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Loading a model fails the test: what is checked must be checked before."""
+    import rxf.inference
+
+    def load_predictor(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(rxf.inference, "load_predictor", load_predictor)
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    path = tmp_path / "in.csv"
+    path.write_text("text\nthe cat sat good\nbad\n")
+    return path
+
+
+# ---- input files: read as training reads them ---------------------------------------------------
+
+
+def test_a_repeated_column_name_is_refused(run_in_process, runs, tmp_path):
+    data = tmp_path / "dup.csv"
+    data.write_text("text,text\nthe cat sat good,KEEP_ME\n")
+    result = run_in_process(["predict", "--model", runs["run"], "--input", data, "--no-progress"])
+    assert_clean_failure(result, str(data), "line 1", "column 'text' appears twice")
+
+
+def test_a_quote_left_open_is_named_with_its_line(run_in_process, runs, tmp_path):
+    data = tmp_path / "open.csv"
+    data.write_text('text\nthe cat sat good\n"the cat sat bad\nbad\nthe end\n')
+    result = run_in_process(["predict", "--model", runs["run"], "--input", data, "--no-progress"])
+    assert_clean_failure(result, str(data), "line 3", "never closed")
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("quotes.tsv", 'text\n"Great" movie, good\nsays ""hi""\n"a\ttab"\n'),
+     ("quotes.csv", 'text,label\n"a, b",pos\n"x ""y"" z",neg\n5" screen,pos\n'),
+     ("pretty.json", '{\n "text": "the cat sat good",\n "label": "pos"\n}\n'),
+     ("array.json", '[{"text": "good"}, {"text": "bad"}]\n'),
+     ("long.csv", "text\nshort one\n" + "good " * 40000 + "\n")],
+    ids=["tsv-quotes", "csv-quotes", "one-pretty-json-object", "json-array", "cell-over-131072-chars"],
+)
+def test_inputs_are_read_as_training_reads_them(run_in_process, runs, tmp_path, name, content):
+    from rxf.tasks.files import read_file
+
+    data = tmp_path / name
+    data.write_text(content)
+    output = tmp_path / f"out{data.suffix}"
+    assert run_in_process(["predict", "--model", runs["run"], "--input", data, "--output", output, "--no-progress"]).returncode == 0
+    if data.suffix == ".json":
+        written = [row["text"] for row in json.loads(output.read_text())]
+    else:
+        import csv
+
+        with open(output, newline="") as f:
+            written = [row["text"] for row in csv.DictReader(f, delimiter="\t" if data.suffix == ".tsv" else ",")]
+    assert written == read_file(data, "train_file").ds["text"]
+
+
+def test_a_json_lines_file_with_a_pretty_object_is_refused(run_in_process, runs, tmp_path):
+    data = tmp_path / "pretty.jsonl"
+    data.write_text('{\n "text": "good"\n}\n')
+    assert_clean_failure(run_in_process(["predict", "--model", runs["run"], "--input", data]), str(data), "line 1")
+
+
+def test_a_regression_label_that_is_not_finite(run_in_process, runs, tmp_path):
+    for value in ("nan", "inf"):
+        data = tmp_path / f"{value}.csv"
+        data.write_text(f"text,label\nthe cat sat good,1.5\nthe cat sat bad,{value}\n")
+        result = run_in_process(["evaluate", "--model", runs["reg"], "--eval-file", data, "--output-dir", tmp_path / "e"])
+        assert_clean_failure(result, str(data), "line 3", "not a finite number")
