@@ -65,6 +65,7 @@ class Predictor:
     delimiter: str | None = None
     label_separator: str | None = None
     run_config: dict[str, Any] | None = None  # the run's config.yaml, when --model is a run directory
+    run_dir: Path | None = None  # that run directory
 
     @property
     def label_ids(self) -> dict[str, int]:
@@ -90,6 +91,24 @@ def _run_columns(run_config: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+# The settings of a run's config.yaml that predict and evaluate use, checked as rxf train checks them.
+RUN_SETTINGS = (
+    "task", "data_dir", "train_file", "eval_file", "text_column", "text_pair_column", "label_column", "task_type",
+    "delimiter", "label_separator", "max_length", "max_eval_samples", "seed", "data_seed",
+)
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml; a hand-edited value of the wrong type (``delimiter: 5``, ``max_length: true``) is
+    named with the file, by the checks of ``rxf train``."""
+    from rxf.config import Settings, read_yaml_mapping
+    from rxf.train import TrainConfig
+
+    values = read_yaml_mapping(path)
+    TrainConfig.from_dict(Settings({key: values[key] for key in RUN_SETTINGS if key in values}, source=str(path)))
+    return values
+
+
 def load_predictor(model: str, **overrides: Any) -> Predictor:
     """The classifier that ``model`` names (run directory, model directory or hub name); ``overrides``
     (text_column, text_pair_column, label_column, max_length, delimiter, label_separator) win over the run's settings."""
@@ -106,6 +125,11 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
             raise RxfError(
                 f"run {path} saved no model (it ran with save_model: false): train it again with save_model: true"
             )
+        elif (path / "run.json").is_file():
+            raise RxfError(
+                f"run {path} has not finished: it has no model/ yet (run the same rxf train command again to resume "
+                "it, then use its model)"
+            )
         else:
             raise RxfError(
                 f"--model {path} is neither an rxf train output directory (holding model/) nor a model directory "
@@ -115,14 +139,21 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
         location = resolve_model(model)
         run_dir = path.parent if path.name == "model" and (path.parent / "config.yaml").is_file() else None
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        from rxf.config import read_yaml_mapping
-
-        run_config = read_yaml_mapping(run_dir / "config.yaml")
+        run_config = read_run_config(run_dir / "config.yaml")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        network = AutoModelForSequenceClassification.from_pretrained(location)
+        network, loading = AutoModelForSequenceClassification.from_pretrained(
+            location, use_safetensors=True, output_loading_info=True  # rxf never unpickles weights
+        )
     except (OSError, ValueError) as error:
         raise RxfError(f"cannot load the model {model!r} as a sequence classifier: {str(error).splitlines()[0]}") from None
+    missing = sorted(loading["missing_keys"])
+    if missing:  # e.g. a bare encoder: transformers gives it a new, random classification head
+        shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)" if len(missing) > 4 else "")
+        raise RxfError(
+            f"--model {model} is not a trained classifier: its weights lack {shown}, which would be random: "
+            f"fine-tune it first (rxf train --model {model} ...) and pass the run's directory"
+        )
     config = network.config
     if config.problem_type == "multi_label_classification":
         task_type = "multi_label"
@@ -142,7 +173,7 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
     import torch
 
     network.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return Predictor(network, tokenizer, str(model), task_type, label_names, run_config=run_config, **settings)
+    return Predictor(network, tokenizer, str(model), task_type, label_names, run_config=run_config, run_dir=run_dir, **settings)
 
 
 def predict_logits(

@@ -63,6 +63,55 @@ def data(tmp_path) -> Path:
     return path
 
 
+# ---- models and runs ----------------------------------------------------------------------------
+
+
+def test_a_model_without_a_trained_head_is_refused(run_in_process, tiny_model, tmp_path, data):
+    """A bare encoder: transformers would add a random classification head, and predict would print noise."""
+    result = run_in_process(["predict", "--model", tiny_model, "--input", data, "--output", tmp_path / "o.csv"])
+    assert_clean_failure(result, str(tiny_model), "not a trained classifier", "classifier.weight", "rxf train")
+    assert not (tmp_path / "o.csv").exists()
+    labelled = tmp_path / "ev.csv"
+    labelled.write_text("text,label\nthe cat sat good,LABEL_1\n")
+    result = run_in_process(["evaluate", "--model", tiny_model, "--eval-file", labelled, "--output-dir", tmp_path / "e"])
+    assert_clean_failure(result, "not a trained classifier")
+
+
+@pytest.mark.parametrize(
+    "edit, fragments",
+    [(("delimiter: null", "delimiter: 5"), ["config.yaml", "delimiter: 5", "string"]),
+     (("max_length: 16", "max_length: true"), ["config.yaml", "max_length: true", "whole number"])],
+    ids=["delimiter-int", "max-length-bool"],
+)
+def test_a_hand_edited_run_config_of_the_wrong_type(run_in_process, runs, tmp_path, data, edit, fragments):
+    run = shutil.copytree(runs["run"], tmp_path / "run")
+    text = (run / "config.yaml").read_text()
+    assert edit[0] in text
+    (run / "config.yaml").write_text(text.replace(*edit))
+    result = run_in_process(["predict", "--model", run, "--input", data, "--output", tmp_path / "o.csv"])
+    assert_clean_failure(result, *fragments)
+
+
+def test_an_unfinished_run_says_so(run_in_process, runs, tmp_path, data):
+    run = tmp_path / "unfinished"
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    for name in ("run.json", "config.yaml"):
+        shutil.copy(runs["run"] / name, run / name)
+    result = run_in_process(["predict", "--model", run, "--input", data, "--output", tmp_path / "o.csv"])
+    assert_clean_failure(result, str(run), "has not finished", "no model/")
+
+
+def test_evaluate_a_run_from_another_folder(run_in_process, runs, tmp_path, monkeypatch):
+    """The run's own dev set: its train_file (relative in config.yaml) is found through run.json, from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    assert run_in_process(["evaluate", "--model", runs["run"], "--output-dir", tmp_path / "e", "--no-progress"]).returncode == 0
+    assert json.loads((tmp_path / "e" / "eval_results.json").read_text())["num_examples"] == 4
+    older = shutil.copytree(runs["run"], tmp_path / "older")  # a run without run.json: the path as config.yaml has it
+    (older / "run.json").unlink()
+    result = run_in_process(["evaluate", "--model", older, "--output-dir", tmp_path / "e2", "--no-progress"])
+    assert_clean_failure(result, "train_file train.csv", "config.yaml", "does not exist", "--eval-file")
+
+
 # ---- input files: read as training reads them ---------------------------------------------------
 
 

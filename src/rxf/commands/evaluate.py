@@ -34,6 +34,7 @@ def _task_evaluation(predictor, args):
         options = {k: run.get(k) for k in ("task", "data_dir", "train_file", "eval_file", "text_column",
                                            "text_pair_column", "label_column", "task_type", "delimiter", "label_separator")}
         options = {k: v for k, v in options.items() if v is not None}
+        options.update(_run_data_paths(predictor))
         options["max_eval_samples"] = run.get("max_eval_samples")
         options["seed"] = run.get("data_seed", 0) if run.get("data_seed") is not None else run.get("seed", 0)
     else:
@@ -50,6 +51,30 @@ def _task_evaluation(predictor, args):
                             batch_size=args.batch_size or 64, progress=not args.no_progress)
     labels = task_labels(predictor, task, list(data["label"]))
     return logits, labels, metric_sets(predictor, task.metric_set), f"{task.name}, split {split}"
+
+
+def _run_data_paths(predictor) -> dict[str, str]:
+    """The data paths of the run's config.yaml as the run resolved them: run.json holds them made absolute
+    (config.yaml as typed, relative to where the run started); one that does not exist is named with config.yaml."""
+    from rxf.io import read_json
+
+    manifest = predictor.run_dir / "run.json"
+    recorded = read_json(manifest, "run manifest") if manifest.is_file() else {}
+    settings = recorded.get("settings") if isinstance(recorded, dict) else None
+    paths = {}
+    for key in ("data_dir", "train_file", "eval_file"):
+        absolute = settings.get(key) if isinstance(settings, dict) else None
+        value = absolute if isinstance(absolute, str) else predictor.run_config.get(key)
+        if value is None:
+            continue
+        if not Path(value).expanduser().exists():
+            where = "" if Path(value).is_absolute() else f" (relative to {Path.cwd()})"
+            raise RxfError(
+                f"{key} {value} of run {predictor.run_dir} (its config.yaml) does not exist{where}: "
+                "pass the data to evaluate on with --eval-file (or --task)"
+            )
+        paths[key] = value
+    return paths
 
 
 def _file_evaluation(predictor, args):
