@@ -31,6 +31,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -343,33 +345,65 @@ def texts_of(table: Table, column: str, option: str) -> list[str]:
 
 def write_table(table: Table, path: str | Path, delimiter: str | None = None) -> Path:
     """Write ``table``'s rows in the format of ``path``'s extension (delimited text keeps the input's delimiter
-    when the extension is the input's; else tab for .tsv, comma for .csv)."""
-    from rxf.io import write_failure
+    when the extension is the input's; else tab for .tsv, comma for .csv). The file is replaced whole or not at
+    all: a failed write (disk full) leaves an earlier file at ``path`` as it was."""
+    from rxf.io import replace_files, write_failure
     from rxf.tasks.files import FORMATS, delimiter_char
 
     path = Path(path).expanduser()
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise RxfError(f"--output {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    check_output(path, "--output")
+    kind = FORMATS[path.suffix.lower()]
+    out = StringIO()
+    if kind == "csv":
+        sep = delimiter_char(delimiter, "--output-delimiter") or (
+            table.delimiter if table.delimiter and path.suffix.lower() == table.path.suffix.lower()
+            else "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+        )
+        writer = csv.DictWriter(out, fieldnames=table.columns, delimiter=sep, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in table.rows)
+    elif path.suffix.lower() == ".jsonl":
+        out.writelines(json.dumps(_finite(row), ensure_ascii=False) + "\n" for row in table.rows)
+    else:
+        json.dump(_finite(table.rows), out, ensure_ascii=False, indent=1)
+        out.write("\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            if kind == "csv":
-                sep = delimiter_char(delimiter) or (
-                    table.delimiter if table.delimiter and path.suffix.lower() == table.path.suffix.lower()
-                    else "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-                )
-                writer = csv.DictWriter(f, fieldnames=table.columns, delimiter=sep, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows({k: _cell(v) for k, v in row.items()} for row in table.rows)
-            elif path.suffix.lower() == ".jsonl":
-                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.rows)
-            else:
-                json.dump(table.rows, f, ensure_ascii=False, indent=1)
-                f.write("\n")
+        replace_files({path: out.getvalue()})
     except OSError as error:
         raise write_failure(error, path.parent, path.name) from None
     return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and ±inf (which JSON has not) written as null, in lists and objects too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def check_output(path: Path, option: str, folder: bool = False) -> None:
+    """That ``path`` (a data file; a folder with ``folder``) can be written, checked before any work: an
+    RxfError naming ``option`` when it has no data file extension, is a folder where a file goes (or a file
+    where a folder goes), lies under a file, or its nearest existing folder is not writable."""
+    from rxf.tasks.files import FORMATS
+
+    wanted, other = ("folder", "file") if folder else ("file", "folder")
+    if not folder and path.suffix.lower() not in FORMATS:
+        raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    if path.exists() and path.is_dir() != folder:
+        raise RxfError(f"{option} {path} is a {other}, not a {wanted}: choose another {option}")
+    existing = path if path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RxfError(f"{option} {path} cannot be created: {existing} is a file, not a folder: choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RxfError(f"{option} {path} cannot be written: {existing} is not writable (permission denied or read-only)")
 
 
 def _cell(value: Any) -> Any:
@@ -569,22 +603,30 @@ def _draw_confusion(plt: Any, evaluation: Evaluation, title: str) -> Any:
 
 def write_evaluation(evaluation: Evaluation, folder: Path, prefix: str, title: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """``<prefix>_report.md`` and ``<prefix>_confusion_matrix.png`` (classifiers), plus
-    ``<prefix>_results.json`` when ``extra`` is given (what else the JSON should say); returns the paths."""
-    from rxf.io import write_failure
+    ``<prefix>_results.json`` when ``extra`` is given (what else the JSON should say); returns the paths.
+
+    All are written before any is replaced (the PNG drawn into a staging folder, renamed last), so a failed
+    write (disk full, read-only) leaves an earlier report whole."""
+    from rxf.io import replace_files, write_failure
 
     paths = {"report": folder / f"{prefix}_report.md"}
+    files: dict[Path, str | bytes] = {paths["report"]: markdown_report(evaluation, title)}
+    if extra is not None:
+        paths["results"] = folder / f"{prefix}_results.json"
+        payload = {**extra, **evaluation.to_dict()}
+        files[paths["results"]] = json.dumps(_finite(payload), indent=2, default=_json_default) + "\n"
+    staging = folder / f".{prefix}-staging-{os.getpid()}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        paths["report"].write_text(markdown_report(evaluation, title))
-        if extra is not None:
-            paths["results"] = folder / f"{prefix}_results.json"
-            payload = {**extra, **evaluation.to_dict()}
-            paths["results"].write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-        png = plot_confusion(evaluation, folder / f"{prefix}_confusion_matrix.png", title)
+        staging.mkdir(parents=True, exist_ok=True)
+        png = plot_confusion(evaluation, staging / f"{prefix}_confusion_matrix.png", title)  # None: not drawn (a warning)
+        replace_files(files)
+        if png is not None:
+            paths["confusion_matrix"] = folder / png.name
+            os.replace(png, paths["confusion_matrix"])
     except OSError as error:
         raise write_failure(error, folder, f"the {prefix} report") from None
-    if png is not None:
-        paths["confusion_matrix"] = png
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {name: str(p) for name, p in paths.items()}
 
 

@@ -63,6 +63,146 @@ def data(tmp_path) -> Path:
     return path
 
 
+# ---- options and output locations: named before the model loads -------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--output-delimiter", "xx"], ["--output-delimiter 'xx'", "not valid"]),
+        (["--delimiter", "xx"], ["--delimiter 'xx'", "not valid"]),
+        (["--batch-size", "0"], ["--batch-size 0", "> 0"]),
+        (["--max-length", "0"], ["--max-length 0", "> 0"]),
+        (["--text-column", ""], ["--text-column is empty"]),
+        (["--output", "{tmp}/afile/x.csv"], ["afile is a file, not a folder", "--output"]),
+        (["--output", "{tmp}/folder.csv"], ["is a folder, not a file", "--output"]),
+        (["--output", "{tmp}/out.xlsx"], ["--output", "unsupported file type '.xlsx'"]),
+    ],
+    ids=["output-delimiter", "delimiter", "batch-size-0", "max-length-0", "empty-column", "output-under-a-file",
+         "output-a-folder", "output-type"],
+)
+def test_predict_options_are_checked_before_the_model_loads(run_in_process, no_model_load, tmp_path, data, extra, fragments):
+    (tmp_path / "afile").write_text("x\n")
+    (tmp_path / "folder.csv").mkdir()
+    keep = tmp_path / "in.predictions.csv"
+    keep.write_text("precious,old,predictions\n1,2,3\n")
+    before = snapshot(tmp_path)
+    extra = [value.format(tmp=tmp_path) for value in extra]
+    result = run_in_process(["predict", "--model", "some-run", "--input", data, *extra, "--no-progress"])
+    assert_clean_failure(result, *fragments)
+    assert snapshot(tmp_path) == before  # the earlier predictions untouched (a bad delimiter emptied them)
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--split", "test"], ["--split", "--eval-file"]),
+        (["--max-eval-samples", "5"], ["--max-eval-samples", "--eval-file"]),
+        (["--batch-size", "0"], ["--batch-size 0"]),
+        (["--output-dir", "{tmp}/afile"], ["--output-dir", "is a file, not a folder"]),
+        (["--output-dir", "{tmp}/afile/eval"], ["--output-dir", "afile is a file, not a folder"]),
+    ],
+    ids=["split", "max-eval-samples", "batch-size-0", "output-dir-a-file", "output-dir-under-a-file"],
+)
+def test_evaluate_options_are_checked_before_the_model_loads(run_in_process, no_model_load, tmp_path, extra, fragments):
+    (tmp_path / "afile").write_text("x\n")
+    labelled = tmp_path / "ev.csv"
+    labelled.write_text("text,label\nthe cat sat good,pos\n")
+    extra = [value.format(tmp=tmp_path) for value in extra]
+    result = run_in_process(["evaluate", "--model", "some-run", "--eval-file", labelled, *extra, "--no-progress"])
+    assert_clean_failure(result, *fragments)
+
+
+def test_an_output_that_is_a_hard_link_of_the_input_is_refused(run_in_process, no_model_load, tmp_path, data):
+    os.link(data, tmp_path / "link.csv")
+    before = snapshot(tmp_path)
+    result = run_in_process(["predict", "--model", "some-run", "--input", data, "--output", tmp_path / "link.csv"])
+    assert_clean_failure(result, "is the input file")
+    assert snapshot(tmp_path) == before
+
+
+# ---- outputs: whole or not at all (write faults), valid JSON ----------------------------------
+
+
+def full_disk_on_write(monkeypatch):
+    """Path.write_text writes half of its text, then fails as a full disk does."""
+    real = pathlib.Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+
+
+def test_a_failed_write_keeps_the_earlier_predictions(run_in_process, runs, tmp_path, data, monkeypatch):
+    out = tmp_path / "out.csv"
+    out.write_text("precious,old,predictions\n1,2,3\n")
+    before = snapshot(tmp_path)
+    with monkeypatch.context() as patch:
+        full_disk_on_write(patch)
+        result = run_in_process(["predict", "--model", runs["run"], "--input", data, "--output", out, "--no-progress"])
+    assert_clean_failure(result, "could not write out.csv", "no space left on device")
+    assert snapshot(tmp_path) == before  # no half-written file, no temporary file left
+
+
+def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, monkeypatch):
+    labelled = tmp_path / "ev.csv"
+    labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
+    out = tmp_path / "eval"
+    out.mkdir()
+    for name in ("eval_report.md", "eval_results.json", "eval_confusion_matrix.png"):
+        (out / name).write_text(f"OLD {name}\n")
+    before = snapshot(out)
+    args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", out, "--no-progress"]
+    with monkeypatch.context() as patch:
+        full_disk_on_write(patch)
+        assert_clean_failure(run_in_process(args), "could not write the eval report", "no space left on device")
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging left
+    assert run_in_process(args).returncode == 0
+    assert (out / "eval_confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "eval_results.json").read_text())["num_examples"] == 2
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """A folder to mount a tmpfs on; skips where this machine does not allow mounting."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_disk_full_on_a_real_tmpfs_keeps_the_earlier_predictions(mount_point, runs, tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_text("text\n" + "".join(f"the cat sat good number {i}\n" for i in range(1500)))
+    out = mount_point / "big.predictions.csv"
+    out.write_text("text,prediction\n" + "".join(f"precious earlier row {i},pos\n" for i in range(800)))
+    before = snapshot(mount_point)
+    result = run_cli(["predict", "--model", runs["run"], "--input", big, "--output", out, "--no-progress"])
+    assert_clean_failure(result, "could not write big.predictions.csv", "no space left on device")
+    assert snapshot(mount_point) == before
+
+
+def test_json_output_has_null_for_nan(run_in_process, runs, tmp_path):
+    data = tmp_path / "nan.jsonl"
+    data.write_text('{"text": "the cat sat good", "score": NaN}\n{"text": "bad", "score": [Infinity, 1]}\n')
+    for output in (tmp_path / "out.jsonl", tmp_path / "out.json"):
+        assert run_in_process(["predict", "--model", runs["run"], "--input", data, "--output", output, "--no-progress"]).returncode == 0
+
+        def no_constants(name):
+            raise AssertionError(f"{output.name} holds {name}, which is not JSON")
+
+        text = output.read_text()
+        records = [json.loads(line, parse_constant=no_constants) for line in text.splitlines()] if output.suffix == ".jsonl" \
+            else json.loads(text, parse_constant=no_constants)
+        assert [r["score"] for r in records] == [None, [None, 1]]
+
+
+
 # ---- models and runs ----------------------------------------------------------------------------
 
 
