@@ -31,6 +31,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -65,6 +67,7 @@ class Predictor:
     delimiter: str | None = None
     label_separator: str | None = None
     run_config: dict[str, Any] | None = None  # the run's config.yaml, when --model is a run directory
+    run_dir: Path | None = None  # that run directory
 
     @property
     def label_ids(self) -> dict[str, int]:
@@ -90,6 +93,24 @@ def _run_columns(run_config: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+# The settings of a run's config.yaml that predict and evaluate use, checked as rxf train checks them.
+RUN_SETTINGS = (
+    "task", "data_dir", "train_file", "eval_file", "text_column", "text_pair_column", "label_column", "task_type",
+    "delimiter", "label_separator", "max_length", "max_eval_samples", "seed", "data_seed",
+)
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml; a hand-edited value of the wrong type (``delimiter: 5``, ``max_length: true``) is
+    named with the file, by the checks of ``rxf train``."""
+    from rxf.config import Settings, read_yaml_mapping
+    from rxf.train import TrainConfig
+
+    values = read_yaml_mapping(path)
+    TrainConfig.from_dict(Settings({key: values[key] for key in RUN_SETTINGS if key in values}, source=str(path)))
+    return values
+
+
 def load_predictor(model: str, **overrides: Any) -> Predictor:
     """The classifier that ``model`` names (run directory, model directory or hub name); ``overrides``
     (text_column, text_pair_column, label_column, max_length, delimiter, label_separator) win over the run's settings."""
@@ -106,6 +127,11 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
             raise RxfError(
                 f"run {path} saved no model (it ran with save_model: false): train it again with save_model: true"
             )
+        elif (path / "run.json").is_file():
+            raise RxfError(
+                f"run {path} has not finished: it has no model/ yet (run the same rxf train command again to resume "
+                "it, then use its model)"
+            )
         else:
             raise RxfError(
                 f"--model {path} is neither an rxf train output directory (holding model/) nor a model directory "
@@ -115,14 +141,21 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
         location = resolve_model(model)
         run_dir = path.parent if path.name == "model" and (path.parent / "config.yaml").is_file() else None
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        from rxf.config import read_yaml_mapping
-
-        run_config = read_yaml_mapping(run_dir / "config.yaml")
+        run_config = read_run_config(run_dir / "config.yaml")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        network = AutoModelForSequenceClassification.from_pretrained(location)
+        network, loading = AutoModelForSequenceClassification.from_pretrained(
+            location, use_safetensors=True, output_loading_info=True  # rxf never unpickles weights
+        )
     except (OSError, ValueError) as error:
         raise RxfError(f"cannot load the model {model!r} as a sequence classifier: {str(error).splitlines()[0]}") from None
+    missing = sorted(loading["missing_keys"])
+    if missing:  # e.g. a bare encoder: transformers gives it a new, random classification head
+        shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)" if len(missing) > 4 else "")
+        raise RxfError(
+            f"--model {model} is not a trained classifier: its weights lack {shown}, which would be random: "
+            f"fine-tune it first (rxf train --model {model} ...) and pass the run's directory"
+        )
     config = network.config
     if config.problem_type == "multi_label_classification":
         task_type = "multi_label"
@@ -142,7 +175,7 @@ def load_predictor(model: str, **overrides: Any) -> Predictor:
     import torch
 
     network.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return Predictor(network, tokenizer, str(model), task_type, label_names, run_config=run_config, **settings)
+    return Predictor(network, tokenizer, str(model), task_type, label_names, run_config=run_config, run_dir=run_dir, **settings)
 
 
 def predict_logits(
@@ -201,22 +234,64 @@ class Table:
         return f"{self.path}, line {self.lines[i]}" if self.lines else f"{self.path}, record {i + 1}"
 
 
-def read_table(path: str | Path, option: str, delimiter: str | None = None) -> Table:
-    """A .csv/.tsv/.txt/.json/.jsonl file as rows; every problem an RxfError naming the file (and line)."""
-    from rxf import io
-    from rxf.tasks.files import FORMATS, file_delimiter
+def data_file(path: str | Path, option: str) -> tuple[Path, str]:
+    """(path, "csv" or "json") of a data file to read, checked before any work: a regular file that can be
+    read, with the extension of a format rxf reads."""
+    from rxf.io import regular_file
+    from rxf.tasks.files import FORMATS
 
-    path = io.regular_file(path, option)
+    path = regular_file(path, option)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    return path, kind
+
+
+def read_table(path: str | Path, option: str, delimiter: str | None = None) -> Table:
+    """A .csv/.tsv/.txt/.json/.jsonl file as rows, read as training reads it; every problem an RxfError
+    naming the file (and line)."""
+    from rxf import io
+    from rxf.tasks.files import file_delimiter
+
+    path, kind = data_file(path, option)
     if kind == "csv":
-        sep = file_delimiter(path, delimiter, option)
-        reader = csv.reader(StringIO(io.read_text(path, option), newline=""), delimiter=sep)
+        table = _read_delimited(path, option, file_delimiter(path, delimiter, option))
+    else:
+        io.check_data_file(path, option, "json")  # an array, one object, or JSON Lines; errors by line
+        text = io.read_text(path, option)
+        if text.lstrip().startswith("["):
+            records, lines = json.loads(text), []
+        else:
+            try:  # one object, possibly over several lines, is one row (as training reads a .json file)
+                records, lines = [json.loads(text)], [1]
+            except json.JSONDecodeError:
+                numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+                records, lines = [json.loads(line) for _, line in numbered], [n for n, _ in numbered]
+        if not all(isinstance(r, dict) for r in records):
+            raise RxfError(f"{option} {path}: every record must be a JSON object such as {{\"text\": \"...\"}}")
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        table = Table(path, records, columns, "json", None, lines)
+    if not table.rows:
+        raise RxfError(f"{option} {path} has no data rows")
+    return table
+
+
+def _read_delimited(path: Path, option: str, sep: str) -> Table:
+    """Delimited text, quoted as pandas (which training reads it with) quotes it, cells of any length."""
+    from rxf import io
+
+    text = io.read_text(path, option)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a cell can be as long as the file
+    reader = csv.reader(StringIO(text, newline=""), delimiter=sep)
+    rows, lines = [], []
+    try:
         header = next(reader, None)
         if not header:
             raise RxfError(f"{option} {path} is empty")
-        rows, lines, start = [], [], reader.line_num + 1
+        repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
+        if repeated is not None:
+            raise RxfError(f"{option} {path}, line 1: column {repeated!r} appears twice in the header: give each column its own name")
+        start = reader.line_num + 1
         for cells in reader:
             if cells:
                 if len(cells) != len(header):
@@ -227,23 +302,25 @@ def read_table(path: str | Path, option: str, delimiter: str | None = None) -> T
                 rows.append(dict(zip(header, cells)))
                 lines.append(start)
             start = reader.line_num + 1
-        table = Table(path, rows, header, "csv", sep, lines)
-    else:
-        text = io.read_text(path, option)
-        if text.lstrip().startswith("["):
-            records = io.parse_json(text, path, option)
-            lines = []
-        else:
-            io.check_jsonl(path, option)
-            numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-            records, lines = [json.loads(line) for _, line in numbered], [n for n, _ in numbered]
-        if not all(isinstance(r, dict) for r in records):
-            raise RxfError(f"{option} {path}: every record must be a JSON object such as {{\"text\": \"...\"}}")
-        columns = list(dict.fromkeys(key for record in records for key in record))
-        table = Table(path, records, columns, "json", None, lines)
-    if not table.rows:
-        raise RxfError(f"{option} {path} has no data rows")
-    return table
+    except csv.Error as error:
+        raise RxfError(f"{option} {path}, line {reader.line_num}: cannot be read as delimited text ({error})") from None
+    last = lines[-1] if lines else 1  # the line the last row (or the header) starts on
+    if _quote_left_open("".join(StringIO(text, newline="").readlines()[last - 1 :]), sep):
+        raise RxfError(
+            f"{option} {path}, line {last}: a quote (\") opens a cell that is never closed, so the rest of the "
+            'file would be one cell: close it, or write a quote inside a quoted cell as ""'
+        )
+    return Table(path, rows, header, "csv", sep, lines)
+
+
+def _quote_left_open(last_row: str, sep: str) -> bool:
+    """Whether the text of a file's last row ends inside a quoted cell (csv.reader then takes the rest of the
+    file as that cell; pandas, which training reads with, refuses it): only then does one more quote at the
+    end change nothing, since it closes the cell."""
+    def rows(text: str) -> list[list[str]]:
+        return list(csv.reader(StringIO(text, newline=""), delimiter=sep))
+
+    return rows(last_row) == rows(last_row + '"')
 
 
 def column_values(table: Table, column: str, option: str) -> list[Any]:
@@ -268,33 +345,65 @@ def texts_of(table: Table, column: str, option: str) -> list[str]:
 
 def write_table(table: Table, path: str | Path, delimiter: str | None = None) -> Path:
     """Write ``table``'s rows in the format of ``path``'s extension (delimited text keeps the input's delimiter
-    when the extension is the input's; else tab for .tsv, comma for .csv)."""
-    from rxf.io import write_failure
+    when the extension is the input's; else tab for .tsv, comma for .csv). The file is replaced whole or not at
+    all: a failed write (disk full) leaves an earlier file at ``path`` as it was."""
+    from rxf.io import replace_files, write_failure
     from rxf.tasks.files import FORMATS, delimiter_char
 
     path = Path(path).expanduser()
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise RxfError(f"--output {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    check_output(path, "--output")
+    kind = FORMATS[path.suffix.lower()]
+    out = StringIO()
+    if kind == "csv":
+        sep = delimiter_char(delimiter, "--output-delimiter") or (
+            table.delimiter if table.delimiter and path.suffix.lower() == table.path.suffix.lower()
+            else "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+        )
+        writer = csv.DictWriter(out, fieldnames=table.columns, delimiter=sep, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in table.rows)
+    elif path.suffix.lower() == ".jsonl":
+        out.writelines(json.dumps(_finite(row), ensure_ascii=False) + "\n" for row in table.rows)
+    else:
+        json.dump(_finite(table.rows), out, ensure_ascii=False, indent=1)
+        out.write("\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            if kind == "csv":
-                sep = delimiter_char(delimiter) or (
-                    table.delimiter if table.delimiter and path.suffix.lower() == table.path.suffix.lower()
-                    else "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-                )
-                writer = csv.DictWriter(f, fieldnames=table.columns, delimiter=sep, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows({k: _cell(v) for k, v in row.items()} for row in table.rows)
-            elif path.suffix.lower() == ".jsonl":
-                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.rows)
-            else:
-                json.dump(table.rows, f, ensure_ascii=False, indent=1)
-                f.write("\n")
+        replace_files({path: out.getvalue()})
     except OSError as error:
         raise write_failure(error, path.parent, path.name) from None
     return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and ±inf (which JSON has not) written as null, in lists and objects too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def check_output(path: Path, option: str, folder: bool = False) -> None:
+    """That ``path`` (a data file; a folder with ``folder``) can be written, checked before any work: an
+    RxfError naming ``option`` when it has no data file extension, is a folder where a file goes (or a file
+    where a folder goes), lies under a file, or its nearest existing folder is not writable."""
+    from rxf.tasks.files import FORMATS
+
+    wanted, other = ("folder", "file") if folder else ("file", "folder")
+    if not folder and path.suffix.lower() not in FORMATS:
+        raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    if path.exists() and path.is_dir() != folder:
+        raise RxfError(f"{option} {path} is a {other}, not a {wanted}: choose another {option}")
+    existing = path if path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RxfError(f"{option} {path} cannot be created: {existing} is a file, not a folder: choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RxfError(f"{option} {path} cannot be written: {existing} is not writable (permission denied or read-only)")
 
 
 def _cell(value: Any) -> Any:
@@ -344,9 +453,12 @@ def gold_labels(predictor: Predictor, table: Table) -> np.ndarray:
             raise RxfError(f"{table.where(i)}: label column {column!r} is empty: every row needs a label to evaluate")
         if predictor.task_type == "regression":
             try:
-                out.append(float(value))
+                score = float(value)
             except (TypeError, ValueError):
                 raise RxfError(f"{table.where(i)}: label {value!r} is not a number, as the regression model needs") from None
+            if not math.isfinite(score):
+                raise RxfError(f"{table.where(i)}: label {value!r} is not a finite number, as the regression model needs")
+            out.append(score)
             continue
         if predictor.task_type == "multi_label":
             if value is None or value == "":
@@ -491,22 +603,30 @@ def _draw_confusion(plt: Any, evaluation: Evaluation, title: str) -> Any:
 
 def write_evaluation(evaluation: Evaluation, folder: Path, prefix: str, title: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """``<prefix>_report.md`` and ``<prefix>_confusion_matrix.png`` (classifiers), plus
-    ``<prefix>_results.json`` when ``extra`` is given (what else the JSON should say); returns the paths."""
-    from rxf.io import write_failure
+    ``<prefix>_results.json`` when ``extra`` is given (what else the JSON should say); returns the paths.
+
+    All are written before any is replaced (the PNG drawn into a staging folder, renamed last), so a failed
+    write (disk full, read-only) leaves an earlier report whole."""
+    from rxf.io import replace_files, write_failure
 
     paths = {"report": folder / f"{prefix}_report.md"}
+    files: dict[Path, str | bytes] = {paths["report"]: markdown_report(evaluation, title)}
+    if extra is not None:
+        paths["results"] = folder / f"{prefix}_results.json"
+        payload = {**extra, **evaluation.to_dict()}
+        files[paths["results"]] = json.dumps(_finite(payload), indent=2, default=_json_default) + "\n"
+    staging = folder / f".{prefix}-staging-{os.getpid()}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        paths["report"].write_text(markdown_report(evaluation, title))
-        if extra is not None:
-            paths["results"] = folder / f"{prefix}_results.json"
-            payload = {**extra, **evaluation.to_dict()}
-            paths["results"].write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-        png = plot_confusion(evaluation, folder / f"{prefix}_confusion_matrix.png", title)
+        staging.mkdir(parents=True, exist_ok=True)
+        png = plot_confusion(evaluation, staging / f"{prefix}_confusion_matrix.png", title)  # None: not drawn (a warning)
+        replace_files(files)
+        if png is not None:
+            paths["confusion_matrix"] = folder / png.name
+            os.replace(png, paths["confusion_matrix"])
     except OSError as error:
         raise write_failure(error, folder, f"the {prefix} report") from None
-    if png is not None:
-        paths["confusion_matrix"] = png
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {name: str(p) for name, p in paths.items()}
 
 

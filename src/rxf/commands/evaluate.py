@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from rxf.commands.predict import add_data_flags, data_overrides
+from rxf.commands.predict import add_data_flags, batch_size, check_data_flags, data_overrides
 from rxf.errors import RxfError
 
 
@@ -34,6 +34,7 @@ def _task_evaluation(predictor, args):
         options = {k: run.get(k) for k in ("task", "data_dir", "train_file", "eval_file", "text_column",
                                            "text_pair_column", "label_column", "task_type", "delimiter", "label_separator")}
         options = {k: v for k, v in options.items() if v is not None}
+        options.update(_run_data_paths(predictor))
         options["max_eval_samples"] = run.get("max_eval_samples")
         options["seed"] = run.get("data_seed", 0) if run.get("data_seed") is not None else run.get("seed", 0)
     else:
@@ -47,9 +48,33 @@ def _task_evaluation(predictor, args):
     data = task.eval[split]
     pairs = data["text_pair"] if "text_pair" in data.column_names else None
     logits = predict_logits(predictor, list(data["text"]), None if pairs is None else list(pairs),
-                            batch_size=args.batch_size or 64, progress=not args.no_progress)
+                            batch_size=batch_size(args), progress=not args.no_progress)
     labels = task_labels(predictor, task, list(data["label"]))
     return logits, labels, metric_sets(predictor, task.metric_set), f"{task.name}, split {split}"
+
+
+def _run_data_paths(predictor) -> dict[str, str]:
+    """The data paths of the run's config.yaml as the run resolved them: run.json holds them made absolute
+    (config.yaml as typed, relative to where the run started); one that does not exist is named with config.yaml."""
+    from rxf.io import read_json
+
+    manifest = predictor.run_dir / "run.json"
+    recorded = read_json(manifest, "run manifest") if manifest.is_file() else {}
+    settings = recorded.get("settings") if isinstance(recorded, dict) else None
+    paths = {}
+    for key in ("data_dir", "train_file", "eval_file"):
+        absolute = settings.get(key) if isinstance(settings, dict) else None
+        value = absolute if isinstance(absolute, str) else predictor.run_config.get(key)
+        if value is None:
+            continue
+        if not Path(value).expanduser().exists():
+            where = "" if Path(value).is_absolute() else f" (relative to {Path.cwd()})"
+            raise RxfError(
+                f"{key} {value} of run {predictor.run_dir} (its config.yaml) does not exist{where}: "
+                "pass the data to evaluate on with --eval-file (or --task)"
+            )
+        paths[key] = value
+    return paths
 
 
 def _file_evaluation(predictor, args):
@@ -59,7 +84,7 @@ def _file_evaluation(predictor, args):
     texts = texts_of(table, predictor.text_column, "--text-column")
     pairs = texts_of(table, predictor.text_pair_column, "--text-pair-column") if predictor.text_pair_column else None
     labels = gold_labels(predictor, table)
-    logits = predict_logits(predictor, texts, pairs, batch_size=args.batch_size or 64, progress=not args.no_progress)
+    logits = predict_logits(predictor, texts, pairs, batch_size=batch_size(args), progress=not args.no_progress)
     return logits, labels, metric_sets(predictor), str(table.path)
 
 
@@ -74,21 +99,28 @@ def _default_output_dir(args) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rxf.inference import evaluate_logits, load_predictor, write_evaluation
-    from rxf.tasks.files import delimiter_char
+    from rxf.inference import check_output, data_file, evaluate_logits, load_predictor, write_evaluation
 
     if args.eval_file and args.task:
         raise RxfError("--eval-file and --task both say what to evaluate on: give one")
     if args.data_dir and not args.task:
         raise RxfError("--data-dir goes with --task (e.g. --task glue/rte --data-dir ../shared/data/glue)")
-    delimiter_char(args.delimiter)
+    for flag, value in (("--split", args.split), ("--max-eval-samples", args.max_eval_samples)):
+        if args.eval_file and value is not None:
+            raise RxfError(f"{flag} goes with --task or a run's own data: --eval-file is evaluated whole")
+    if args.max_eval_samples is not None and args.max_eval_samples < 1:
+        raise RxfError(f"--max-eval-samples {args.max_eval_samples} must be a whole number > 0")
+    check_data_flags(args)  # every bad value is named before the model loads
+    if args.eval_file:
+        data_file(args.eval_file, "--eval-file")
+    out = Path(args.output_dir).expanduser() if args.output_dir else _default_output_dir(args)
+    check_output(out, "--output-dir", folder=True)
     predictor = load_predictor(args.model, **data_overrides(args, "label_column"))
     if args.eval_file:
         logits, labels, sets, source = _file_evaluation(predictor, args)
     else:
         logits, labels, sets, source = _task_evaluation(predictor, args)
     evaluation = evaluate_logits(logits, labels, predictor.task_type, predictor.label_names, sets)
-    out = Path(args.output_dir).expanduser() if args.output_dir else _default_output_dir(args)
     paths = write_evaluation(evaluation, out, "eval", f"{args.model} on {source}", extra={"model": args.model, "data": source})
     print(json.dumps({"data": source, "num_examples": evaluation.num_examples, **evaluation.metrics}, indent=2))
     print("wrote " + ", ".join(paths.values()))

@@ -41,21 +41,46 @@ def data_overrides(args: argparse.Namespace, *extra: str) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rxf.inference import add_predictions, default_output, load_predictor, predict_logits, read_table, texts_of, write_table
+def check_data_flags(args: argparse.Namespace) -> None:
+    """The values of DATA_FLAGS, checked before the model loads; each error names its flag."""
     from rxf.tasks.files import delimiter_char
 
-    delimiter_char(args.delimiter)  # a bad value is named before the model loads
-    output = Path(args.output).expanduser() if args.output else default_output(Path(args.input).expanduser())
-    if output.resolve() == Path(args.input).expanduser().resolve():
+    delimiter_char(args.delimiter, "--delimiter")
+    for flag in ("--max-length", "--batch-size"):
+        value = getattr(args, DATA_FLAGS[flag][0])
+        if value is not None and value < 1:
+            raise RxfError(f"{flag} {value} must be a whole number > 0")
+    for flag in ("--text-column", "--text-pair-column", "--label-separator"):
+        if getattr(args, DATA_FLAGS[flag][0]) == "":
+            raise RxfError(f"{flag} is empty: give its value, or leave the flag out")
+
+
+def batch_size(args: argparse.Namespace) -> int:
+    return 64 if args.batch_size is None else args.batch_size
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from rxf.inference import (
+        add_predictions, check_output, data_file, default_output, load_predictor, predict_logits, read_table, texts_of,
+        write_table,
+    )
+    from rxf.tasks.files import delimiter_char
+
+    check_data_flags(args)  # every bad value is named before the model loads
+    delimiter_char(args.output_delimiter, "--output-delimiter")
+    source, _ = data_file(args.input, "--input")
+    output = Path(args.output).expanduser() if args.output else default_output(source)
+    if output.exists() and os.path.samefile(output, source):  # the same path, a symbolic or a hard link
         raise RxfError(f"--output {output} is the input file: choose another name, the input is kept as it is")
+    check_output(output, "--output")
     predictor = load_predictor(args.model, **data_overrides(args))
     table = read_table(args.input, "--input", predictor.delimiter)
     texts = texts_of(table, predictor.text_column, "--text-column")
     pairs = texts_of(table, predictor.text_pair_column, "--text-pair-column") if predictor.text_pair_column else None
-    logits = predict_logits(predictor, texts, pairs, batch_size=args.batch_size or 64, progress=not args.no_progress)
+    logits = predict_logits(predictor, texts, pairs, batch_size=batch_size(args), progress=not args.no_progress)
     written = write_table(add_predictions(predictor, table, logits), output, args.output_delimiter)
     print(f"wrote {len(table.rows)} predictions ({predictor.task_type.replace('_', '-')}) to {written}")
     return 0

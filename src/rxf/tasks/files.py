@@ -54,8 +54,9 @@ def check_task_type(task_type: str | None) -> None:
         )
 
 
-def delimiter_char(delimiter: str | None) -> str | None:
-    """The character a delimiter option names ("tab", ";", "\\t", ...); None (or "auto") for "infer it"."""
+def delimiter_char(delimiter: str | None, option: str = "delimiter") -> str | None:
+    """The character a delimiter option names ("tab", ";", "\\t", ...); None (or "auto") for "infer it".
+    ``option``: how errors name the setting (``--output-delimiter`` for that flag)."""
     if delimiter is None or delimiter == "auto":
         return None
     if delimiter.lower() in DELIMITERS:
@@ -65,7 +66,7 @@ def delimiter_char(delimiter: str | None) -> str | None:
     if len(delimiter) == 1 and delimiter not in "\"\r\n":
         return delimiter
     raise RxfError(
-        f"delimiter {delimiter!r} is not valid: use one of {', '.join(DELIMITERS)}, auto, or a single character"
+        f"{option} {delimiter!r} is not valid: use one of {', '.join(DELIMITERS)}, auto, or a single character"
     )
 
 
