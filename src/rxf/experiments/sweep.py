@@ -507,9 +507,11 @@ def check_record(record: Any, path: str | Path, what: str = "run record", hint: 
     """The fields of a run record that `rxf report` and a resumed sweep use, of the types they use.
 
     ``metrics_at``: how the file names the run's metrics (``record["metrics"]``) in messages: "metrics." in a
-    sweep's record; "" for an `rxf train` metrics.json, which holds them at its top level. Evaluation scores (``eval_*`` but the loss and timings) and majority-class
-    scores must be finite numbers: rxf's metrics are never NaN (a constant prediction scores 0), so a
-    non-finite one is damage, and a NaN would silently count as neither failed nor passed.
+    sweep's record; "" for an `rxf train` metrics.json, which holds them at its top level.
+
+    Evaluation scores (``eval_*`` but the loss and timings) and majority-class scores must be finite
+    numbers: rxf's metrics are never NaN (a constant prediction scores 0), so a non-finite one is
+    damage, and a NaN score would count as neither failed nor passed, and drop out of max() by order.
     """
 
     def refuse(field: str, requirement: str, value: Any) -> RxfError:
@@ -535,7 +537,7 @@ def check_record(record: Any, path: str | Path, what: str = "run record", hint: 
         if not is_finite_number(value):
             raise refuse(f"majority_baseline.{name}", "a finite number", value)
 
-    metrics, at = record.get("metrics", _MISSING), metrics_at
+    metrics, at = record.get("metrics", _MISSING), metrics_at  # at: the metrics' prefix in messages
     if not isinstance(metrics, dict):
         raise refuse("metrics", "a mapping", metrics)
     history = metrics.get("history", _MISSING)
