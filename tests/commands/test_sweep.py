@@ -85,3 +85,22 @@ def test_methods_flag_leaves_the_other_rows_search_spaces_aside(sweep_file, tmp_
                     .replace(str(sweep_file.parent / "out"), str(tmp_path / "out")).replace("recipes: [", f"recipes: [{sweep_file.parent}/"))
     assert main(["sweep", "--config", str(path), "--methods", "standard", "--seeds", "1"]) == 0
     assert "1 runs (1 trained now" in capsys.readouterr().out
+
+
+def test_an_error_inside_a_search_run_is_one_line(sweep_file, tmp_path):
+    """Not optuna's warning and traceback first (fuzz audit s14, B5): a search run whose data is missing."""
+    from fuzz.conftest import assert_clean_failure, run_cli
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        f"recipes: [{sweep_file.parent / 'rte.yaml'}]\nmethods: [r4f]\ntrials: 1\nseeds: [1]\nlearning_rates: [1.0e-3]\n"
+        f"search_overrides: {{data_dir: {tmp_path / 'no-such-glue'}}}\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    assert_clean_failure(run_cli(["sweep", "--config", path]), "no-such-glue")
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(sweep_file, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x\n")
+    assert main(["sweep", "--config", str(sweep_file), "--output-dir", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "afile" in err

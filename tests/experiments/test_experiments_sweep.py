@@ -320,3 +320,103 @@ def test_no_learning_rates_means_each_recipes_own(tiny, tmp_path):
     records = Sweep(dataclasses.replace(config, trials=1), log=quiet).run()
     assert {r["metrics"]["config"]["learning_rate"] for r in records} == {1e-3}  # write_recipe's
     assert [r["phase"] for r in records if r["method"] == "standard"] == ["seeds"]
+
+
+# ---- fuzz audit s14: resume over damaged files, output_dir, log labels ----------------------------
+
+
+@pytest.mark.parametrize("phase", ["search", "seeds"])
+@pytest.mark.parametrize(
+    "damage,words",
+    [
+        (lambda r: {k: v for k, v in r.items() if k != "objective"}, ["'objective'", "missing"]),
+        (lambda r: {**r, "objective": "high"}, ["'objective'", "'high'"]),
+        (lambda r: {**r, "params": None}, ["'params'", "mapping"]),
+        (lambda r: {**r, "seed": None}, ["'seed'", "whole number"]),
+        (lambda r: [1, 2], ["not a run record"]),
+    ],
+)
+def test_a_damaged_record_stops_the_resumed_sweep_with_its_file_named(tiny, tmp_path, phase, damage, words):
+    """A record the sweep would take for a finished run (B6): one RxfError naming it, also from inside the search."""
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], trials=1, seeds=[1])
+    first = Sweep(config, train=fake_train, log=quiet)
+    first.run()
+    (path,) = [p for p in (tmp_path / "sweep" / "records").glob("*.json") if json.loads(p.read_text())["phase"] == phase]
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    with pytest.raises(RxfError) as error:
+        Sweep(config, train=fake_train, log=quiet).run()
+    for word in [path.name, "delete it to redo that run", *words]:
+        assert word in str(error.value)
+
+
+def test_an_error_in_a_search_trial_reaches_the_caller_without_optunas_log(tiny, tmp_path):
+    """The search stops at a failed trial and raises its error after optuna, which would log it (B5: "Trial 0
+    failed ... because of the following error", a traceback, "Trial 0 failed with value None") before rxf's line."""
+    import logging
+
+    calls = []
+
+    def bad_data(config):
+        calls.append(config)
+        raise RxfError("train_file x.csv: line 3: bad row")
+
+    class Logged(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    logged = Logged()
+    logging.getLogger("optuna").addHandler(logged)  # optuna's logger does not propagate: caplog cannot see it
+    try:
+        config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], trials=2, seeds=[1])
+        with pytest.raises(RxfError, match="line 3: bad row"):
+            Sweep(config, train=bad_data, log=quiet).run()
+    finally:
+        logging.getLogger("optuna").removeHandler(logged)
+    assert [r.getMessage() for r in logged.records] == []
+    assert len(calls) == 1  # the second trial never started
+
+
+def test_an_output_dir_that_is_a_file_is_named(tiny, tmp_path):
+    (tmp_path / "afile").write_text("x\n")
+    with pytest.raises(RxfError, match="is a file, not a folder"):
+        Sweep(sweep_config(tiny, tmp_path / "afile"), train=fake_train, log=quiet).run()
+    with pytest.raises(RxfError, match="could not write the sweep's records"):
+        Sweep(sweep_config(tiny, tmp_path / "afile" / "sub"), train=fake_train, log=quiet).run()
+    assert (tmp_path / "afile").read_text() == "x\n"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"recipes": 5, "methods": ["standard"]}', '"sweep"'])
+def test_a_sweep_json_of_another_shape_is_rewritten_as_damaged(tiny, tmp_path, text):
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text(text)
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["r3f"], trials=1, seeds=[])
+    Sweep(config, train=fake_train, log=quiet).run()
+    description = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert description["methods"][-1] == "r3f" and description["recipes"] == config.recipes
+
+
+def test_the_log_names_a_recipe_of_files_by_its_train_file(tiny, tmp_path):
+    rows = ["text,label"] + [f"the cat sat {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}" for i in range(40)]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    recipe = tmp_path / "files.yaml"
+    recipe.write_text(json.dumps({"model": str(tiny["model"]), "train_file": str(tmp_path / "reviews.csv"), "max_steps": 2}))
+    lines: list[str] = []
+    config = sweep_config(tiny, tmp_path / "sweep", recipes=[str(recipe)], methods=["standard"], trials=1, seeds=[1])
+    Sweep(config, train=lambda c: {**fake_train(c), "task": "csv"}, log=lines.append).run()
+    runs = [line for line in lines if "seed=" in line]
+    assert runs and all(line.startswith("[reviews.csv standard ") for line in runs), runs
+
+
+def test_a_recipe_whose_model_directory_is_missing_is_named_before_anything_runs(tiny, tmp_path):
+    recipe = write_recipe(tmp_path / "rte.yaml", tmp_path / "no-such-model", tiny["data"])
+    with pytest.raises(RxfError) as error:
+        sweep_config(tiny, tmp_path / "sweep", recipes=[str(recipe)])
+    assert str(recipe) in str(error.value) and "no-such-model does not exist" in str(error.value)
+    (tmp_path / "empty-model").mkdir()
+    recipe = write_recipe(tmp_path / "rte.yaml", tmp_path / "empty-model", tiny["data"])
+    with pytest.raises(RxfError, match="has no config.json"):
+        sweep_config(tiny, tmp_path / "sweep", recipes=[str(recipe)])

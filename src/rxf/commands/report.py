@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rxf.errors import RxfError
 
@@ -33,8 +34,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         labels=_pairs("--label", args.label, "row=name (e.g. r3f-sigma0=R-Drop)"),
     )
     result = make_report(config)
-    print(open(result["paths"]["table2.md"]).read())
-    print(open(result["paths"]["stability.md"]).read())
+    for name in ("table2.md", "stability.md"):  # written as UTF-8 (rxf.io.replace_files), whatever the locale
+        print(Path(result["paths"][name]).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(result["paths"].values()))
     return 0
 

@@ -41,14 +41,17 @@ import csv
 import io
 import math
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rxf.errors import RxfError
+from rxf.config import is_finite_number
+from rxf.errors import RxfError, closest
 from rxf.history import NOT_LOSSES
-from rxf.io import read_json
-from rxf.experiments.sweep import load_records, majority_class_scores
+from rxf.io import read_json, replace_files, write_failure
+from rxf.experiments.sweep import brief, check_record, majority_class_scores, read_record, record_files
+from rxf.rundir import warn
 
 # The metric the paper's Table 2 reports per task where it differs from the task's main metric.
 PAPER_METRICS: dict[str, str] = {"glue/mrpc": "accuracy", "glue/qqp": "accuracy"}
@@ -233,49 +236,107 @@ def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, label
 
 
 def train_run_record(run_dir: Path) -> dict[str, Any]:
-    """An `rxf train` output directory as a run record of the seeds phase (the shape `rxf sweep` writes)."""
+    """An `rxf train` output directory as a run record of the seeds phase (the shape `rxf sweep` writes),
+    checked as a sweep's records are (:func:`rxf.experiments.sweep.check_record`), naming its metrics.json."""
     path = run_dir / "metrics.json"
     metrics = read_json(path, "run metrics", f"is {run_dir} a finished rxf train run?")
     if not isinstance(metrics, dict) or not {"task", "method", "main_metric", "history"} <= set(metrics):
         raise RxfError(f"{path} is not the metrics.json of an rxf train run (no task/method/main_metric/history)")
+    hint = f"fix it, or leave {run_dir} out of --runs"
     baseline = metrics.get("majority_baseline")
     if baseline is None:  # written before runs recorded their majority-class scores: compute them
         from rxf.train import TrainConfig
 
+        if not isinstance(metrics.get("config"), dict):
+            raise RxfError(f"run metrics {path}: no majority_baseline, and no 'config' mapping to compute it from: {hint}")
         try:
-            baseline = majority_class_scores(TrainConfig.from_dict(metrics.get("config") or {}, source=f"key in {path}:"))
+            baseline = majority_class_scores(TrainConfig.from_dict(metrics["config"], source=f"key in {path}:"))
         except RxfError as error:
             raise RxfError(f"{run_dir}: no majority_baseline in metrics.json, and its data cannot be loaded to compute it: {error}") from None
-    best = metrics.get("best")
-    return {
+    best, key = metrics.get("best"), f"eval_{metrics['main_metric']}"
+    if best is not None and not isinstance(best, dict):
+        raise RxfError(f"run metrics {path}: 'best' must be an evaluation (a mapping) or null (it is {brief(best)}): {hint}")
+    objective = None if best is None else best.get(key)
+    if objective is not None and not is_finite_number(objective):
+        raise RxfError(f"run metrics {path}: 'best.{key}' must be a finite number (it is {brief(objective)}): {hint}")
+    record = {
         "run_id": str(run_dir), "task": metrics["task"], "method": metrics["method"], "phase": "seeds", "trial": None,
         "seed": metrics.get("seed"), "params": {}, "main_metric": metrics["main_metric"],
-        "objective": None if best is None else best.get(f"eval_{metrics['main_metric']}"),
-        "majority_baseline": baseline, "metrics": metrics,
+        "objective": objective, "majority_baseline": baseline, "metrics": metrics,
     }
+    check_record(record, path, what="run metrics", hint=hint, metrics_at="")
+    return record
 
 
-def load_runs(runs: str | list[str]) -> list[dict[str, Any]]:
-    """The run records of every folder in ``runs``: a sweep's output_dir or records/, an `rxf train`
-    output_dir, or a folder of train output_dirs."""
-    records = []
+def load_runs(runs: str | list[str]) -> dict[Path, dict[str, Any]]:
+    """File -> its run record, for every folder in ``runs``: a sweep's output_dir or records/, an `rxf train`
+    output_dir, or a folder of train output_dirs. Every record is checked before anything uses it.
+
+    A file reached twice (a folder given twice, or a sweep and its records/) is the same run: counted once,
+    with a warning.
+    """
+    records: dict[Path, dict[str, Any]] = {}
+    seen: set[Path] = set()
     for folder in [runs] if isinstance(runs, str) else runs:
         folder = Path(folder)
+        if folder.is_file():
+            raise RxfError(f"--runs {folder} is a file: pass the folder that holds it (a sweep's or an rxf train run's output_dir)")
         if not folder.is_dir():
             raise RxfError(f"runs folder {folder} does not exist: pass a sweep's or an rxf train run's output_dir")
         train_runs = sorted(p.parent for p in folder.glob("*/metrics.json"))
         if (folder / "metrics.json").is_file():
-            records.append(train_run_record(folder))
+            files, read = [folder / "metrics.json"], lambda path: train_run_record(path.parent)
         elif (folder / "records").is_dir() or any(folder.glob("*.json")):
-            records.extend(load_records(folder))
+            files, read = record_files(folder), read_record
         elif train_runs:
-            records.extend(train_run_record(run_dir) for run_dir in train_runs)
+            files, read = [run_dir / "metrics.json" for run_dir in train_runs], lambda path: train_run_record(path.parent)
         else:
             raise RxfError(
                 f"{folder} holds no runs: pass a sweep's output_dir (records/), an rxf train output_dir "
                 "(metrics.json), or a folder of train output_dirs"
             )
+        again = [path for path in files if path.resolve() in seen]
+        if again:
+            warn(f"--runs {folder}: its {len(again)} run(s) were given before in --runs; each run is counted once")
+        for path in files:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                records[path] = read(path)
     return records
+
+
+def check_runs(records: dict[Path, dict[str, Any]], config: ReportConfig, labels: dict[str, str]) -> None:
+    """What the tables would silently get wrong: one run counted twice, an option naming nothing, two rows shown alike."""
+    first: dict[tuple[Any, ...], Path] = {}
+    for path, record in records.items():
+        # A seed is one run of its row; search trials are told apart by their run id (their config's hash).
+        which = record["seed"] if record["phase"] == "seeds" else record["run_id"]
+        key = (record["task"], record["method"], record["phase"], which)
+        if key in first and record["phase"] == "seeds":
+            raise RxfError(
+                f"{first[key]} and {path} are both {record['task']} {record['method']} seed {which}: a row takes one "
+                "run per seed; remove one of them (a copy?), or report the two sweeps apart"
+            )
+        if key in first:
+            raise RxfError(f"{first[key]} and {path} are the same search run {which}: remove one of them (a copy?)")
+        first[key] = path
+    tasks = sorted({r["task"] for r in records.values()})
+    methods = sorted({r["method"] for r in records.values()})
+    for option, chosen, known, kind in (("--metric", config.metrics, tasks, "task"), ("--label", config.labels, methods, "row")):
+        for key, value in chosen.items():
+            if key not in known:
+                same_end = [name for name in known if name.rsplit("/", 1)[-1] == key]  # rte for glue/rte
+                suggestion = f" (did you mean {same_end[0]!r}?)" if same_end else closest(key, known)
+                raise RxfError(f"{option} {key}={value}: no run has the {kind} {key!r}{suggestion}; the runs' {kind}s: {', '.join(known)}")
+    shown_as: dict[str, str] = {}
+    for method in methods:
+        name = labels.get(method, method)
+        if name in shown_as:
+            raise RxfError(
+                f"rows {shown_as[name]!r} and {method!r} would both be shown as {name!r}: give one of them another "
+                f"name (--label {method}=NAME)"
+            )
+        shown_as[name] = method
 
 
 def run_score(record: dict[str, Any], metric: str) -> float:
@@ -303,10 +364,12 @@ def collect(config: ReportConfig, all_records: list[dict[str, Any]]) -> list[Cel
         raise RxfError(f"phase must be 'search' or 'seeds', got {config.phase!r}")
     records = [r for r in all_records if r["phase"] == config.phase]
     if not records:
-        raise RxfError(
-            f"no {config.phase!r} runs in {config.runs}: run `rxf sweep` until its seeds phase"
-            + (" (or report the search with --phase search)" if config.phase == "seeds" else "")
-        )
+        folders = config.runs if isinstance(config.runs, str) else ", ".join(map(str, config.runs))
+        if config.phase == "seeds":
+            hint = "run `rxf sweep` until its seeds phase (or report the search with --phase search)"
+        else:
+            hint = "a method with one setting to try is not searched; report the final runs without --phase search"
+        raise RxfError(f"no {config.phase} runs in {folders}: {hint}")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["task"], record["method"]), []).append(record)
@@ -454,11 +517,11 @@ def csv_text(cells: list[Cell]) -> str:
     return out.getvalue()
 
 
-def plot_distributions(cells: list[Cell], path: Path, labels: dict[str, str] = METHOD_LABELS) -> None:
-    """Figure 2: per task a panel; per method a box of its seeds' scores with every run as a dot."""
+def plot_distributions(cells: list[Cell], path: Path, labels: dict[str, str] = METHOD_LABELS) -> Path | None:
+    """Figure 2: per task a panel; per method a box of its seeds' scores with every run as a dot (None: not drawn)."""
     from rxf.plots import save_figure
 
-    save_figure(path, lambda plt: _draw_distributions(plt, cells, labels))
+    return save_figure(path, lambda plt: _draw_distributions(plt, cells, labels))
 
 
 def _draw_distributions(plt: Any, cells: list[Cell], labels: dict[str, str]) -> Any:
@@ -483,24 +546,53 @@ def _draw_distributions(plt: Any, cells: list[Cell], labels: dict[str, str]) -> 
     return fig
 
 
+REPORT_FILES = ("table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md", "regularizers.md")
+
+
+def write_report(out: Path, texts: dict[str, str], cells: list[Cell], labels: dict[str, str]) -> list[str]:
+    """Write the report into ``out`` as a whole: figure2.png is drawn into a scratch folder first, then every
+    file is written under a temporary name and renamed (rxf.io.replace_files), so a failure (disk full,
+    read-only) leaves the earlier report as it was. Returns the names written (figure2.png only if drawn)."""
+    if out.exists() and not out.is_dir():
+        raise RxfError(f"report output_dir {out} is a file, not a folder: choose another --output-dir")
+    for name in REPORT_FILES:
+        if (out / name).exists() and not (out / name).is_file():
+            kind = "a folder" if (out / name).is_dir() else "not a regular file"
+            raise RxfError(f"report output_dir {out}: {name} is {kind}: move it away, or choose another --output-dir")
+    contents: dict[Path, str | bytes] = {out / name: text for name, text in texts.items()}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".rxf-report-", dir=out) as scratch:
+            figure = plot_distributions(cells, Path(scratch) / "figure2.png", labels)
+            if figure is not None:
+                contents[out / "figure2.png"] = figure.read_bytes()
+        replace_files(contents)
+    except OSError as error:
+        raise write_failure(error, out, "the report", "then run the same command again (the earlier report there is as it was)") from None
+    return [path.name for path in contents]
+
+
 def make_report(config: ReportConfig) -> dict[str, Any]:
-    """Write table2.md/.csv, stability.md, comparison.md, figure2.png, progress.md and regularizers.md; return the rows and the paths."""
-    records = load_runs(config.runs)
+    """Write table2.md/.csv, stability.md, comparison.md, figure2.png, progress.md and regularizers.md; return the rows and the paths.
+
+    Every record is read and checked, and every table made, before the first file is written.
+    """
+    runs = load_runs(config.runs)
+    labels = {**METHOD_LABELS, **config.labels}
+    check_runs(runs, config, labels)
+    records = list(runs.values())
     cells = collect(config, records)
     folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
     out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RxfError(f"report output_dir {out} cannot be written: {error.strerror or error}") from None
-    paths = {name: out / name for name in ("table2.md", "table2.csv", "stability.md", "comparison.md", "figure2.png", "progress.md", "regularizers.md")}
     runs_are = "seeds" if config.phase == "seeds" else "search trials"
-    labels = {**METHOD_LABELS, **config.labels}
-    paths["table2.md"].write_text(markdown_tables(cells, runs_are, labels))
-    paths["table2.csv"].write_text(csv_text(cells))
-    paths["stability.md"].write_text(stability_table(cells, runs_are, labels))
-    paths["comparison.md"].write_text(comparison_table(cells, labels=labels))
-    plot_distributions(cells, paths["figure2.png"], labels)
-    paths["progress.md"].write_text(progress_table(records, labels))
-    paths["regularizers.md"].write_text(regularizer_table(records, labels))
-    return {"rows": [c.row() for c in cells], "paths": {k: str(v) for k, v in paths.items()}}
+    texts = {
+        "table2.md": markdown_tables(cells, runs_are, labels),
+        "table2.csv": csv_text(cells),
+        "stability.md": stability_table(cells, runs_are, labels),
+        "comparison.md": comparison_table(cells, labels=labels),
+        "progress.md": progress_table(records, labels),
+        "regularizers.md": regularizer_table(records, labels),
+    }
+    written = write_report(out, texts, cells, labels)
+    paths = {name: str(out / name) for name in REPORT_FILES if name in written}
+    return {"rows": [c.row() for c in cells], "paths": paths}

@@ -43,8 +43,12 @@ import numpy as np
 from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
 from rxf.methods.base import check_choice, check_number, check_seed, check_text
-from rxf.config import Settings, check_fields, construct, describe_setting, read_yaml_mapping, settings_from, settings_under, source_of
-from rxf.io import read_json
+from rxf.config import (
+    Settings, check_fields, construct, describe_setting, is_finite_number, read_yaml_mapping, settings_from, settings_under,
+    shown, source_of,
+)
+from rxf.history import NOT_LOSSES, NOT_SCORES
+from rxf.io import read_json, write_failure
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -154,7 +158,7 @@ class SweepConfig:
             if method not in self.methods:
                 raise RxfError(f"search_spaces names method {method!r}, which is not in methods: {', '.join(self.methods)}")
         for recipe in self.recipes:
-            self.recipe_values(recipe)
+            check_local_model(recipe, self.recipe_values(recipe)["model"])
         for key in ("method", "method_options", "seed", "output_dir"):
             if key in self.search_overrides:
                 raise RxfError(f"search_overrides cannot set {key!r}: the sweep sets it for every run")
@@ -198,6 +202,18 @@ class SweepConfig:
             space["learning_rate"] = list(self.learning_rates)
         space.update({name: list(choices) for name, choices in self.search_spaces.get(method, {}).items()})
         return space
+
+
+def check_local_model(recipe: str, model: str) -> None:
+    """A recipe's model, when it is a local directory (or a path that should be one), checked now rather than
+    when its first run starts, after the data has loaded. Hub names are left to the runs (asking the hub can be slow)."""
+    from rxf.models.local import _looks_like_path, resolve_model
+
+    if _looks_like_path(model) or Path(model).expanduser().exists():
+        try:
+            resolve_model(model)
+        except RxfError as error:
+            raise RxfError(f"recipe {recipe}: {error}") from None
 
 
 def check_variant(label: str, variant: Any) -> None:
@@ -331,8 +347,10 @@ class Sweep:
                 earlier = read_json(path, "sweep description")
             except RxfError:
                 earlier = {}  # rewritten below
+            if not isinstance(earlier, dict):
+                earlier = {}  # not what rxf writes: damaged, rewritten below like unreadable JSON
             for key in ("recipes", "methods"):
-                known = list(earlier.get(key, []))
+                known = earlier.get(key) if isinstance(earlier.get(key), list) else []
                 description[key] = known + [item for item in description[key] if item not in known]
             for key in ("search_spaces", "variants", "search_overrides"):  # this sweep's entries win
                 if isinstance(earlier.get(key), dict):
@@ -341,8 +359,14 @@ class Sweep:
 
     def run(self, search_only: bool = False) -> list[dict[str, Any]]:
         """Every task, every method: the search, then (unless ``search_only``) the seeds. Returns the records."""
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        self.write_description()
+        out = Path(self.config.output_dir)
+        if out.exists() and not out.is_dir():
+            raise RxfError(f"sweep output_dir {out} is a file, not a folder: choose another output_dir (--output-dir)")
+        try:
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+            self.write_description()
+        except OSError as error:
+            raise write_failure(error, out, "the sweep's records/ and sweep.json") from None
         records = []
         for recipe in self.config.recipes:
             values = self.config.recipe_values(recipe)
@@ -380,16 +404,24 @@ class Sweep:
         if trials < self.config.trials:
             self.log(f"{method}: its grid has {grid_size} settings, fewer than trials={self.config.trials}: running all of them")
         records: list[dict[str, Any]] = []
+        failed: list[BaseException] = []
 
         def trial_objective(trial: optuna.Trial) -> float:
             params = {name: trial.suggest_categorical(name, choices) for name, choices in space.items()}
-            config = run_config(search_values, base, params, self.config.search_seed)
-            records.append(self.run_once(config, "search", len(records), params, baseline, label=method))
+            try:
+                config = run_config(search_values, base, params, self.config.search_seed)
+                records.append(self.run_once(config, "search", len(records), params, baseline, label=method))
+            except BaseException as error:  # noqa: BLE001 -- raised below, after optuna, which would log its traceback
+                failed.append(error)
+                trial.study.stop()
+                raise optuna.TrialPruned() from None  # optuna logs a pruned trial quietly (info)
             value = records[-1]["objective"]
             return float("nan") if value is None else value  # NaN: optuna counts the trial as failed
 
         study = optuna.create_study(direction="maximize", sampler=make_sampler(self.config.sampler, self.config.sampler_seed))
         study.optimize(trial_objective, n_trials=trials)
+        if failed:
+            raise failed[0]
         return records
 
     def run_once(
@@ -404,18 +436,19 @@ class Sweep:
             keys |= set(self.config.search_overrides)
         rid = run_id(config, phase, keys, label)
         path = self.records_dir / f"{rid}.json"
-        where = f"[{config.task} {label or config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
-        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        task = config.task or (Path(config.train_file).name if config.train_file else "files")
+        where = f"[{task} {label or config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
+        settings = " ".join(f"{k}={v}" for k, v in params.items())
         if path.is_file():
-            record = read_json(path, "run record", "delete it to redo that run")
-            self.log(f"{where} {shown}: done before ({rid})")
+            record = read_record(path)
+            self.log(f"{where} {settings}: done before ({rid})")
             return record
         run_dir = Path(self.config.output_dir) / "runs" / rid
         keep = {"output_dir": str(run_dir), "save_model": self.config.keep_models}
         if hasattr(config, "keep_checkpoints") and not self.config.keep_models:
             keep["keep_checkpoints"] = 1 if self.config.resume_runs else 0
         config = dataclasses.replace(config, **keep)
-        self.log(f"{where} {shown}: training ({rid})")
+        self.log(f"{where} {settings}: training ({rid})")
         started = time.perf_counter()
         metrics = self.train(config)
         wall = time.perf_counter() - started
@@ -434,7 +467,10 @@ class Sweep:
             "wall_time_s": wall,
             "metrics": metrics,
         }
-        write_json_atomic(path, record)
+        try:
+            write_json_atomic(path, record)
+        except OSError as error:
+            raise write_failure(error, self.records_dir, path.name, "then run the same command again (it trains this run again)") from None
         if not self.config.keep_models:
             shutil.rmtree(run_dir, ignore_errors=True)
             try:
@@ -452,18 +488,101 @@ def run_sweep(config: SweepConfig, search_only: bool = False, **options: Any) ->
     return Sweep(config, **options).run(search_only)
 
 
-def load_records(runs: str | Path) -> list[dict[str, Any]]:
-    """Every record of a sweep: ``runs`` is its output_dir or its records/ folder."""
+#: What to do with a record that cannot be read: the sweep trains that run again when it is gone.
+RECORD_HINT = "delete it to redo that run"
+_MISSING = object()
+
+
+def brief(value: Any) -> str:
+    """A value for a one-line message: as written when short, else its kind."""
+    if value is _MISSING:
+        return "missing"
+    text = shown(value)
+    if len(text) <= 40:
+        return text
+    return {dict: "a mapping", list: "a list", str: "a long string"}.get(type(value), type(value).__name__)
+
+
+def check_record(record: Any, path: str | Path, what: str = "run record", hint: str = RECORD_HINT, metrics_at: str = "metrics.") -> None:
+    """The fields of a run record that `rxf report` and a resumed sweep use, of the types they use.
+
+    ``metrics_at``: how the file names the run's metrics (``record["metrics"]``) in messages: "metrics." in a
+    sweep's record; "" for an `rxf train` metrics.json, which holds them at its top level.
+
+    Evaluation scores (``eval_*`` but the loss and timings) and majority-class scores must be finite
+    numbers: rxf's metrics are never NaN (a constant prediction scores 0), so a non-finite one is
+    damage, and a NaN score would count as neither failed nor passed, and drop out of max() by order.
+    """
+
+    def refuse(field: str, requirement: str, value: Any) -> RxfError:
+        return RxfError(f"{what} {path}: {field!r} must be {requirement} (it is {brief(value)}): {hint}")
+
+    if not isinstance(record, dict):
+        raise RxfError(f"{what} {path} is not a run record: it holds {brief(record)}, not a mapping: {hint}")
+    for name in ("run_id", "task", "method", "main_metric"):
+        value = record.get(name, _MISSING)
+        if not isinstance(value, str) or not value.strip():
+            raise refuse(name, "a non-empty string", value)
+    if record.get("phase") not in PHASES:
+        raise refuse("phase", "one of " + ", ".join(PHASES), record.get("phase", _MISSING))
+    seed = record.get("seed", _MISSING)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise refuse("seed", "a whole number", seed)
+    if not isinstance(record.get("params"), dict):
+        raise refuse("params", "a mapping", record.get("params", _MISSING))
+    baseline = record.get("majority_baseline", _MISSING)
+    if not isinstance(baseline, dict) or not baseline:
+        raise refuse("majority_baseline", "a mapping of metric names to finite numbers", baseline)
+    for name, value in baseline.items():
+        if not is_finite_number(value):
+            raise refuse(f"majority_baseline.{name}", "a finite number", value)
+
+    metrics, at = record.get("metrics", _MISSING), metrics_at  # at: the metrics' prefix in messages
+    if not isinstance(metrics, dict):
+        raise refuse("metrics", "a mapping", metrics)
+    history = metrics.get("history", _MISSING)
+    if not isinstance(history, list):
+        raise refuse(f"{at}history", "a list of evaluations", history)
+    for i, entry in enumerate(history):
+        if not isinstance(entry, dict):
+            raise refuse(f"{at}history[{i}]", "a mapping", entry)
+        for key, value in entry.items():
+            if key.startswith("eval_") and key not in NOT_SCORES and not is_finite_number(value):
+                raise refuse(f"{at}history[{i}].{key}", "a finite number", value)
+    curve = metrics.get("loss_curve")
+    if curve is not None and not isinstance(curve, list):
+        raise refuse(f"{at}loss_curve", "a list of log entries", curve)
+    for i, entry in enumerate(curve or []):
+        if not isinstance(entry, dict):
+            raise refuse(f"{at}loss_curve[{i}]", "a mapping", entry)
+        for key, value in entry.items():  # what regularizer_table reads: the loss, its parts and the epoch
+            if (key == "epoch" or key not in NOT_LOSSES) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise refuse(f"{at}loss_curve[{i}].{key}", "a number", value)
+
+    objective = record.get("objective", _MISSING)
+    if objective is not None and not is_finite_number(objective):
+        raise refuse("objective", "a finite number or null", objective)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One run record, checked (:func:`check_record`); any problem one line naming the file."""
+    record = read_json(path, "run record", RECORD_HINT)
+    check_record(record, path)
+    return record
+
+
+def record_files(runs: str | Path) -> list[Path]:
+    """The record files of a sweep: ``runs`` is its output_dir or its records/ folder."""
     runs = Path(runs)
     folder = runs / "records" if (runs / "records").is_dir() else runs
     if not folder.is_dir():
         raise RxfError(f"runs folder {runs} does not exist: pass a sweep's output_dir (it holds records/)")
-    records = []
-    for path in sorted(folder.glob("*.json")):
-        record = read_json(path, "run record", "delete it to redo that run")
-        if not isinstance(record, dict) or "run_id" not in record or "metrics" not in record:
-            raise RxfError(f"{path} is not a sweep run record (no run_id/metrics): remove it from {folder}")
-        records.append(record)
-    if not records:
+    paths = sorted(folder.glob("*.json"))
+    if not paths:
         raise RxfError(f"no run records in {folder}: run `rxf sweep` first (records are <output_dir>/records/*.json)")
-    return records
+    return paths
+
+
+def load_records(runs: str | Path) -> list[dict[str, Any]]:
+    """Every record of a sweep, checked: ``runs`` is its output_dir or its records/ folder."""
+    return [read_record(path) for path in record_files(runs)]
