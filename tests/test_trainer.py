@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from datasets import Dataset
@@ -200,6 +202,11 @@ def test_a_resumed_run_reports_the_whole_runs_train_loss_and_skipped_steps(tmp_p
         partial = trainer().train(resume_from_checkpoint=str(checkpoints / "checkpoint-2"))
     assert f"{RUN_TOTALS_FILE} is unreadable" in caplog.text
     assert partial.training_loss != pytest.approx(whole_output.training_loss, rel=1e-3)
+    # Its checkpoint-4 says the sum starts at step 2, so a later restart (here from the last step,
+    # which trains no further step) divides by the 2 steps the sum covers, not by all 4.
+    again = trainer().train(resume_from_checkpoint=str(checkpoints / "checkpoint-4"))
+    assert again.training_loss == pytest.approx(partial.training_loss, rel=1e-6)
+    assert json.loads((checkpoints / "checkpoint-4" / RUN_TOTALS_FILE).read_text())["first_step"] == 2
 
 
 def test_bf16_warns_that_noise_is_lost_and_keeps_the_divergence_fp32(tmp_path):

@@ -23,7 +23,9 @@ bases). What the mixin changes:
 * every log entry carries ``wall_time_s``, the training wall time so far (kept across resumes);
 * ``train_loss`` and ``rxf_skipped_steps`` cover the whole run, also when it was resumed: each
   checkpoint keeps the loss summed so far in ``rxf_run_totals.json`` (Trainer by itself averages
-  only the steps after the last restart).
+  only the steps after the last restart). A run restarted from a checkpoint without that file (an
+  older rxf's) counts from that checkpoint's step, and says so in the file, so that later restarts
+  still divide by the steps the sum covers.
 """
 
 from __future__ import annotations
@@ -122,6 +124,16 @@ def refuse_neftune_argument(method: Method, args: Any) -> None:
         )
 
 
+def _checkpoint_global_step(checkpoint: str | os.PathLike) -> int:
+    """The step a checkpoint was saved at, from its trainer_state.json (0 if it cannot be read: Trainer
+    itself will then refuse the checkpoint)."""
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as file:
+            return int(json.load(file)["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 class RxfTrainerMixin:
     """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
 
@@ -157,7 +169,8 @@ class RxfTrainerMixin:
         self._rxf_staging: str | None = None
         # The whole run's totals that Trainer restarts from zero on a resume (see _rxf_run_totals).
         self._rxf_loss_before_restart = 0.0
-        self._rxf_restored_totals = False
+        self._rxf_resumed = False
+        self._rxf_first_step = 0  # the step the loss sum counts from: 0, or a restart without totals
         self._rxf_unlogged_loss: torch.Tensor | None = None
         self.add_callback(_NonfiniteGuard(self))
 
@@ -351,7 +364,7 @@ class RxfTrainerMixin:
                 f"every one of the {skipped} optimizer steps was skipped (on_nonfinite=skip), so the "
                 f"model did not train; {self._rxf_first_nonfinite}"
             )
-        if self._rxf_restored_totals:  # log() put the whole run's mean into the metrics
+        if self._rxf_resumed:  # log() put the mean over the steps the sum covers into the metrics
             output = output._replace(training_loss=output.metrics["train_loss"])
         return output
 
@@ -390,11 +403,11 @@ class RxfTrainerMixin:
             for key, total in self._rxf_log_sums.items():
                 logs[key] = round(total / self._rxf_log_count, 6)
             self._rxf_log_sums, self._rxf_log_count = {}, 0
-        if "train_loss" in logs and self._rxf_restored_totals:
+        if "train_loss" in logs and self._rxf_resumed:
             # Trainer's mean covers the steps since the restart; this one, the whole run's, is what an
             # uninterrupted run reports (_total_loss_scalar holds every step since the restart by now).
             total = self._rxf_loss_before_restart + getattr(self, "_total_loss_scalar", 0.0)
-            logs["train_loss"] = total / max(self.state.global_step, 1)
+            logs["train_loss"] = total / max(self.state.global_step - self._rxf_first_step, 1)
         super().log(logs, *args, **kwargs)
 
     # ---- whole-run totals across restarts -----------------------------------------------------
@@ -411,16 +424,22 @@ class RxfTrainerMixin:
         """
         unlogged = float(self._rxf_unlogged_loss) if self._rxf_unlogged_loss is not None else 0.0
         loss_sum = self._rxf_loss_before_restart + getattr(self, "_total_loss_scalar", 0.0) + unlogged
-        return {"global_step": self.state.global_step, "loss_sum": loss_sum, "skipped_nonfinite_steps": self.rxf_skipped_steps}
+        return {
+            "global_step": self.state.global_step, "loss_sum": loss_sum, "first_step": self._rxf_first_step,
+            "skipped_nonfinite_steps": self.rxf_skipped_steps,
+        }
 
     def _rxf_restore_run_totals(self, checkpoint: Any) -> None:
-        self._rxf_loss_before_restart, self._rxf_restored_totals = 0.0, False
+        self._rxf_loss_before_restart, self._rxf_first_step, self._rxf_resumed = 0.0, 0, False
         if checkpoint is True:  # as Trainer.train reads it: the newest checkpoint in output_dir
             from transformers.trainer_utils import get_last_checkpoint
 
             checkpoint = get_last_checkpoint(self.args.output_dir)
         if not isinstance(checkpoint, (str, os.PathLike)):
             return
+        self._rxf_resumed = True
+        # Without readable totals the sum starts afresh at the checkpoint's step.
+        self._rxf_first_step = _checkpoint_global_step(checkpoint)
         path = os.path.join(checkpoint, RUN_TOTALS_FILE)
         if not os.path.isfile(path):  # written by an older rxf, or by a plain Trainer
             return
@@ -428,12 +447,12 @@ class RxfTrainerMixin:
             with open(path, encoding="utf-8") as file:
                 totals = json.load(file)
             loss_sum, skipped = float(totals["loss_sum"]), int(totals["skipped_nonfinite_steps"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            first_step = int(totals.get("first_step", 0))  # absent: written by rxf before it was kept
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             # Not worth refusing the resume over: only the reported train_loss is affected.
             logger.warning("%s is unreadable (%s): train_loss will cover only the steps after this restart", path, error)
             return
-        self._rxf_loss_before_restart, self.rxf_skipped_steps = loss_sum, skipped
-        self._rxf_restored_totals = True
+        self._rxf_loss_before_restart, self.rxf_skipped_steps, self._rxf_first_step = loss_sum, skipped, first_step
 
     # ---- checkpoints --------------------------------------------------------------------------
 
