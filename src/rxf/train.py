@@ -205,14 +205,14 @@ def prepare_output_dir(path: str) -> Path:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write then rename, so a crash never leaves a half-written file under the final name.
-
-    The temporary name carries the process id: two sweeps sharing an output directory (one per
-    method group, as configs/glue/cpu-small.yaml suggests) must not rename each other's file.
+    """Write then rename, so a crash never leaves a half-written file under the final name (nor, after
+    a failed write, a temporary one). The temporary name carries the process id: two sweeps sharing an
+    output directory (one per method group, as configs/glue/cpu-small.yaml suggests) must not rename
+    each other's file.
     """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    from rxf.io import replace_files
+
+    replace_files({path: json.dumps(payload, indent=2, default=str)})
 
 
 def run_training(config: TrainConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
