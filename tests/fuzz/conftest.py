@@ -88,3 +88,16 @@ def tiny_csv(tmp_path) -> Path:
     path = tmp_path / "train.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """A folder to mount a file system on; skips where this machine does not allow mounting."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    subprocess.run(["umount", str(point)], check=True)
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)

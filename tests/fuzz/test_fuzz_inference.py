@@ -164,19 +164,8 @@ def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_p
     assert json.loads((out / "eval_results.json").read_text())["num_examples"] == 2
 
 
-@pytest.fixture
-def mount_point(tmp_path):
-    """A folder to mount a tmpfs on; skips where this machine does not allow mounting."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield point
-    subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def test_disk_full_on_a_real_tmpfs_keeps_the_earlier_predictions(mount_point, runs, tmp_path):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True)
     big = tmp_path / "big.csv"
     big.write_text("text\n" + "".join(f"the cat sat good number {i}\n" for i in range(1500)))
     out = mount_point / "big.predictions.csv"

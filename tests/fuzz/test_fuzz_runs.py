@@ -307,19 +307,6 @@ def test_a_failed_write_of_the_training_history_is_one_line(run_in_process, tmp_
     resumes(run_in_process(args), "checkpoint-2")
 
 
-@pytest.fixture
-def mount_point(tmp_path):
-    """A folder to mount a file system on; skips where this machine does not allow mounting."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    subprocess.run(["umount", str(point)], check=True)
-    yield point
-    subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def test_disk_full_on_a_real_tmpfs(mount_point, tiny_model, tiny_csv):
     """A 200 kB tmpfs holds one checkpoint of the tiny model, not two: the second save fills it."""
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount_point)], check=True)
