@@ -23,6 +23,13 @@ cd "$(dirname "$0")/../../.."
 [ -x .venv/bin/rxf ] || make install  # a fresh checkout (each session may start on one) has no .venv yet
 [ -d runs/glue-holdout ] || .venv/bin/python docs/results/glue-full/make_holdout.py
 export OMP_NUM_THREADS=1
+# Run a copy of the code taken now: a session goes on editing src/ for hours while the sweep runs,
+# and a module first imported at a run's end (the dev report) from edited code can fail against the
+# ones loaded at its start (it did once, in the fourteenth session). The copy goes when this exits.
+code="runs/sweep-code/$$"
+rm -rf "$code" && mkdir -p "$code" && cp -r src/rxf "$code/"
+export PYTHONPATH="$PWD/$code${PYTHONPATH:+:$PYTHONPATH}"
+trap 'rm -rf "$code"' EXIT
 # The parts each argument names, checked before anything runs.
 for arg in "$@"; do
   task=${arg%%:*}; part=${arg#"$task"}; part=${part#:}
