@@ -632,26 +632,107 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
 # ---------------------------------------------------------------------------------------------
 # Tables over runs
 
+TABLE_HEADER = "| method | seed | steps | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | words | train s |"
+_MISSING = object()
+_TABLE_HINT = "pass finished runs of rxf summarize (this file is damaged, or another verb's)"
 
-def results_table(metrics_files: Sequence[str | Path]) -> str:
-    """A markdown table of ROUGE per run, then the mean ± standard deviation over seeds of each method."""
-    runs = []
-    for path in metrics_files:
-        path = Path(path)
+
+def run_metrics_files(runs: Sequence[str | Path]) -> list[Path]:
+    """The metrics.json of each run (a run folder, or its metrics.json); a file reached twice (the same
+    folder given twice, a folder and its metrics.json, a link) is one run: counted once, with a warning."""
+    import os
+
+    from rxf.rundir import warn
+
+    files: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
+    for given in runs:
+        path = Path(given)
         if path.is_dir():
             path = path / "metrics.json"
-        if not path.is_file():
+        if not path.exists():
             raise RxfError(f"{path} does not exist: pass run folders (or their metrics.json) of rxf summarize")
-        runs.append(read_json(path, "run metrics"))
-    if not runs:
+        stat = os.stat(path)
+        key = (stat.st_dev, stat.st_ino)  # the same file through another path, a symbolic or a hard link
+        if key in seen:
+            warn(f"--table {given}: run {seen[key]} was given before; each run is counted once")
+            continue
+        seen[key] = path
+        files.append(path)
+    if not files:
         raise RxfError("no runs to tabulate")
-    columns = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
-    lines = [
-        "| method | seed | steps | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | words | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    return files
+
+
+def check_run_metrics(run: Any, path: Path) -> None:
+    """The fields of a summarize metrics.json that the table uses, of the types it uses; else one line
+    naming the file and the field."""
+    from rxf.config import is_finite_number
+    from rxf.experiments.sweep import brief
+
+    def refuse(name: str, requirement: str, value: Any) -> RxfError:
+        shown = "missing" if value is _MISSING else brief(value)
+        return RxfError(f"run metrics {path}: {name!r} must be {requirement} (it is {shown}): {_TABLE_HINT}")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(run, dict):
+        raise RxfError(f"run metrics {path} holds {brief(run)}, not a mapping: {_TABLE_HINT}")
+    if not isinstance(run.get("method"), str) or not run["method"].strip():
+        raise refuse("method", "a non-empty string", run.get("method", _MISSING))
+    if not whole(run.get("seed")):
+        raise refuse("seed", "a whole number", run.get("seed", _MISSING))
+    if not is_finite_number(run.get("train_runtime_s")):
+        raise refuse("train_runtime_s", "a finite number", run.get("train_runtime_s", _MISSING))
+    config = run.get("config", _MISSING)
+    if not isinstance(config, dict):
+        raise refuse("config", "a mapping", config)
+    if not whole(config.get("max_steps")):
+        raise refuse("config.max_steps", "a whole number", config.get("max_steps", _MISSING))
+    options = run.get("method_config", _MISSING)
+    if not isinstance(options, dict):
+        raise refuse("method_config", "a mapping", options)
+    if run["method"] == "r3f":
+        for name in ("lambda_", "sigma"):
+            if not is_finite_number(options.get(name)):
+                raise refuse(f"method_config.{name}", "a finite number", options.get(name, _MISSING))
+        if not isinstance(options.get("noise_type"), str):
+            raise refuse("method_config.noise_type", "a string", options.get("noise_type", _MISSING))
+    final = run.get("final", _MISSING)
+    if not isinstance(final, dict):
+        raise refuse("final", "a mapping", final)
+    if not whole(final.get("step")):
+        raise refuse("final.step", "a whole number", final.get("step", _MISSING))
+    for name in (*ROUGE_TYPES, "summary_words"):
+        if not is_finite_number(final.get(name)):
+            raise refuse(f"final.{name}", "a finite number", final.get(name, _MISSING))
+
+
+def results_table(metrics_files: Sequence[str | Path]) -> str:
+    """A markdown table of ROUGE per run, then the mean ± standard deviation over seeds of each method.
+
+    Every file is checked first (:func:`check_run_metrics`); each file counts once, and two different
+    runs of one method and seed are refused: pooling them would count a seed twice.
+    """
+    runs: dict[Path, dict[str, Any]] = {}
+    for path in run_metrics_files(metrics_files):
+        run = read_json(path, "run metrics")
+        check_run_metrics(run, path)
+        runs[path] = run
+    first: dict[tuple[str, int], Path] = {}
+    for path, run in runs.items():
+        key = (_method_label(run), run["seed"])
+        if key in first:
+            raise RxfError(
+                f"{first[key]} and {path} are both {key[0]} seed {key[1]}: a row takes one run per seed; "
+                "remove one of them (a copy?), or tabulate the two apart"
+            )
+        first[key] = path
+    columns = list(ROUGE_TYPES)
+    lines = [TABLE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
     by_method: dict[str, list[dict[str, Any]]] = {}
-    for run in sorted(runs, key=lambda r: (_method_label(r), r["seed"])):
+    for run in sorted(runs.values(), key=lambda r: (_method_label(r), r["seed"])):
         label = _method_label(run)
         final = run["final"]
         by_method.setdefault(label, []).append(final)
@@ -669,6 +750,47 @@ def results_table(metrics_files: Sequence[str | Path]) -> str:
             cells.append(f"{statistics.fmean(values):.2f} ± {spread:.2f}")
         lines.append(f"| {label} | {len(finals)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def check_table_out(out: Path, files: Sequence[Path]) -> None:
+    """Refuse a ``--table-out`` that would destroy something, before the table is built: a file of one of
+    the runs tabulated (their metrics.json, or anything in their folders: a run's folder holds its own
+    files), a folder, a path whose folder does not exist, or an existing file that is not an earlier table."""
+    import os
+
+    from rxf.io import os_cause
+
+    for path in files:
+        if out.exists() and os.path.samefile(out, path):  # the same path, a symbolic or a hard link
+            raise RxfError(f"--table-out {out} is the run metrics {path} (tabulated by --table): choose another file, the run is kept as it is")
+        if path.parent.resolve() in out.resolve().parents:
+            raise RxfError(f"--table-out {out} is inside the run folder {path.parent} (tabulated by --table): choose a file outside it, a run's folder holds its own files only")
+    if out.is_dir():
+        raise RxfError(f"--table-out {out} is a folder, not a file: name a file, e.g. {out / 'table.md'}")
+    if not out.parent.is_dir():
+        state = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise RxfError(f"--table-out {out}: its folder {out.parent} {state}: create the folder first, or choose another file")
+    if out.exists():
+        try:
+            with open(out, "rb") as f:
+                head = f.read(len(TABLE_HEADER.encode()))
+        except OSError as error:
+            raise RxfError(f"--table-out {out} cannot be read to check that it is an earlier table: {os_cause(error)}") from None
+        if head != TABLE_HEADER.encode():
+            raise RxfError(
+                f"--table-out {out} exists and is not a table of rxf summarize --table: choose another file, "
+                "or remove it first (it is kept as it is)"
+            )
+
+
+def write_table(table: str, out: Path) -> None:
+    """``table`` into ``out``, whole or not at all (temporary name, then rename): a failed write leaves an earlier table as it was."""
+    from rxf.io import replace_files, write_failure
+
+    try:
+        replace_files({out: table})
+    except OSError as error:
+        raise write_failure(error, out.parent, out.name, "then run the same command again") from None
 
 
 def _method_label(run: dict[str, Any]) -> str:
