@@ -46,9 +46,8 @@ import yaml
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
-from rxf.io import read_json
+from rxf.io import is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.train import write_json_atomic
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -459,21 +458,31 @@ def run_settings(config: SummarizationConfig) -> tuple[dict[str, Any], dict[str,
     )
 
 
+def _fit_to_table(setting: str, length: int, limit: int | None, model_name: str) -> int:
+    """``length`` clamped (with a warning naming ``setting``) to a position table of ``limit`` entries."""
+    if limit is None or length <= limit:
+        return length
+    from rxf.rundir import warn
+
+    warn(f"{setting} {length} is more than model {model_name!r} can take ({limit} positions): using {setting} {limit}")
+    return limit
+
+
 def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: bool, training: bool = True) -> SummarizationConfig:
     """``config`` with max_source_length (and max_target_length) clamped, with a warning, so that every
     sequence fits the model's position table: the document (encoder-decoder), or the prompt with the
     document and the summary or the generated tokens (decoder-only)."""
     import dataclasses
 
-    from rxf.models.local import fit_max_length, max_positions
+    from rxf.models.local import max_positions
 
+    limit = max_positions(model)
     if not decoder_only:
         return dataclasses.replace(
             config,
-            max_source_length=fit_max_length(config.max_source_length, model, config.model),
-            max_target_length=fit_max_length(config.max_target_length, model, config.model),
+            max_source_length=_fit_to_table("max_source_length", config.max_source_length, limit, config.model),
+            max_target_length=_fit_to_table("max_target_length", config.max_target_length, limit, config.model),
         )
-    limit = max_positions(model)
     if limit is None:
         return config
     encoder = PromptEncoder(tokenizer, config)
@@ -537,6 +546,7 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     if training and task.train is None:
         raise RxfError(f"task {task.name!r} has no training split here (evaluation only): pass train_file, or max_steps: 0")
     eval_data = task.eval[split]
+    _check_result_paths(out, split, config)  # before the model loads and trains
 
     import transformers
     from transformers import DataCollatorForSeq2Seq, set_seed
@@ -547,8 +557,20 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     transformers.logging.set_verbosity_error()
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
-    model, tokenizer = load_generation_model(config.model, warm_start=config.warm_start, dropout=config.dropout)
+    try:
+        model, tokenizer = load_generation_model(config.model, warm_start=config.warm_start, dropout=config.dropout)
+    except ValueError as error:  # transformers: a decoder-only model's layers take no encoder states
+        if not config.warm_start:
+            raise
+        raise _not_encoder_only(config.model, str(error).split(". ")[0]) from None
+    if config.warm_start and getattr(getattr(model.config, "encoder", None), "is_encoder_decoder", False):
+        raise _not_encoder_only(config.model, "it is an encoder-decoder already")
     decoder_only = is_decoder_only(model)
+    if decoder_only and config.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise RxfError(
+            f"chat_template: true, but the tokenizer of model {config.model!r} has no chat template: "
+            "set chat_template: false (the prompt is then used as plain text), or use a model with one"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2-style tokenizers; padded positions are masked anyway
     if model.generation_config.pad_token_id is None:
@@ -616,17 +638,53 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
         "data_source": task.source,
         "config": config.to_dict(),
     }
-    write_json_atomic(out / "metrics.json", result)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files = {out / "config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)}
     if config.save_predictions:
-        with open(out / f"predictions-{split}.jsonl", "w") as f:
-            for document, reference, prediction in zip(eval_data["document"], eval_data["summary"], predictions):
-                f.write(json.dumps({"document": document, "reference": reference, "prediction": prediction}) + "\n")
-    if config.save_model:
-        model.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
+        files[out / f"predictions-{split}.jsonl"] = "".join(
+            json.dumps({"document": document, "reference": reference, "prediction": prediction}) + "\n"
+            for document, reference, prediction in zip(eval_data["document"], eval_data["summary"], predictions)
+        )
+    files[out / "metrics.json"] = json.dumps(result, indent=2, default=str)  # last: its presence means all are written
+    try:
+        if config.save_model:
+            model.save_pretrained(out / "model")
+            tokenizer.save_pretrained(out / "model")
+        replace_files(files)  # whole or not at all: temporary names, then renames
+    except Exception as error:
+        if not is_write_error(error, out):
+            raise
+        then = "then run the same command again (the run starts over: summarize keeps no checkpoints)"
+        raise write_failure(error, out, "the run's results (model, metrics.json, predictions)", then) from None
     run_dir.finish()
     return result
+
+
+def _not_encoder_only(model: str, why: str) -> RxfError:
+    return RxfError(
+        f"warm_start: model {model!r} cannot be warm-started as an encoder-decoder ({why}): warm_start needs an "
+        "encoder-only model (BERT, RoBERTa, MiniLM); drop --warm-start for a decoder-only or encoder-decoder model"
+    )
+
+
+def _result_paths(out: Path, split: str, config: SummarizationConfig) -> dict[Path, str]:
+    """Where the run writes its results -> 'file' or 'folder'."""
+    paths = {out / "metrics.json": "file", out / "config.yaml": "file"}
+    if config.save_predictions:
+        paths[out / f"predictions-{split}.jsonl"] = "file"
+    if config.save_model:
+        paths[out / "model"] = "folder"
+    return paths
+
+
+def _check_result_paths(out: Path, split: str, config: SummarizationConfig) -> None:
+    """Refuse, before any training, a result path that a folder (or a file) is in the way of."""
+    for path, kind in _result_paths(out, split, config).items():
+        if path.exists() and path.is_dir() != (kind == "folder"):
+            other = "file" if kind == "folder" else "folder"
+            raise RxfError(
+                f"output_dir {out}: {path.name} is a {other}, where the run writes its {kind} {path.name}: "
+                "move it away, or choose another output_dir"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pathlib
 import pytest
 
 from fuzz.conftest import assert_clean_failure, snapshot
+from tiny_summarization import save_tiny_bart, save_tiny_llama, toy_pairs, write_csv
 
 
 def write_run(folder: pathlib.Path, method: str = "standard", seed: int = 1, rouge1: float = 30.0, **changes) -> pathlib.Path:
@@ -97,3 +98,63 @@ def test_a_bad_run_record_is_one_line_naming_file_and_field(run_in_process, tmp_
         record = {**good, **record}
     path.write_text(json.dumps(record))
     assert_clean_failure(run_in_process(["summarize", "--table", path]), str(path), *words)
+
+
+# ---- a run: settings the model cannot follow, result files in the way or not written ------------
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("summarize-fuzz")
+    return {
+        "bart": save_tiny_bart(root / "bart"), "llama": save_tiny_llama(root / "llama"),
+        "train": write_csv(root / "train.csv", toy_pairs(16)), "eval": write_csv(root / "eval.csv", toy_pairs(4, seed=1)),
+    }
+
+
+def summarize_args(workspace, model: str, out) -> list:
+    return ["summarize", "--model", workspace[model], "--task", "csv", "--train-file", workspace["train"],
+            "--eval-file", workspace["eval"], "--max-steps", "1", "--batch-size", "4", "--num-beams", "1",
+            "--max-new-tokens", "4", "--max-source-length", "32", "--max-target-length", "16", "--no-progress",
+            "--output-dir", out, "--set", "save_model=false"]
+
+
+@pytest.mark.parametrize(
+    "model,extra,words",
+    [
+        ("llama", ["--set", "chat_template=true"], ["chat_template", "has no chat template"]),
+        ("llama", ["--warm-start"], ["warm_start", "encoder-only"]),
+        ("bart", ["--warm-start"], ["warm_start", "encoder-decoder already"]),
+    ],
+)
+def test_settings_the_model_cannot_follow_are_one_line(run_in_process, workspace, tmp_path, model, extra, words):
+    result = run_in_process(summarize_args(workspace, model, tmp_path / "run") + extra)
+    assert_clean_failure(result, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_in_the_way_of_the_predictions_is_refused_before_training(run_in_process, workspace, tmp_path):
+    (tmp_path / "run" / "predictions-validation.jsonl").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    result = run_in_process(summarize_args(workspace, "bart", tmp_path / "run"))
+    assert_clean_failure(result, "predictions-validation.jsonl is a folder")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["predictions-validation.jsonl"]
+
+
+def test_a_failed_write_of_the_results_is_one_line_and_leaves_no_part(run_in_process, workspace, tmp_path, monkeypatch):
+    real = pathlib.Path.write_text
+
+    def full_disk(self, text, *args, **kwargs):  # the predictions file does not fit
+        if not self.name.startswith(".predictions-"):
+            return real(self, text, *args, **kwargs)
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "write_text", full_disk)
+        result = run_in_process(summarize_args(workspace, "bart", out))
+    assert_clean_failure(result, "could not write the run's results", "no space left on device", "run the same command again")
+    assert not [p.name for p in out.iterdir() if p.is_file() and p.name != "run.json"]  # no metrics, no half file, no temp
+    assert run_in_process(summarize_args(workspace, "bart", out)).returncode == 0  # the same command then finishes
+    assert json.loads((out / "run.json").read_text())["status"] == "finished" and (out / "metrics.json").is_file()
