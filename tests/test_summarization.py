@@ -278,4 +278,9 @@ def test_lengths_are_fitted_to_the_position_table(tiny_dirs, tmp_path, capsys):
     with pytest.raises(RxfError, match="max_target_length 200 / max_new_tokens 8 leave no room"):
         fit_lengths(SummarizationConfig(model="tiny", max_target_length=200, max_new_tokens=8), model, tokenizer, True)
     bart, _ = load_generation_model(str(tiny_dirs["bart"]))  # 64 positions
+    capsys.readouterr()
     assert fit_lengths(config, bart, tokenizer, decoder_only=False).max_source_length == 64
+    # The warning names summarize's own setting (summarize has no max_length).
+    warning = capsys.readouterr().err
+    assert "max_source_length 512 is more than model 'tiny' can take (64 positions): using max_source_length 64" in warning
+    assert " max_length" not in warning

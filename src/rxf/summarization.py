@@ -46,9 +46,8 @@ import yaml
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
-from rxf.io import read_json
+from rxf.io import is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.train import write_json_atomic
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -459,21 +458,31 @@ def run_settings(config: SummarizationConfig) -> tuple[dict[str, Any], dict[str,
     )
 
 
+def _fit_to_table(setting: str, length: int, limit: int | None, model_name: str) -> int:
+    """``length`` clamped (with a warning naming ``setting``) to a position table of ``limit`` entries."""
+    if limit is None or length <= limit:
+        return length
+    from rxf.rundir import warn
+
+    warn(f"{setting} {length} is more than model {model_name!r} can take ({limit} positions): using {setting} {limit}")
+    return limit
+
+
 def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: bool, training: bool = True) -> SummarizationConfig:
     """``config`` with max_source_length (and max_target_length) clamped, with a warning, so that every
     sequence fits the model's position table: the document (encoder-decoder), or the prompt with the
     document and the summary or the generated tokens (decoder-only)."""
     import dataclasses
 
-    from rxf.models.local import fit_max_length, max_positions
+    from rxf.models.local import max_positions
 
+    limit = max_positions(model)
     if not decoder_only:
         return dataclasses.replace(
             config,
-            max_source_length=fit_max_length(config.max_source_length, model, config.model),
-            max_target_length=fit_max_length(config.max_target_length, model, config.model),
+            max_source_length=_fit_to_table("max_source_length", config.max_source_length, limit, config.model),
+            max_target_length=_fit_to_table("max_target_length", config.max_target_length, limit, config.model),
         )
-    limit = max_positions(model)
     if limit is None:
         return config
     encoder = PromptEncoder(tokenizer, config)
@@ -537,6 +546,7 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     if training and task.train is None:
         raise RxfError(f"task {task.name!r} has no training split here (evaluation only): pass train_file, or max_steps: 0")
     eval_data = task.eval[split]
+    _check_result_paths(out, split, config)  # before the model loads and trains
 
     import transformers
     from transformers import DataCollatorForSeq2Seq, set_seed
@@ -547,8 +557,20 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     transformers.logging.set_verbosity_error()
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
-    model, tokenizer = load_generation_model(config.model, warm_start=config.warm_start, dropout=config.dropout)
+    try:
+        model, tokenizer = load_generation_model(config.model, warm_start=config.warm_start, dropout=config.dropout)
+    except ValueError as error:  # transformers: a decoder-only model's layers take no encoder states
+        if not config.warm_start:
+            raise
+        raise _not_encoder_only(config.model, str(error).split(". ")[0]) from None
+    if config.warm_start and getattr(getattr(model.config, "encoder", None), "is_encoder_decoder", False):
+        raise _not_encoder_only(config.model, "it is an encoder-decoder already")
     decoder_only = is_decoder_only(model)
+    if decoder_only and config.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise RxfError(
+            f"chat_template: true, but the tokenizer of model {config.model!r} has no chat template: "
+            "set chat_template: false (the prompt is then used as plain text), or use a model with one"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2-style tokenizers; padded positions are masked anyway
     if model.generation_config.pad_token_id is None:
@@ -616,42 +638,159 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
         "data_source": task.source,
         "config": config.to_dict(),
     }
-    write_json_atomic(out / "metrics.json", result)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files = {out / "config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)}
     if config.save_predictions:
-        with open(out / f"predictions-{split}.jsonl", "w") as f:
-            for document, reference, prediction in zip(eval_data["document"], eval_data["summary"], predictions):
-                f.write(json.dumps({"document": document, "reference": reference, "prediction": prediction}) + "\n")
-    if config.save_model:
-        model.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
+        files[out / f"predictions-{split}.jsonl"] = "".join(
+            json.dumps({"document": document, "reference": reference, "prediction": prediction}) + "\n"
+            for document, reference, prediction in zip(eval_data["document"], eval_data["summary"], predictions)
+        )
+    files[out / "metrics.json"] = json.dumps(result, indent=2, default=str)  # last: its presence means all are written
+    try:
+        if config.save_model:
+            model.save_pretrained(out / "model")
+            tokenizer.save_pretrained(out / "model")
+        replace_files(files)  # whole or not at all: temporary names, then renames
+    except Exception as error:
+        if not is_write_error(error, out):
+            raise
+        then = "then run the same command again (the run starts over: summarize keeps no checkpoints)"
+        raise write_failure(error, out, "the run's results (model, metrics.json, predictions)", then) from None
     run_dir.finish()
     return result
+
+
+def _not_encoder_only(model: str, why: str) -> RxfError:
+    return RxfError(
+        f"warm_start: model {model!r} cannot be warm-started as an encoder-decoder ({why}): warm_start needs an "
+        "encoder-only model (BERT, RoBERTa, MiniLM); drop --warm-start for a decoder-only or encoder-decoder model"
+    )
+
+
+def _result_paths(out: Path, split: str, config: SummarizationConfig) -> dict[Path, str]:
+    """Where the run writes its results -> 'file' or 'folder'."""
+    paths = {out / "metrics.json": "file", out / "config.yaml": "file"}
+    if config.save_predictions:
+        paths[out / f"predictions-{split}.jsonl"] = "file"
+    if config.save_model:
+        paths[out / "model"] = "folder"
+    return paths
+
+
+def _check_result_paths(out: Path, split: str, config: SummarizationConfig) -> None:
+    """Refuse, before any training, a result path that a folder (or a file) is in the way of."""
+    for path, kind in _result_paths(out, split, config).items():
+        if path.exists() and path.is_dir() != (kind == "folder"):
+            other = "file" if kind == "folder" else "folder"
+            raise RxfError(
+                f"output_dir {out}: {path.name} is a {other}, where the run writes its {kind} {path.name}: "
+                "move it away, or choose another output_dir"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables over runs
 
+TABLE_HEADER = "| method | seed | steps | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | words | train s |"
+_MISSING = object()
+_TABLE_HINT = "pass finished runs of rxf summarize (this file is damaged, or another verb's)"
 
-def results_table(metrics_files: Sequence[str | Path]) -> str:
-    """A markdown table of ROUGE per run, then the mean ± standard deviation over seeds of each method."""
-    runs = []
-    for path in metrics_files:
-        path = Path(path)
+
+def run_metrics_files(runs: Sequence[str | Path]) -> list[Path]:
+    """The metrics.json of each run (a run folder, or its metrics.json); a file reached twice (the same
+    folder given twice, a folder and its metrics.json, a link) is one run: counted once, with a warning."""
+    import os
+
+    from rxf.rundir import warn
+
+    files: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
+    for given in runs:
+        path = Path(given)
         if path.is_dir():
             path = path / "metrics.json"
-        if not path.is_file():
+        if not path.exists():
             raise RxfError(f"{path} does not exist: pass run folders (or their metrics.json) of rxf summarize")
-        runs.append(read_json(path, "run metrics"))
-    if not runs:
+        stat = os.stat(path)
+        key = (stat.st_dev, stat.st_ino)  # the same file through another path, a symbolic or a hard link
+        if key in seen:
+            warn(f"--table {given}: run {seen[key]} was given before; each run is counted once")
+            continue
+        seen[key] = path
+        files.append(path)
+    if not files:
         raise RxfError("no runs to tabulate")
-    columns = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
-    lines = [
-        "| method | seed | steps | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | words | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    return files
+
+
+def check_run_metrics(run: Any, path: Path) -> None:
+    """The fields of a summarize metrics.json that the table uses, of the types it uses; else one line
+    naming the file and the field."""
+    from rxf.config import is_finite_number
+    from rxf.experiments.sweep import brief
+
+    def refuse(name: str, requirement: str, value: Any) -> RxfError:
+        shown = "missing" if value is _MISSING else brief(value)
+        return RxfError(f"run metrics {path}: {name!r} must be {requirement} (it is {shown}): {_TABLE_HINT}")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(run, dict):
+        raise RxfError(f"run metrics {path} holds {brief(run)}, not a mapping: {_TABLE_HINT}")
+    if not isinstance(run.get("method"), str) or not run["method"].strip():
+        raise refuse("method", "a non-empty string", run.get("method", _MISSING))
+    if not whole(run.get("seed")):
+        raise refuse("seed", "a whole number", run.get("seed", _MISSING))
+    if not is_finite_number(run.get("train_runtime_s")):
+        raise refuse("train_runtime_s", "a finite number", run.get("train_runtime_s", _MISSING))
+    config = run.get("config", _MISSING)
+    if not isinstance(config, dict):
+        raise refuse("config", "a mapping", config)
+    if not whole(config.get("max_steps")):
+        raise refuse("config.max_steps", "a whole number", config.get("max_steps", _MISSING))
+    options = run.get("method_config", _MISSING)
+    if not isinstance(options, dict):
+        raise refuse("method_config", "a mapping", options)
+    if run["method"] == "r3f":
+        for name in ("lambda_", "sigma"):
+            if not is_finite_number(options.get(name)):
+                raise refuse(f"method_config.{name}", "a finite number", options.get(name, _MISSING))
+        if not isinstance(options.get("noise_type"), str):
+            raise refuse("method_config.noise_type", "a string", options.get("noise_type", _MISSING))
+    final = run.get("final", _MISSING)
+    if not isinstance(final, dict):
+        raise refuse("final", "a mapping", final)
+    if not whole(final.get("step")):
+        raise refuse("final.step", "a whole number", final.get("step", _MISSING))
+    for name in (*ROUGE_TYPES, "summary_words"):
+        if not is_finite_number(final.get(name)):
+            raise refuse(f"final.{name}", "a finite number", final.get(name, _MISSING))
+
+
+def results_table(metrics_files: Sequence[str | Path]) -> str:
+    """A markdown table of ROUGE per run, then the mean ± standard deviation over seeds of each method.
+
+    Every file is checked first (:func:`check_run_metrics`); each file counts once, and two different
+    runs of one method and seed are refused: pooling them would count a seed twice.
+    """
+    runs: dict[Path, dict[str, Any]] = {}
+    for path in run_metrics_files(metrics_files):
+        run = read_json(path, "run metrics")
+        check_run_metrics(run, path)
+        runs[path] = run
+    first: dict[tuple[str, int], Path] = {}
+    for path, run in runs.items():
+        key = (_method_label(run), run["seed"])
+        if key in first:
+            raise RxfError(
+                f"{first[key]} and {path} are both {key[0]} seed {key[1]}: a row takes one run per seed; "
+                "remove one of them (a copy?), or tabulate the two apart"
+            )
+        first[key] = path
+    columns = list(ROUGE_TYPES)
+    lines = [TABLE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
     by_method: dict[str, list[dict[str, Any]]] = {}
-    for run in sorted(runs, key=lambda r: (_method_label(r), r["seed"])):
+    for run in sorted(runs.values(), key=lambda r: (_method_label(r), r["seed"])):
         label = _method_label(run)
         final = run["final"]
         by_method.setdefault(label, []).append(final)
@@ -669,6 +808,47 @@ def results_table(metrics_files: Sequence[str | Path]) -> str:
             cells.append(f"{statistics.fmean(values):.2f} ± {spread:.2f}")
         lines.append(f"| {label} | {len(finals)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def check_table_out(out: Path, files: Sequence[Path]) -> None:
+    """Refuse a ``--table-out`` that would destroy something, before the table is built: a file of one of
+    the runs tabulated (their metrics.json, or anything in their folders: a run's folder holds its own
+    files), a folder, a path whose folder does not exist, or an existing file that is not an earlier table."""
+    import os
+
+    from rxf.io import os_cause
+
+    for path in files:
+        if out.exists() and os.path.samefile(out, path):  # the same path, a symbolic or a hard link
+            raise RxfError(f"--table-out {out} is the run metrics {path} (tabulated by --table): choose another file, the run is kept as it is")
+        if path.parent.resolve() in out.resolve().parents:
+            raise RxfError(f"--table-out {out} is inside the run folder {path.parent} (tabulated by --table): choose a file outside it, a run's folder holds its own files only")
+    if out.is_dir():
+        raise RxfError(f"--table-out {out} is a folder, not a file: name a file, e.g. {out / 'table.md'}")
+    if not out.parent.is_dir():
+        state = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise RxfError(f"--table-out {out}: its folder {out.parent} {state}: create the folder first, or choose another file")
+    if out.exists():
+        try:
+            with open(out, "rb") as f:
+                head = f.read(len(TABLE_HEADER.encode()))
+        except OSError as error:
+            raise RxfError(f"--table-out {out} cannot be read to check that it is an earlier table: {os_cause(error)}") from None
+        if head != TABLE_HEADER.encode():
+            raise RxfError(
+                f"--table-out {out} exists and is not a table of rxf summarize --table: choose another file, "
+                "or remove it first (it is kept as it is)"
+            )
+
+
+def write_table(table: str, out: Path) -> None:
+    """``table`` into ``out``, whole or not at all (temporary name, then rename): a failed write leaves an earlier table as it was."""
+    from rxf.io import replace_files, write_failure
+
+    try:
+        replace_files({out: table})
+    except OSError as error:
+        raise write_failure(error, out.parent, out.name, "then run the same command again") from None
 
 
 def _method_label(run: dict[str, Any]) -> str:

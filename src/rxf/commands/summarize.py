@@ -65,12 +65,22 @@ def summarize_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from rxf.summarization import SummarizationConfig, results_table, run_summarization
+    from rxf.summarization import (
+        SummarizationConfig, check_table_out, results_table, run_metrics_files, run_summarization, write_table,
+    )
 
+    if args.table_out and not args.table:
+        from rxf.errors import RxfError
+
+        raise RxfError("--table-out FILE writes the table of --table RUN ...: pass --table too")
     if args.table:
-        table = results_table(args.table)
-        if args.table_out:
-            Path(args.table_out).write_text(table)
+        files = run_metrics_files(args.table)
+        out = Path(args.table_out).expanduser() if args.table_out else None
+        if out is not None:
+            check_table_out(out, files)  # before the table is built: nothing is overwritten by mistake
+        table = results_table(files)
+        if out is not None:
+            write_table(table, out)
         print(table, end="")
         return 0
     config = SummarizationConfig.from_dict(summarize_values(args), source="config")
