@@ -263,3 +263,11 @@ def test_probe_similarity_refuses_a_model_folder_without_tokenizer_files(probe_d
     result = run_in_process(["probe", "similarity", bare, "--reference", probe_done["model"], "--task", "glue/sst2",
                              "--data-dir", probe_done["glue"], "--samples", "8"])
     assert_clean_failure(result, str(bare), "no tokenizer files")
+
+
+@pytest.mark.parametrize("samples", ["0", "-3"])
+def test_probe_similarity_names_samples_when_it_is_not_positive(probe_done, run_in_process, samples):
+    result = run_in_process(["probe", "similarity", probe_done["model"], "--reference", probe_done["model"],
+                             "--task", "glue/sst2", "--data-dir", probe_done["glue"], "--samples", samples])
+    line = assert_clean_failure(result, "--samples", samples)
+    assert "max_eval_samples" not in line

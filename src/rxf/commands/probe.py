@@ -127,6 +127,8 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     with settings_from(given):  # a bad value is named with its flag
         features = FeatureConfig(**given)  # the defaults are FeatureConfig's
     samples = typed("--samples", int, args.samples)
+    if samples < 1:
+        raise RxfError(f"--samples must be a positive whole number (dev examples to encode), got {samples}")
     task = load_task(args.task, data_dir=args.data_dir if glue_key(args.task) else None, max_eval_samples=samples, seed=0)
     split, rows = next(iter(task.eval.items()))
     pairs = rows["text_pair"] if "text_pair" in rows.column_names else None
