@@ -25,11 +25,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
@@ -81,6 +83,8 @@ class XnliConfig(YamlConfig):
             check_choice("languages", lang, XNLI_LANGUAGES)
         if len(set(self.methods)) != len(self.methods):
             raise RxfError(f"{describe_setting('methods', self.methods)} lists a method twice")
+        if len(set(self.seeds)) != len(self.seeds):  # one run would count as two seeds in the statistics
+            raise RxfError(f"{describe_setting('seeds', self.seeds)} lists a seed twice")
         for method in self.methods:
             check_choice("methods", method.lower(), sorted(METHODS))
         for seed in self.seeds:
@@ -150,24 +154,45 @@ def total_steps(num_train: int, config: XnliConfig) -> int:
     return max_steps if max_steps > 0 else max(1, math.ceil(per_epoch * config.epochs))
 
 
-def language_accuracies(result: dict[str, Any], languages: list[str]) -> dict[str, float]:
-    """{lang: test accuracy} from one run's metrics.json."""
+def language_accuracies(result: Any, languages: list[str], path: Path | str | None = None) -> dict[str, float]:
+    """{lang: test accuracy} from one run's metrics.json (``path``, named in the error when it is not a run's record)."""
+    where = f"run metrics {path}" if path is not None else "run metrics"
+    redo = "delete it to redo that run"
+    if not isinstance(result, dict):
+        raise RxfError(f"{where}: expected a JSON object, got {type(result).__name__}: {redo}")
     splits = result.get("other_splits") or {}
+    if not isinstance(splits, dict):
+        raise RxfError(f"{where}: other_splits must be an object, got {type(splits).__name__}: {redo}")
     accuracies = {}
     for lang in languages:
         split = f"test_{lang}"
         if split in splits:
-            accuracies[lang] = float(splits[split][f"{split}_accuracy"])
+            field_name, value = f"other_splits.{split}.{split}_accuracy", (splits[split] or {})
+            value = value.get(f"{split}_accuracy") if isinstance(value, dict) else None
         elif len(languages) == 1 and result.get("final"):  # one split: run_training only logs the main one
-            accuracies[lang] = float(result["final"]["eval_accuracy"])
+            field_name, value = "final.eval_accuracy", result["final"]
+            value = value.get("eval_accuracy") if isinstance(value, dict) else None
         else:
-            raise RxfError(f"run {result.get('config', {}).get('output_dir')} has no {split} accuracy")
+            config = result.get("config")
+            run = config.get("output_dir") if isinstance(config, dict) else None
+            raise RxfError(f"{where}: run {run or '?'} has no {split} accuracy: {redo}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise RxfError(f"{where}: {field_name} must be a number from 0 to 1, got {value!r}: {redo}")
+        accuracies[lang] = float(value)
     return accuracies
 
 
-def _finished(run_dir: Path, run: Any) -> dict[str, Any] | None:
-    """The metrics of a finished run of the same settings (rxf.rundir's manifest says so), else None:
-    then run_training trains it, resumes it, or refuses a directory that holds another run."""
+# How rxf train's refusals say to replace a run, and what does it through rxf xnli (which has no --overwrite).
+RUNDIR_HINT = re.compile(r"pass --overwrite( \(overwrite: true\))?")
+XNLI_HINT = "pass --set train_options.overwrite=true"
+
+
+def _finished(run_dir: Path, run: Any, data_fingerprint: Callable[[], str]) -> dict[str, Any] | None:
+    """The metrics of a finished run of the same settings and data (rxf.rundir's manifest says so), else None:
+    then run_training trains it, resumes it, or refuses a directory that holds another run.
+
+    A finished run of the same settings on other data (the data files changed) is refused, unless
+    ``train_options.overwrite`` asks to train it again."""
     from rxf.rundir import MANIFEST, differences, is_finished
     from rxf.train import run_settings
 
@@ -175,9 +200,23 @@ def _finished(run_dir: Path, run: Any) -> dict[str, Any] | None:
     if not path.is_file() or not is_finished(run_dir):
         return None
     settings, defaults = run_settings(run)
-    manifest = read_json(run_dir / MANIFEST, "run manifest")
-    if differences(manifest.get("settings", {}), settings, defaults):
+    manifest = read_json(run_dir / MANIFEST, "run manifest", "delete that run folder to redo the run")
+    if not isinstance(manifest, dict):
+        raise RxfError(f"run manifest {run_dir / MANIFEST}: expected a JSON object: delete that run folder to redo the run")
+    before = manifest.get("settings")
+    if not isinstance(before, dict) or differences(before, settings, defaults):
         return None
+    data = manifest.get("data")
+    before_data = data.get("fingerprint") if isinstance(data, dict) else None
+    now = data_fingerprint()
+    if before_data != now:
+        if run.overwrite:
+            return None
+        raise RxfError(
+            f"run {run_dir} was trained with the same settings on other data (fingerprint {str(before_data)[:12]} "
+            f"there, {now[:12]} here; have the data files changed?): choose another --output-dir, or "
+            f"{XNLI_HINT} to train it again"
+        )
     return read_json(path, "run metrics", "delete it to redo that run")
 
 
@@ -207,40 +246,67 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
         "num_train_examples": len(task.train),
         "num_test_examples_per_language": {split: len(ds) for split, ds in task.eval.items()},
     }
+    fingerprints: dict[tuple, str] = {}
+
+    def data_fingerprint(run: Any) -> str:
+        """The fingerprint rxf.train records for a run's data (computed once per data setting)."""
+        from rxf.tasks.base import fingerprint
+        from rxf.train import config_task
+
+        key = (run.task, run.data_dir, run.max_train_samples, run.max_eval_samples, run.subset_seed)
+        if key not in fingerprints:
+            same = key[:4] == (config.task_name(), config.data_dir, config.max_train_samples, config.max_eval_samples)
+            fingerprints[key] = fingerprint(task if same else config_task(run))
+        return fingerprints[key]
+
     records: list[dict[str, Any]] = []
     for seed in config.seeds:  # seeds outermost: a cut-short experiment still compares every method
         for method in config.methods:
             run = runs.run_config(method, seed, eval_steps=steps)
-            result = _finished(runs.run_dir(method, seed), run)
+            result = _finished(runs.run_dir(method, seed), run, lambda: data_fingerprint(run))
             if result is None:
                 print(f"rxf xnli: training {method}, seed {seed}", flush=True)
-                result = run_training(run)
-            for lang, accuracy in language_accuracies(result, languages).items():
+                try:
+                    result = run_training(run)
+                except RxfError as error:  # the hint names rxf train's flag, which rxf xnli has not
+                    if not RUNDIR_HINT.search(str(error)):
+                        raise
+                    raise RxfError(RUNDIR_HINT.sub(XNLI_HINT, str(error))) from None
+            metrics = runs.run_dir(method, seed) / "metrics.json"
+            for lang, accuracy in language_accuracies(result, languages, metrics).items():
                 records.append({"method": method, "seed": seed, "language": lang, "accuracy": accuracy})
             payload = write_report(out, records, languages, context)  # after every run: usable if cut short
     return payload
 
 
 def write_report(out: Path, records: list[dict[str, Any]], languages: list[str], context: dict[str, Any]) -> dict[str, Any]:
-    """results.csv, summary.csv, results.md, xnli.png and summary.json from the runs so far."""
-    from rxf.train import write_json_atomic
+    """results.csv, summary.csv, results.md, summary.json (all together: a failed write leaves the earlier
+    ones as they were) and xnli.png from the runs so far."""
+    from rxf.io import replace_files, write_failure
 
     config = context["config"]
     methods = [m for m in config["methods"] if any(r["method"] == m for r in records)]
     seeds = sorted({r["seed"] for r in records})
     summary = summarize(records, methods, languages)
-    (out / "results.csv").write_text(records_csv(records))
-    (out / "summary.csv").write_text(summary_csv(summary, languages))
     header = (
         f"XNLI zero-shot accuracy (%), {config['model']}, trained on {context['trained_on']} "
         f"({context['num_train_examples']} pairs), "
         f"{next(iter(context['num_test_examples_per_language'].values()))} test pairs per language; "
         f"mean ± standard deviation over seeds {seeds}.\n\n"
     )
-    (out / "results.md").write_text(header + markdown_table(summary, languages) + "\n" + wins_text(summary, languages))
-    plot(summary, languages, out / "xnli.png", title=f"XNLI zero-shot, {config['model']}")
     payload = {**context, "summary": summary, "records": records}
-    write_json_atomic(out / "summary.json", payload)
+    files = {
+        out / "results.csv": records_csv(records),
+        out / "summary.csv": summary_csv(summary, languages),
+        out / "results.md": header + markdown_table(summary, languages) + "\n" + wins_text(summary, languages),
+        out / "summary.json": json.dumps(payload, indent=2, default=str),
+    }
+    try:
+        replace_files(files)
+    except OSError as error:
+        then = "then run the same command again (the finished runs are reused)"
+        raise write_failure(error, out, "the XNLI report (results.csv, summary.csv, results.md, summary.json)", then) from None
+    plot(summary, languages, out / "xnli.png", title=f"XNLI zero-shot, {config['model']}")
     return payload
 
 

@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rxf.commands.options import (
     HelpFormatter,
     add_setting_flags,
@@ -104,7 +102,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     config = ProbeExperimentConfig.from_dict(experiment_values(args), source="config")
     EXPERIMENT_RUNNERS[args.experiment](config, command=_command_line())
     out = Path(config.output_dir)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     print((out / "summary.md").read_text())
     print(f"wrote {out}/results.json, results.csv, summary.md, {args.experiment}.png and config.yaml "
           f"(rerun: rxf probe {args.experiment} --config {out}/config.yaml)")
@@ -130,6 +127,8 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     with settings_from(given):  # a bad value is named with its flag
         features = FeatureConfig(**given)  # the defaults are FeatureConfig's
     samples = typed("--samples", int, args.samples)
+    if samples < 1:
+        raise RxfError(f"--samples must be a positive whole number (dev examples to encode), got {samples}")
     task = load_task(args.task, data_dir=args.data_dir if glue_key(args.task) else None, max_eval_samples=samples, seed=0)
     split, rows = next(iter(task.eval.items()))
     pairs = rows["text_pair"] if "text_pair" in rows.column_names else None

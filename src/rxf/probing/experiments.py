@@ -40,7 +40,7 @@ import numpy as np
 
 from rxf.errors import RxfError
 from rxf.io import read_json
-from rxf.config import check_fields, construct, settings_from, settings_under
+from rxf.config import check_fields, construct, describe_setting, settings_from, settings_under
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models.local import DEFAULT_MODEL
 from rxf.probing import report
@@ -54,6 +54,15 @@ STAGE_CHECKPOINTS = ("best", "final")
 # TrainConfig fields that each stage sets itself.
 STAGE_FIELDS = ("model", "task", "data_dir", "method", "method_options", "seed", "output_dir", "save_model")
 PRETRAINED = "pre-trained"
+# How rxf train's refusals say to replace a run, and what does it through rxf probe (which has no --overwrite).
+RUNDIR_HINT = re.compile(r"pass --overwrite( \(overwrite: true\))?")
+PROBE_HINT = "pass --set train.overwrite=true"
+# What a finished run's result.json must hold, per experiment: key -> type.
+RESULT_FIELDS: dict[str, dict[str, type]] = {
+    "generalization": {"source": dict, "probes": list, "similarity": dict},
+    "chain": {"stages": list, "probes": list},
+    "cycle": {"stages": list, "probes": list},
+}
 
 
 @dataclass
@@ -125,6 +134,8 @@ class ProbeExperimentConfig:
             raise RxfError("seeds is empty: give at least one seed")
         if len(set(self.methods)) != len(self.methods):
             raise RxfError(f"methods lists a method twice: {self.methods}")
+        if len(set(self.seeds)) != len(self.seeds):  # one run would count as two seeds in the statistics
+            raise RxfError(f"{describe_setting('seeds', self.seeds)} lists a seed twice")
         check_choice("stage_checkpoint", self.stage_checkpoint, STAGE_CHECKPOINTS)
         check_number("cycles", self.cycles, integer=True, positive=True)
         check_number("similarity_samples", self.similarity_samples, integer=True, minimum=4)
@@ -313,7 +324,12 @@ class ProbeSession:
             tracker = similarity_tracker(self.tokenizer(), rows["text"], pairs, self.reference_features(), self.config.features)
             callbacks.append(tracker)
         started = time.perf_counter()
-        result = run_training(config, extra_callbacks=callbacks)
+        try:
+            result = run_training(config, extra_callbacks=callbacks)
+        except RxfError as error:  # the hint names rxf train's flag, which rxf probe has not
+            if not RUNDIR_HINT.search(str(error)):
+                raise
+            raise RxfError(RUNDIR_HINT.sub(PROBE_HINT, str(error))) from None
         encoder_dir = run_dir / "encoder"
         export_encoder(run_dir / "model", encoder_dir, keeper.state if keeper is not None else None)
         if not self.config.keep_models:
@@ -345,22 +361,112 @@ class ProbeSession:
     def run_dir(self, method: str, seed: int) -> Path:
         return self.out / "runs" / f"{slug(method)}-seed{seed}"
 
-    def each_run(self, work: Callable[[str, int, Path], dict[str, Any]]) -> list[dict[str, Any]]:
-        """``work(method, seed, run_dir)`` for every method and seed, skipping those already finished."""
+    def run_settings(self, kind: str, method: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What defines one (method, seed) run of experiment ``kind``, and the defaults of its training settings."""
+        from rxf.train import run_settings
+
+        config = self.config
+        first = config.source_task if kind == "generalization" else config.tasks[0]
+        train, defaults = run_settings(config.stage_config(first, method, seed, self.run_dir(method, seed)))
+        for name in ("task", "data_dir"):  # each stage sets them; the experiment's tasks are below
+            train.pop(name, None)
+            defaults.pop(name, None)
+        data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
+        settings = {
+            "experiment": kind,
+            "data_dir": str(data_dir.resolve()) if data_dir is not None and data_dir.exists() else config.data_dir,
+            "train": train,
+            "stage_checkpoint": config.stage_checkpoint,
+            "similarity_samples": config.similarity_samples,
+            "track_similarity": config.track_similarity,
+            "features": {k: v for k, v in dataclasses.asdict(config.features).items() if k != "batch_size"},
+            "probe": dataclasses.asdict(config.probe),
+            **({"source_task": config.source_task, "target_tasks": config.target_tasks} if kind == "generalization"
+               else {"tasks": config.tasks, **({"cycles": config.cycles} if kind == "cycle" else {})}),
+        }
+        return settings, {"train": defaults}
+
+    def data_fingerprints(self) -> dict[str, str]:
+        """{task: fingerprint of its data as rxf train loads it}, for the tasks loaded so far (computed once each)."""
+        from rxf.tasks import load_task
+        from rxf.tasks.base import fingerprint
+
+        if not hasattr(self, "_fingerprints"):
+            self._fingerprints: dict[str, str] = {}
+        for name in self._tasks:
+            if name not in self._fingerprints:
+                full = load_task(name, data_dir=self.config.data_dir if _is_glue(name) else None)
+                self._fingerprints[name] = fingerprint(full)
+        return dict(self._fingerprints)
+
+    def reusable(self, kind: str, method: str, seed: int, done: Path) -> dict[str, Any] | None:
+        """A finished run's result.json when it was made with these settings on this data; None when it is
+        to be redone (``train.overwrite``); an error naming the file and what differs otherwise."""
+        from rxf.rundir import differences
+
+        redo = f"delete {done.parent} to redo that run"
+        how = f"choose another --output-dir, or {PROBE_HINT} to redo it (or {redo})"
+        result = read_json(done, "probe result", redo)
+        before = result.get("settings") if isinstance(result, dict) else None
+        if not isinstance(before, dict):
+            problem = "is not a JSON object" if not isinstance(result, dict) else "records no settings (from an older rxf?)"
+            raise RxfError(f"probe result {done} {problem}, so rxf cannot tell whether it is this run: {how}")
+        settings, defaults = self.run_settings(kind, method, seed)
+        found = differences(before, settings, defaults)
+        data = result.get("data") if isinstance(result.get("data"), dict) else {}
+        found += [f"{task}'s data: fingerprint {str(data.get(task))[:12]} there, {value[:12]} here (have the data files changed?)"
+                  for task, value in self.data_fingerprints().items() if data.get(task, value) != value]
+        if found:
+            if self.config.train.get("overwrite") is True:
+                return None
+            shown = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+            raise RxfError(f"probe result {done} was made by another run ({shown}): {how}")
+        for key, kind_of in RESULT_FIELDS[kind].items():
+            if not isinstance(result.get(key), kind_of):
+                raise RxfError(f"probe result {done}: {key} must be a JSON {'object' if kind_of is dict else 'list'}, "
+                               f"got {json.dumps(result.get(key))[:40]}: {redo}")
+        for i, probe in enumerate(result["probes"]):
+            if not isinstance(probe, dict) or not all(key in probe for key in ("task", "metric", "value")):
+                raise RxfError(f"probe result {done}: probes[{i}] must be an object with task, metric and value: {redo}")
+        return result
+
+    def finished_runs(self, kind: str) -> dict[tuple[str, int], dict[str, Any]]:
+        """{(method, seed): result} of the runs finished before with the same settings and data; an error for a
+        result.json that is not (called before anything is computed, and by :meth:`each_run`)."""
+        found = {}
+        for method in self.config.methods:
+            for seed in self.config.seeds:
+                done = self.run_dir(method, seed) / "result.json"
+                result = self.reusable(kind, method, seed, done) if done.is_file() else None
+                if result is not None:
+                    found[method, seed] = {**result, "method": method, "seed": seed}
+        return found
+
+    def each_run(self, kind: str, work: Callable[[str, int, Path], dict[str, Any]]) -> list[dict[str, Any]]:
+        """``work(method, seed, run_dir)`` for every method and seed, skipping those already finished with the same
+        settings and data (the rerun of an interrupted experiment)."""
+        from rxf.io import replace_files, write_failure
+
+        finished = self.finished_runs(kind)
         results = []
         for method in self.config.methods:
             for seed in self.config.seeds:
                 run_dir = self.run_dir(method, seed)
                 done = run_dir / "result.json"
-                if done.is_file():
-                    results.append(read_json(done, "probe result", "delete it to redo that run"))
+                if (method, seed) in finished:
+                    results.append(finished[method, seed])
                     print(f"[probe] {method} seed {seed}: done before, read {done}", flush=True)
                     continue
                 run_dir.mkdir(parents=True, exist_ok=True)
                 started = time.perf_counter()
                 result = {"method": method, "seed": seed, **work(method, seed, run_dir)}
                 result["wall_s"] = time.perf_counter() - started
-                done.write_text(json.dumps(result, indent=1, default=str))
+                result["settings"] = self.run_settings(kind, method, seed)[0]
+                result["data"] = self.data_fingerprints()
+                try:
+                    replace_files({done: json.dumps(result, indent=1, default=str)})
+                except OSError as error:
+                    raise write_failure(error, run_dir, done.name, "then run the same command again") from None
                 print(f"[probe] {method} seed {seed}: finished in {result['wall_s']:.0f}s", flush=True)
                 results.append(result)
         return results
@@ -390,11 +496,25 @@ class ProbeSession:
         return "\n".join(lines)
 
     def write(self, kind: str, payload: dict[str, Any], rows: list[dict[str, Any]], summary: str, figure: Callable[[Path], None]) -> dict[str, Any]:
+        """results.json, results.csv, summary.md and config.yaml, all together (a failed write leaves the earlier
+        ones as they were), then the figure."""
+        import yaml
+
+        from rxf.io import replace_files, write_failure
+
         payload = {"experiment": kind, "command": self.command, "config": self.config.to_dict(),
                    "features": self.config.features.describe(), "probe": self.config.probe.describe(), **payload}
-        (self.out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
-        report.write_csv(self.out / "results.csv", rows)
-        (self.out / "summary.md").write_text(summary)
+        files = {
+            self.out / "results.json": json.dumps(payload, indent=1, default=str),
+            self.out / "results.csv": report.csv_text(rows),
+            self.out / "summary.md": summary,
+            self.out / "config.yaml": yaml.safe_dump(self.config.to_dict(), sort_keys=False),
+        }
+        try:
+            replace_files(files)
+        except OSError as error:
+            then = "then run the same command again (the finished runs are reused)"
+            raise write_failure(error, self.out, "the report (results.json, results.csv, summary.md, config.yaml)", then) from None
         figure(self.out / f"{kind}.png")
         return payload
 
@@ -426,6 +546,7 @@ def run_generalization(config: ProbeExperimentConfig, command: str | None = None
         raise RxfError("target_tasks is empty: name the tasks to probe")
     for name in [config.source_task, *targets]:
         session.task(name)  # every task loads (or fails) before any training
+    session.finished_runs("generalization")  # a result.json of another run is refused before anything is computed
 
     rows: list[dict[str, Any]] = []
     similarity_rows: list[dict[str, Any]] = []
@@ -442,7 +563,7 @@ def run_generalization(config: ProbeExperimentConfig, command: str | None = None
         session.discard(encoder)
         return {"source": stage, "probes": probes, "similarity": similarity}
 
-    runs = session.each_run(work)
+    runs = session.each_run("generalization", work)
     for run in runs:
         for probe in run["probes"]:
             rows.append({"method": run["method"], "seed": run["seed"], **probe})
@@ -501,6 +622,7 @@ def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict
     source = session.similarity_task = config.tasks[0]
     for name in config.tasks:
         session.task(name)
+    session.finished_runs("chain")
     pretrained = {"stage": 0, "trained_on": PRETRAINED, **session.probe(config.model, source),
                   **_similarity_fields(session.similarity(config.model))}
 
@@ -511,7 +633,7 @@ def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict
 
         return _sequence(session, method, seed, run_dir, config.tasks, lambda *_: None, after)
 
-    runs = session.each_run(work)
+    runs = session.each_run("chain", work)
     rows = [{"method": run["method"], "seed": run["seed"], **record}
             for run in runs for record in [pretrained, *run["probes"]]]
     label = lambda r: "pre-trained" if r["stage"] == 0 else f"after {r['trained_on']}"  # noqa: E731
@@ -539,6 +661,7 @@ def run_cycle(config: ProbeExperimentConfig, command: str | None = None) -> dict
     session.similarity_task = config.tasks[0]
     for name in config.tasks:
         session.task(name)
+    session.finished_runs("cycle")
     schedule = config.tasks * config.cycles
     width = len(config.tasks)
 
@@ -551,7 +674,7 @@ def run_cycle(config: ProbeExperimentConfig, command: str | None = None) -> dict
 
         return _sequence(session, method, seed, run_dir, schedule, before, lambda *_: None)
 
-    runs = session.each_run(work)
+    runs = session.each_run("cycle", work)
     rows = [{"method": run["method"], "seed": run["seed"], **record} for run in runs for record in run["probes"]]
     panels = {
         f"{task} ({session.task(task).main_metric})": report.pivot(

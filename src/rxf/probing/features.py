@@ -113,9 +113,14 @@ def load_encoder(checkpoint: str) -> tuple[nn.Module, Any]:
     """The encoder (no task head) and tokenizer of a checkpoint directory, hub or packaged model name."""
     from transformers import AutoModel, AutoTokenizer
 
-    from rxf.models.local import resolve_model
+    from rxf.models.local import TOKENIZER_FILES, resolve_model
 
     location = resolve_model(checkpoint)
+    if Path(location).is_dir() and not any((Path(location) / file).is_file() for file in TOKENIZER_FILES):
+        raise RxfError(
+            f"model directory {location} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): save the "
+            "tokenizer of the model it comes from into it (AutoTokenizer.from_pretrained(BASE).save_pretrained(DIR))"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = AutoModel.from_pretrained(location)
@@ -152,6 +157,8 @@ class FeatureExtractor:
     def __init__(self, config: FeatureConfig, cache_dir: str | Path | None = None):
         self.config = config
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise RxfError(f"cache_dir {self.cache_dir} (--cache-dir) is a file, not a folder: choose another --cache-dir, or move that file away")
         self._loaded: tuple[str, nn.Module, Any] | None = None
         self.hits = 0
         self.misses = 0
@@ -184,20 +191,28 @@ class FeatureExtractor:
                     self.hits += 1
                     return features
         self.misses += 1
-        encoder, tokenizer = self._encoder(checkpoint)
+        encoder, tokenizer = self._encoder(checkpoint, texts)
         features = encode(encoder, tokenizer, texts, text_pairs, self.config)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, features)
-            tmp.replace(path)
-            path.with_suffix(".json").write_text(json.dumps(key, indent=1))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, features)
+                tmp.replace(path)
+                path.with_suffix(".json").write_text(json.dumps(key, indent=1))
+            except OSError as error:
+                from rxf.io import write_failure
+
+                raise write_failure(error, path.parent, "the feature cache", "or choose another --cache-dir") from None
         return features
 
-    def _encoder(self, checkpoint: str) -> tuple[nn.Module, Any]:
+    def _encoder(self, checkpoint: str, texts: Sequence[str]) -> tuple[nn.Module, Any]:
         if self._loaded is None or self._loaded[0] != checkpoint:
+            from rxf.models.local import check_tokenizer
+
             self._loaded = None  # free the previous encoder first
             encoder, tokenizer = load_encoder(checkpoint)
+            check_tokenizer(tokenizer, texts, checkpoint)  # a degenerate tokenizer would encode [UNK]s
             self._loaded = (checkpoint, encoder, tokenizer)
         return self._loaded[1], self._loaded[2]
 

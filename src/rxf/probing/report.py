@@ -7,6 +7,7 @@ tables show mean ± standard deviation over seeds (sample std, ddof=1) and the n
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,17 +20,23 @@ from rxf.plots import save_figure
 Row = dict[str, Any]
 
 
-def write_csv(path: Path, rows: Sequence[Row]) -> None:
-    """Scalar columns of ``rows`` (nested dicts are left to results.json)."""
+def csv_text(rows: Sequence[Row]) -> str:
+    """Scalar columns of ``rows`` as CSV text (nested dicts are left to results.json)."""
     columns: list[str] = []
     for row in rows:
         for key, value in row.items():
             if key not in columns and not isinstance(value, (dict, list)):
                 columns.append(key)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, rows: Sequence[Row]) -> None:
+    """Scalar columns of ``rows`` (nested dicts are left to results.json)."""
+    path.write_text(csv_text(rows), newline="")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:

@@ -74,10 +74,16 @@ def read_xnli_tsv(path: str | Path) -> datasets.Dataset:
     hypotheses: list[str] = []
     labels: list[int] = []
     reader = csv.reader(iter_lines(path, "XNLI file"), delimiter="\t")
+    end = 0
     for row in reader:
+        start, end = end + 1, reader.line_num  # a quoted field can run over several lines
         if not row or row == [""]:
             continue
-        where = f"{path}, line {reader.line_num}"
+        where = f"{path}, line {start}"
+        if end > start and len(row) != 3:
+            raise RxfError(
+                f"{where}: a quote (\") is left open: the row runs on to line {end}; close the quote, or remove it"
+            )
         if len(row) == 2:
             raise RxfError(
                 f"{where}: 2 fields (premise, hypothesis) and no label: XTREME strips the test labels; "
