@@ -185,13 +185,16 @@ def check_causal_lm(model: Any, name: str) -> None:
     kind = getattr(config, "model_type", "")
     if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not (config.is_decoder or getattr(config, "causal", False)):
         raise RxfError(
-            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({kind}: bidirectional attention, "
-            "each token sees the next one it would learn to predict, and it has no causal LM head): "
+            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({kind}): its attention is "
+            "bidirectional, so each token would see the next token it is trained to predict: "
             "use a decoder-only model (e.g. SmolLM2-135M-Instruct, Llama, Qwen)"
         )
 
 
-LORA_LAYERS = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D")  # what peft's LoRA adapts
+def lora_can_adapt(module: Any) -> bool:
+    """Whether peft's LoRA can adapt ``module``: a layer with weights, linear (quantized too), convolution or embedding."""
+    kind = type(module).__name__
+    return getattr(module, "weight", None) is not None and any(part in kind for part in ("Linear", "Conv", "Embedding"))
 
 
 def check_lora_targets(config: SFTConfig, model: Any) -> None:
@@ -201,10 +204,10 @@ def check_lora_targets(config: SFTConfig, model: Any) -> None:
     run; here it is checked first, with the model's layer names in the message.
     """
     targets = config.lora_target_modules
-    if not config.lora_r or targets == "all-linear":
+    if not config.lora_r or (isinstance(targets, str) and targets.lower() == "all-linear"):
         return
     modules = [(name, module) for name, module in model.named_modules() if name]
-    layers = sorted({name.rsplit(".", 1)[-1] for name, module in modules if type(module).__name__ in LORA_LAYERS})
+    layers = sorted({name.rsplit(".", 1)[-1] for name, module in modules if lora_can_adapt(module)})
     hint = f"name some of its layers ({', '.join(layers[:12])}), or use 'all-linear'"
     if isinstance(targets, str):  # peft: a regular expression that matches a whole module name
         entries, matches = [targets], lambda target, name: re.fullmatch(target, name) is not None
@@ -219,7 +222,7 @@ def check_lora_targets(config: SFTConfig, model: Any) -> None:
             raise RxfError(f"{describe_setting('lora_target_modules', targets)} is not a regular expression ({error}): {hint}") from None
         if not found:
             raise RxfError(f"{describe_setting('lora_target_modules', targets)}: {target!r} matches no module of model {config.model!r}: {hint}")
-        other = next(((name, module) for name, module in found if type(module).__name__ not in LORA_LAYERS), None)
+        other = next(((name, module) for name, module in found if not lora_can_adapt(module)), None)
         if other is not None:
             raise RxfError(
                 f"{describe_setting('lora_target_modules', targets)}: {target!r} matches {other[0]} "

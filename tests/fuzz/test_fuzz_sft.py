@@ -58,6 +58,10 @@ def finished_lora_run(chat) -> Path:
         ("[]", ["lora_target_modules", "names no module"]),
         ("'nope.*'", ["lora_target_modules", "'nope.*' matches no module"]),
         ("[layers]", ["lora_target_modules", "'layers' matches", "which LoRA cannot adapt"]),
+        ("[self_attn]", ["lora_target_modules", "'self_attn' matches", "LlamaAttention", "which LoRA cannot adapt"]),
+        ("[rotary_emb]", ["lora_target_modules", "'rotary_emb' matches", "which LoRA cannot adapt"]),
+        ("[input_layernorm]", ["lora_target_modules", "'input_layernorm' matches", "LlamaRMSNorm"]),
+        ("'(unclosed'", ["lora_target_modules", "not a regular expression"]),
     ],
 )
 def test_overwrite_with_bad_lora_targets_leaves_the_finished_run_byte_for_byte(
