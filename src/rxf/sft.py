@@ -189,6 +189,15 @@ def check_causal_lm(model: Any, name: str) -> None:
             "bidirectional, so each token would see the next token it is trained to predict: "
             "use a decoder-only model (e.g. SmolLM2-135M-Instruct, Llama, Qwen)"
         )
+    # RxfSFTTrainer refuses a Mixture-of-Experts router loss (TRL adds it whenever the config has a nonzero
+    # router_aux_loss_coef), but only once it is built, after an overwrite has removed the earlier run: say so here.
+    text_config = config.get_text_config()
+    if hasattr(text_config, "output_router_logits") and getattr(text_config, "router_aux_loss_coef", 0.0):
+        raise RxfError(
+            f"model {name!r} is a Mixture-of-Experts model whose training adds a router load-balancing loss "
+            f"(router_aux_loss_coef={text_config.router_aux_loss_coef}), which rxf's methods do not include: "
+            "set router_aux_loss_coef to 0 in its config.json to train without it, or use a dense model"
+        )
 
 
 def lora_can_adapt(module: Any) -> bool:
