@@ -239,6 +239,27 @@ def check_lora_targets(config: SFTConfig, model: Any) -> None:
             )
 
 
+def check_lora_applies(config: SFTConfig, model: Any) -> None:
+    """peft's LoRA, as configured, fits ``model``: tried on an empty copy (meta device, no memory) before the run
+    starts, since peft itself only tries when the trainer is built, after an ``overwrite`` removed the earlier run."""
+    if not config.lora_r:
+        return
+    import torch
+    from peft import inject_adapter_in_model
+
+    try:
+        with torch.device("meta"):
+            skeleton = type(model)(model.config)
+    except Exception:  # noqa: BLE001 (an architecture that cannot be built this way: peft checks it later)
+        return
+    try:
+        inject_adapter_in_model(lora_config(config), skeleton)
+    except ValueError as error:
+        raise RxfError(f"LoRA (lora_r={config.lora_r}, lora_dropout={config.lora_dropout}, "
+                       f"lora_target_modules={config.lora_target_modules!r}) does not fit model {config.model!r}: "
+                       f"peft says: {str(error).splitlines()[0]}") from None
+
+
 # SFTConfig fields that do not change what a run computes: a run resumed with other values of these
 # is the same run (rxf.rundir compares the others with the run directory's manifest).
 # Settings that change how a run is carried out, not what it computes: a run resumes across them.
@@ -308,6 +329,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     model, tokenizer = load_generation_model(config.model, dropout=config.dropout)
     check_causal_lm(model, config.model)
     check_lora_targets(config, model)
+    check_lora_applies(config, model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # No KV cache in training: with one, transformers does not look for packed sequences in

@@ -164,7 +164,14 @@ def test_a_folder_in_the_way_of_config_yaml_is_one_line(chat, run_in_process, tm
     assert_clean_failure(result, "config.yaml", "folder")
 
 
-def test_overwrite_with_a_mixture_of_experts_model_leaves_the_finished_run(chat, finished_lora_run, run_in_process, tmp_path):
+@pytest.mark.parametrize("router_loss, fragments", [
+    (0.001, ["Mixture-of-Experts", "router_aux_loss_coef"]),
+    # Without the router loss, peft's all-linear LoRA of the experts refuses lora_dropout: also before the run starts.
+    (0.0, ["LoRA", "does not fit", "lora_dropout != 0"]),
+])
+def test_overwrite_with_a_mixture_of_experts_model_leaves_the_finished_run(
+    chat, finished_lora_run, run_in_process, tmp_path, router_loss, fragments
+):
     from transformers import MixtralConfig, MixtralForCausalLM
 
     from tiny_chat import chat_tokenizer
@@ -172,11 +179,11 @@ def test_overwrite_with_a_mixture_of_experts_model_leaves_the_finished_run(chat,
     tokenizer = chat_tokenizer()
     config = MixtralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=32, num_hidden_layers=1,
                            num_attention_heads=2, num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1,
-                           max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+                           max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, router_aux_loss_coef=router_loss)
     MixtralForCausalLM(config).save_pretrained(tmp_path / "moe")
     tokenizer.save_pretrained(tmp_path / "moe")
     before = snapshot(finished_lora_run)
     args = sft_args(chat, finished_lora_run, "--lora-r", "2", "--overwrite")
     args[args.index("--model") + 1] = tmp_path / "moe"
-    assert_clean_failure(run_in_process(args), str(tmp_path / "moe"), "Mixture-of-Experts", "router_aux_loss_coef")
+    assert_clean_failure(run_in_process(args), str(tmp_path / "moe"), *fragments)
     assert snapshot(finished_lora_run) == before
