@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ import yaml
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.cost import peak_memory
 from rxf.errors import RxfError
-from rxf.methods.base import METHODS, check_choice, check_number, method_config
+from rxf.methods.base import METHODS, check_choice, check_number, check_text, method_config
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -130,6 +131,10 @@ class SFTConfig(YamlConfig):
         check_number("seed", self.seed, integer=True, minimum=0)
         check_number("dropout", self.dropout, minimum=0.0, below=1.0, optional=True)
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        for name in ("model", "output_dir"):
+            check_text(name, getattr(self, name))
+        for name in ("task", "data_dir", "train_file", "eval_file"):
+            check_text(name, getattr(self, name), optional=True)
         if self.max_steps <= 0 and self.epochs <= 0:
             raise RxfError(f"nothing to train ({describe_setting('epochs', self.epochs)}, {describe_setting('max_steps', self.max_steps)}): set epochs > 0 or max_steps > 0")
         if self.merge_adapter and not self.lora_r:
@@ -163,6 +168,96 @@ def lora_config(config: SFTConfig):
         target_modules=config.lora_target_modules,
         task_type="CAUSAL_LM",
     )
+
+
+def check_causal_lm(model: Any, name: str) -> None:
+    """Refuse a model that cannot be trained as a causal LM: an encoder-decoder, or an encoder (BERT-like).
+
+    transformers loads a BERT, RoBERTa, ELECTRA, ... as ``AutoModelForCausalLM`` (``BertLMHeadModel``)
+    without complaint; unless its config says ``is_decoder``, its attention stays bidirectional, so
+    every token sees the one it is trained to predict and the model learns nothing usable.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        raise RxfError(f"rxf sft trains causal LMs; model {name!r} is an encoder-decoder (use rxf summarize)")
+    kind = getattr(config, "model_type", "")
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not (config.is_decoder or getattr(config, "causal", False)):
+        raise RxfError(
+            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({kind}): its attention is "
+            "bidirectional, so each token would see the next token it is trained to predict: "
+            "use a decoder-only model (e.g. SmolLM2-135M-Instruct, Llama, Qwen)"
+        )
+    # RxfSFTTrainer refuses a Mixture-of-Experts router loss (TRL adds it whenever the config has a nonzero
+    # router_aux_loss_coef), but only once it is built, after an overwrite has removed the earlier run: say so here.
+    text_config = config.get_text_config()
+    if hasattr(text_config, "output_router_logits") and getattr(text_config, "router_aux_loss_coef", 0.0):
+        raise RxfError(
+            f"model {name!r} is a Mixture-of-Experts model whose training adds a router load-balancing loss "
+            f"(router_aux_loss_coef={text_config.router_aux_loss_coef}), which rxf's methods do not include: "
+            "set router_aux_loss_coef to 0 in its config.json to train without it, or use a dense model"
+        )
+
+
+def lora_can_adapt(module: Any) -> bool:
+    """Whether peft's LoRA can adapt ``module``: a layer with weights, linear (quantized too), convolution or embedding."""
+    kind = type(module).__name__
+    return getattr(module, "weight", None) is not None and any(part in kind for part in ("Linear", "Conv", "Embedding"))
+
+
+def check_lora_targets(config: SFTConfig, model: Any) -> None:
+    """Every entry of ``lora_target_modules`` names layers of ``model`` that LoRA can adapt.
+
+    peft checks this only when the trainer is built, after an ``overwrite`` has removed the earlier
+    run; here it is checked first, with the model's layer names in the message.
+    """
+    targets = config.lora_target_modules
+    if not config.lora_r or (isinstance(targets, str) and targets.lower() == "all-linear"):
+        return
+    modules = [(name, module) for name, module in model.named_modules() if name]
+    layers = sorted({name.rsplit(".", 1)[-1] for name, module in modules if lora_can_adapt(module)})
+    hint = f"name some of its layers ({', '.join(layers[:12])}), or use 'all-linear'"
+    if isinstance(targets, str):  # peft: a regular expression that matches a whole module name
+        entries, matches = [targets], lambda target, name: re.fullmatch(target, name) is not None
+    else:  # peft: a module name, or the end of one after a dot
+        entries, matches = list(targets), lambda target, name: name == target or name.endswith(f".{target}")
+    if not entries:
+        raise RxfError(f"{describe_setting('lora_target_modules', targets)} names no module: {hint}")
+    for target in entries:
+        try:
+            found = [(name, module) for name, module in modules if matches(target, name)]
+        except re.error as error:
+            raise RxfError(f"{describe_setting('lora_target_modules', targets)} is not a regular expression ({error}): {hint}") from None
+        if not found:
+            raise RxfError(f"{describe_setting('lora_target_modules', targets)}: {target!r} matches no module of model {config.model!r}: {hint}")
+        other = next(((name, module) for name, module in found if not lora_can_adapt(module)), None)
+        if other is not None:
+            raise RxfError(
+                f"{describe_setting('lora_target_modules', targets)}: {target!r} matches {other[0]} "
+                f"({type(other[1]).__name__}), which LoRA cannot adapt: {hint}"
+            )
+
+
+def check_lora_applies(config: SFTConfig, model: Any) -> None:
+    """peft's LoRA, as configured, fits ``model``: tried on an empty copy (meta device, no memory) before the run
+    starts, since peft itself only tries when the trainer is built, after an ``overwrite`` removed the earlier run."""
+    if not config.lora_r:
+        return
+    import torch
+    from peft import inject_adapter_in_model
+
+    try:
+        with torch.device("meta"):
+            skeleton = type(model)(model.config)
+    except Exception:  # noqa: BLE001 (an architecture that cannot be built this way: peft checks it later)
+        return
+    try:
+        inject_adapter_in_model(lora_config(config), skeleton)
+    except ValueError as error:
+        raise RxfError(f"LoRA (lora_r={config.lora_r}, lora_dropout={config.lora_dropout}, "
+                       f"lora_target_modules={config.lora_target_modules!r}) does not fit model {config.model!r}: "
+                       f"peft says: {str(error).splitlines()[0]}") from None
 
 
 # SFTConfig fields that do not change what a run computes: a run resumed with other values of these
@@ -213,6 +308,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     from trl import SFTConfig as TrlSFTConfig
 
     from rxf.checkpoints import checkpoint_step, newest_sound_checkpoint
+    from rxf.io import replace_files, write_failure
     from rxf.models.generation import load_generation_model
     from rxf.models.local import fit_max_length
     from rxf.tasks.base import fingerprint_splits, subsample
@@ -231,8 +327,9 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     logging.getLogger("datasets").setLevel(logging.ERROR)
     set_seed(config.seed)
     model, tokenizer = load_generation_model(config.model, dropout=config.dropout)
-    if getattr(model.config, "is_encoder_decoder", False):
-        raise RxfError(f"rxf sft trains causal LMs; {config.model!r} is an encoder-decoder (use rxf summarize)")
+    check_causal_lm(model, config.model)
+    check_lora_targets(config, model)
+    check_lora_applies(config, model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # No KV cache in training: with one, transformers does not look for packed sequences in
@@ -243,6 +340,19 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     eval_data = tokenize_chat(evaluation, tokenizer, max_length)
     if len(train_data) == 0:
         raise RxfError(f"no training conversation keeps an assistant token within max_length={max_length}")
+    if len(eval_data) == 0:
+        # Refused rather than trained without evaluation: the user asked for an eval loss, and would
+        # find out only at the end, from a final_eval_loss of null.
+        if config.eval_file:
+            source = f"eval_file {config.eval_file}"
+        elif config.train_file:
+            source = f"the part of train_file {config.train_file} held out for evaluation (eval_fraction={config.eval_fraction})"
+        else:
+            source = f"the evaluation conversations of {task.name}"
+        raise RxfError(
+            f"no conversation of {source} keeps an assistant token within max_length={max_length}, so nothing "
+            "could be evaluated: raise max_length, or pass an eval_file of shorter conversations"
+        )
     # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
     data = {"fingerprint": fingerprint_splits({"train": train, "eval": evaluation}), "train_conversations": len(train)}
     fresh = run_dir.start(settings, defaults, data, overwrite=config.overwrite)
@@ -294,7 +404,10 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
             callbacks=list(extra_callbacks),
             method=method,
         )
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    try:
+        replace_files({out / "config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)})
+    except OSError as error:
+        raise write_failure(error, out, "config.yaml") from None
     if resume_from is not None:
         print(f"rxf: resuming from {resume_from}")
     started = time.perf_counter()

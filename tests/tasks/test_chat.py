@@ -52,6 +52,8 @@ def test_both_record_formats_read_into_messages(tmp_path):
         ('{"messages": [{"role": "bot", "content": "red"}]}', r"line 2: field 'messages'\[0\].role: 'bot'"),
         ('{"messages": [{"role": "user"}]}', r"line 2: field 'messages'\[0\]: a message needs"),
         ('{"messages": "red"}', r"line 2: field 'messages': must be a non-empty list .* got 'red'"),
+        ('{"prompt": "a", "completion": "red \\ud800"}', r"line 2: field 'completion': character 4 is '\\ud800', half of a UTF-16 surrogate pair"),
+        ('[{"prompt": "a", "completion": "b"}]', "line 2: a record must be a JSON object"),
         ('{"prompt": "a", "completion": 3}', r"line 2: field 'completion': must be text or a non-empty list .* got 3"),
         (
             '{"prompt": "a", "completion": [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}',
@@ -85,6 +87,8 @@ def test_text_records_are_trained_on_every_token_with_an_end_of_sequence(tmp_pat
         (['{"prompt": "a", "completion": "b"}', '{"text": "red"}'], "line 2: a text record in a file of conversations"),
         (['{"text": ""}'], "line 1: field 'text' must be non-empty text"),
         (['{"text": ["red"]}'], r"line 1: field 'text' must be non-empty text, got \['red'\]"),
+        (['{"text": "red \\udc00"}'], "line 1: field 'text': character 4 is .*surrogate"),
+        (['[{"text": "red"},', '{"text": "blue"}]'], "line 1: not valid JSON .*one JSON array, and rxf sft reads JSON Lines"),
     ],
 )
 def test_text_records_are_checked_and_not_mixed_with_conversations(tmp_path, lines, message):

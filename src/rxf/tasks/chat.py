@@ -50,6 +50,18 @@ class ChatTask:
     source: str = ""
 
 
+def _check_text(text: str, where: str) -> str:
+    """``text``, if it can be written as UTF-8: a JSON escape of half a surrogate pair (``\\ud800``) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RxfError(
+            f"{where}: character {error.start} is {text[error.start]!r}, half of a UTF-16 surrogate pair "
+            "(a JSON escape \\ud800-\\udfff without its other half), which is not text: fix or remove that escape"
+        ) from None
+    return text
+
+
 def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True, text_allowed: bool = False) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         expected = "text or a non-empty list" if text_allowed else "a non-empty list"
@@ -62,7 +74,7 @@ def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True, 
             raise RxfError(f"{where}[{i}].role: {message['role']!r} is not one of {', '.join(ROLES)}")
         if not isinstance(message["content"], str):
             raise RxfError(f"{where}[{i}].content: must be text, got {type(message['content']).__name__}")
-        checked.append({"role": message["role"], "content": message["content"]})
+        checked.append({"role": message["role"], "content": _check_text(message["content"], f"{where}[{i}].content")})
     if needs_assistant and not any(m["role"] == "assistant" for m in checked):
         raise RxfError(f"{where}: no assistant message, so nothing to train on")
     return checked
@@ -79,11 +91,11 @@ def record_messages(record: Any, where: str) -> list[dict[str, str]]:
         raise RxfError(f"{where}: field {missing!r} is missing (records need 'messages', or 'prompt' and 'completion')")
     prompt, completion = record["prompt"], record["completion"]
     if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": prompt}]
+        prompt = [{"role": "user", "content": _check_text(prompt, f"{where}: field 'prompt'")}]
     else:
         prompt = _check_messages(prompt, f"{where}: field 'prompt'", needs_assistant=False, text_allowed=True)
     if isinstance(completion, str):
-        completion = [{"role": "assistant", "content": completion}]
+        completion = [{"role": "assistant", "content": _check_text(completion, f"{where}: field 'completion'")}]
     else:
         completion = _check_messages(completion, f"{where}: field 'completion'", text_allowed=True)
         if any(m["role"] != "assistant" for m in completion):
@@ -98,38 +110,50 @@ def is_text_record(record: Any) -> bool:
 def record_text(record: dict, where: str) -> str:
     if not isinstance(record["text"], str) or not record["text"].strip():
         raise RxfError(f"{where}: field 'text' must be non-empty text, got {record['text']!r:.60}")
-    return record["text"]
+    return _check_text(record["text"], f"{where}: field 'text'")
 
 
-def read_chat_jsonl(path: str | Path) -> datasets.Dataset:
-    """A JSONL file of chat or prompt/completion records (a dataset with one column, ``messages``), or of text records (column ``text``)."""
+def read_chat_jsonl(path: str | Path, what: str = "chat file") -> datasets.Dataset:
+    """A JSONL file of chat or prompt/completion records (a dataset with one column, ``messages``), or of text records (column ``text``).
+
+    ``what`` names the file in messages (``train_file``, ``eval_file``). The file is read through
+    :func:`rxf.io.iter_lines`: a folder, a FIFO or a file that is not UTF-8 is one line naming it.
+    """
+    from rxf.io import iter_lines
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise RxfError(f"chat file {path} does not exist")
     conversations, texts = [], []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RxfError(f"{where}: not valid JSON ({error.msg})") from None
-            text = is_text_record(record)
-            if (conversations if text else texts):
-                found, others = ("a text record", "conversations") if text else ("a conversation", "text records")
-                raise RxfError(f"{where}: {found} in a file of {others}: "
-                               "a file holds one kind (split it into two files, or write the text as messages)")
-            if text:
-                texts.append(record_text(record, where))
-            else:
-                conversations.append(record_messages(record, where))
+    for number, line in enumerate(iter_lines(path, what), 1):
+        if not line.strip():
+            continue
+        where = f"{what} {path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            array = number == 1 and line.lstrip().startswith("[")
+            raise RxfError(f"{where}: not valid JSON ({error.msg})" + (f": {JSONL_NOT_ARRAY}" if array else "")) from None
+        if number == 1 and isinstance(record, list):
+            raise RxfError(f"{where}: {JSONL_NOT_ARRAY}")
+        text = is_text_record(record)
+        if (conversations if text else texts):
+            found, others = ("a text record", "conversations") if text else ("a conversation", "text records")
+            raise RxfError(f"{where}: {found} in a file of {others}: "
+                           "a file holds one kind (split it into two files, or write the text as messages)")
+        if text:
+            texts.append(record_text(record, where))
+        else:
+            conversations.append(record_messages(record, where))
     if texts:
         return datasets.Dataset.from_dict({"text": texts})
     if not conversations:
-        raise RxfError(f"chat file {path} has no records")
+        raise RxfError(f"{what} {path} has no records")
     return datasets.Dataset.from_dict({"messages": conversations})
+
+
+JSONL_NOT_ARRAY = (
+    "the file looks like one JSON array, and rxf sft reads JSON Lines: one record (a JSON object) per line "
+    "(convert it with: jq -c '.[]' FILE > FILE.jsonl)"
+)
 
 
 def split_off(data: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -173,9 +197,9 @@ def load_chat_task(
 ) -> ChatTask:
     """Your JSONL files (``train_file``, optional ``eval_file``), or ``"samsum"`` from ``data_dir``."""
     if train_file is not None:
-        train = read_chat_jsonl(train_file)
+        train = read_chat_jsonl(train_file, "train_file")
         if eval_file is not None:
-            evaluation = read_chat_jsonl(eval_file)
+            evaluation = read_chat_jsonl(eval_file, "eval_file")
         else:
             train, evaluation = split_off(train, eval_fraction, seed)
         return ChatTask(Path(train_file).stem, train, evaluation, source=str(Path(train_file).parent))
