@@ -363,7 +363,9 @@ def replace_files(contents: dict[Path, str | bytes]) -> None:
     files as they were: all are written under temporary names first, then renamed into place.
 
     Raises the OSError of the write that failed (disk full, read-only), after removing the
-    temporary files, for the caller to turn into :func:`write_failure`.
+    temporary files, for the caller to turn into :func:`write_failure`. The renames need no space
+    (each stays in its folder), so in practice they do not fail half-way; callers that care which
+    file is last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
     """
     partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in contents}
     try:
