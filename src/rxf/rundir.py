@@ -382,13 +382,13 @@ class RunDirectory:
         self.release(failed=kind is not None)
 
 
-def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirectory:
-    """Create ``output_dir`` if needed, check that it can be written, and lock it for this process.
+def make_output_dir(output_dir: str | Path, main_process: bool = True) -> tuple[Path, list[Path]]:
+    """Create ``output_dir`` (and its missing parents) and check that it can be written, so that an
+    unwritable location fails before any work, in one line; the folders created here are removed
+    again on failure. Returns (the folder, the folders created here)."""
+    from rxf.io import write_cause
 
-    Use as a context manager: ``with claim(path) as run_dir: ...`` releases the lock at the end.
-    """
     path = Path(output_dir).expanduser()
-    main_process = is_main_process() if main_process is None else main_process
     if path.exists() and not path.is_dir():
         raise RxfError(f"output_dir {path} is a file, not a folder: choose a folder for the run's outputs")
     created = [parent for parent in [*reversed(path.parents), path] if not parent.exists()]
@@ -404,9 +404,18 @@ def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirect
                 folder.rmdir()
             except OSError:
                 break
-        from rxf.io import os_cause
+        cause, hint = write_cause(error, path)
+        raise RxfError(f"output_dir {path} cannot be written: {cause}: {hint}") from None
+    return path, created
 
-        raise RxfError(f"output_dir {path} cannot be written: {os_cause(error)}") from None
+
+def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirectory:
+    """Create ``output_dir`` if needed, check that it can be written, and lock it for this process.
+
+    Use as a context manager: ``with claim(path) as run_dir: ...`` releases the lock at the end.
+    """
+    main_process = is_main_process() if main_process is None else main_process
+    path, created = make_output_dir(output_dir, main_process)
     run_dir = RunDirectory(path, created, main_process)
     if main_process:
         try:

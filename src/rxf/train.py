@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -189,19 +188,6 @@ def tokenize(dataset, tokenizer, max_length: int, has_pair: bool):
         return encoded
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
-
-
-def prepare_output_dir(path: str) -> Path:
-    """Create the output directory now, so an unwritable location fails before training, not after."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".rxf-write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise RxfError(f"output_dir {path} cannot be written: {error.strerror or error}") from None
-    return out
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -224,9 +224,10 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
     """Train every (method, seed), test every language, write the tables and the plot."""
     config.validate()
     from rxf.tasks.xnli import load_xnli, trained_on, xnli_files
-    from rxf.train import prepare_output_dir, run_training
+    from rxf.rundir import make_output_dir
+    from rxf.train import run_training
 
-    out = prepare_output_dir(config.output_dir)
+    out, _ = make_output_dir(config.output_dir)
     languages = [lang for lang in XNLI_LANGUAGES if lang in config.languages]
     task = load_xnli(config.task_name(), config.data_dir, config.max_train_samples, config.max_eval_samples)
     steps = total_steps(len(task.train), config)

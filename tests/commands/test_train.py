@@ -90,6 +90,20 @@ def test_bad_input_exits_2_with_a_message_naming_the_problem(argv, words, capsys
         assert word in message
 
 
+@pytest.mark.parametrize(
+    "below, words",
+    [(False, ["is a file, not a folder", "choose a folder"]), (True, ["a part of the path is a file", "choose another path"])],
+    ids=["the-file-itself", "a-folder-below-it"],
+)
+def test_an_output_dir_in_the_way_of_a_file_says_so(below, words, capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["train", "--output-dir", str(afile / "run" if below else afile), "--no-progress"]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and all(word in message for word in words), message
+    assert afile.read_text() == "x"
+
+
 def test_config_file_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochz: 3\n")

@@ -215,12 +215,12 @@ class ProbeSession:
     """What the experiments share: the config, task data for probes, the feature cache, the reference features."""
 
     def __init__(self, config: ProbeExperimentConfig, command: str | None = None):
-        from rxf.train import prepare_output_dir
+        from rxf.rundir import make_output_dir
 
         config.validate()
         self.config = config
         self.command = command
-        self.out = prepare_output_dir(config.output_dir)
+        self.out, _ = make_output_dir(config.output_dir)
         self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
         self._tasks: dict[str, TextTask] = {}
         self._tokenizer: Any = None
