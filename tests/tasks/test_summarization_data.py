@@ -93,6 +93,23 @@ def test_bad_files_name_the_file_column_and_row(tmp_path, content, options, word
 
 
 @pytest.mark.parametrize(
+    "record, words",
+    [
+        ({"document": ["the", "city"], "summary": "a city"}, ["'document'", "JSON list", "must be a string"]),
+        ({"document": "the city", "summary": {"text": "a city"}}, ["'summary'", "JSON object", "must be a string"]),
+    ],
+)
+def test_a_jsonl_cell_that_is_not_text_is_named_not_trained_on_as_its_repr(tmp_path, record, words):
+    path = tmp_path / "data.jsonl"
+    good = {"document": "the town hall", "summary": "a hall"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good] * 3 + [record]))
+    with pytest.raises(RxfError) as error:
+        load_summarization_task(None, train_file=path)
+    message = str(error.value)
+    assert str(path) in message and all(word in message for word in words), message
+
+
+@pytest.mark.parametrize(
     "name,options,words",
     [
         ("gigawrd", {}, ["unknown summarization task", "gigaword"]),

@@ -124,6 +124,11 @@ def pairs(split: RawSplit, document_column: str, summary_column: str, drop_empty
                 if not drop_empty:
                     raise RxfError(f"{split.where(i)}: column {column!r} is empty: every row needs a {name}")
                 keep[i] = False
+            elif isinstance(value, (list, dict)):  # str() of it would be trained on as text: "['the', 'city']"
+                raise RxfError(
+                    f"{split.where(i)}: column {column!r} holds a JSON {type(value).__name__.replace('dict', 'object')}, "
+                    f"not text: every {name} must be a string"
+                )
     if not all(keep):
         logger.warning("%s: dropped %d row(s) with an empty document or summary", split.source, keep.count(False))
     columns = {name: [str(v) for v, kept in zip(values, keep) if kept] for name, values in columns.items()}
