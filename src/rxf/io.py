@@ -193,6 +193,27 @@ def read_json(path: str | Path, what: str, hint: str = "") -> Any:
     return parse_json(read_text(path, what), path, what, hint)
 
 
+def check_json_text(value: Any, where: str) -> None:
+    """Every string in a parsed JSON value is text that UTF-8 can hold: a JSON escape of half a surrogate
+    pair (``\\ud800`` without its other half) parses, but no UTF-8 writer (pyarrow, datasets) takes it."""
+    stack = [(value, "")]
+    while stack:
+        item, field = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise RxfError(
+                    f"{where}{', field ' + field if field else ''}: character {error.start} is {item[error.start]!r}, "
+                    "half of a UTF-16 surrogate pair (a JSON escape \\ud800-\\udfff without its other half), which "
+                    "is not text: fix or remove that escape"
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend((v, f"{field}.{k}" if field else repr(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{field}[{i}]") for i, v in enumerate(item))
+
+
 def check_jsonl(path: str | Path, what: str) -> None:
     """Every non-blank line of a JSON Lines file is one JSON object; the first that is not is named."""
     path = Path(path).expanduser()
@@ -211,6 +232,7 @@ def check_jsonl(path: str | Path, what: str) -> None:
                 f"{what} {path}, line {number}: a JSON {type(value).__name__}, not an object: "
                 'each line must be an object such as {"text": "...", "label": "..."}'
             )
+        check_json_text(value, f"{what} {path}, line {number}")
 
 
 def check_data_file(path: str | Path, what: str, kind: str) -> Path:

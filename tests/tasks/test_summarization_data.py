@@ -109,6 +109,16 @@ def test_a_jsonl_cell_that_is_not_text_is_named_not_trained_on_as_its_repr(tmp_p
     assert str(path) in message and all(word in message for word in words), message
 
 
+def test_a_lone_surrogate_escape_in_jsonl_is_named_with_line_and_field(tmp_path):
+    path = tmp_path / "data.jsonl"
+    good = json.dumps({"document": "the town hall", "summary": "a hall"}) + "\n"
+    path.write_text(good * 2 + '{"document": "red \\ud800 cat", "summary": "red"}\n')  # valid JSON, not text
+    with pytest.raises(RxfError) as error:
+        load_summarization_task(None, train_file=path)
+    message = str(error.value)
+    assert all(word in message for word in (str(path), "line 3", "'document'", "surrogate")), message
+
+
 @pytest.mark.parametrize(
     "name,options,words",
     [

@@ -52,13 +52,9 @@ class ChatTask:
 
 def _check_text(text: str, where: str) -> str:
     """``text``, if it can be written as UTF-8: a JSON escape of half a surrogate pair (``\\ud800``) cannot."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise RxfError(
-            f"{where}: character {error.start} is {text[error.start]!r}, half of a UTF-16 surrogate pair "
-            "(a JSON escape \\ud800-\\udfff without its other half), which is not text: fix or remove that escape"
-        ) from None
+    from rxf.io import check_json_text
+
+    check_json_text(text, where)
     return text
 
 
