@@ -171,21 +171,16 @@ def lora_config(config: SFTConfig):
 
 
 def check_causal_lm(model: Any, name: str) -> None:
-    """Refuse a model that cannot be trained as a causal LM: an encoder-decoder, or an encoder (BERT-like).
-
-    transformers loads a BERT, RoBERTa, ELECTRA, ... as ``AutoModelForCausalLM`` (``BertLMHeadModel``)
-    without complaint; unless its config says ``is_decoder``, its attention stays bidirectional, so
-    every token sees the one it is trained to predict and the model learns nothing usable.
-    """
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    """Refuse a model that cannot be trained as a causal LM: an encoder-decoder, or an encoder (BERT-like,
+    see :func:`rxf.models.generation.encoder_only`)."""
+    from rxf.models.generation import encoder_only
 
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
         raise RxfError(f"rxf sft trains causal LMs; model {name!r} is an encoder-decoder (use rxf summarize)")
-    kind = getattr(config, "model_type", "")
-    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not (config.is_decoder or getattr(config, "causal", False)):
+    if encoder_only(config):
         raise RxfError(
-            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({kind}): its attention is "
+            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({config.model_type}): its attention is "
             "bidirectional, so each token would see the next token it is trained to predict: "
             "use a decoder-only model (e.g. SmolLM2-135M-Instruct, Llama, Qwen)"
         )

@@ -103,11 +103,26 @@ def test_a_bad_run_record_is_one_line_naming_file_and_field(run_in_process, tmp_
 # ---- a run: settings the model cannot follow, result files in the way or not written ------------
 
 
+def save_tiny_encoder_with_eos(folder):
+    """A BERT whose tokenizer has an end-of-sequence token, as RoBERTa's has: it passes the EOS check
+    that refused a plain BERT, so only the encoder-only check stops it."""
+    from transformers import BertConfig, BertForMaskedLM
+    from tiny_summarization import word_tokenizer
+
+    tokenizer = word_tokenizer(add_bos_eos=True)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("summarize-fuzz")
     return {
         "bart": save_tiny_bart(root / "bart"), "llama": save_tiny_llama(root / "llama"),
+        "encoder": save_tiny_encoder_with_eos(root / "encoder"),
         "train": write_csv(root / "train.csv", toy_pairs(16)), "eval": write_csv(root / "eval.csv", toy_pairs(4, seed=1)),
     }
 
@@ -125,6 +140,7 @@ def summarize_args(workspace, model: str, out) -> list:
         ("llama", ["--set", "chat_template=true"], ["chat_template", "has no chat template"]),
         ("llama", ["--warm-start"], ["warm_start", "encoder-only"]),
         ("bart", ["--warm-start"], ["warm_start", "encoder-decoder already"]),
+        ("encoder", [], ["encoder-only", "bidirectional", "warm_start"]),
     ],
 )
 def test_settings_the_model_cannot_follow_are_one_line(run_in_process, workspace, tmp_path, model, extra, words):

@@ -119,6 +119,19 @@ def warm_start_encoder_decoder(name: str, dropout: float | None = None, tie_enco
     return model, tokenizer
 
 
+def encoder_only(config: Any) -> bool:
+    """A BERT-like model: transformers loads it as a causal LM (``BertLMHeadModel``) without complaint, but
+    unless its config says ``is_decoder`` its attention stays bidirectional, so every token sees the one it
+    is trained to predict and the model learns nothing it can generate with."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return (
+        not getattr(config, "is_encoder_decoder", False)
+        and getattr(config, "model_type", "") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        and not (getattr(config, "is_decoder", False) or getattr(config, "causal", False))
+    )
+
+
 def load_generation_model(name: str, *, warm_start: bool = False, dropout: float | None = None):
     """A model that generates text, and its tokenizer: seq2seq, causal LM, GGUF file, or warm-started encoder-decoder.
 
@@ -141,9 +154,10 @@ def load_generation_model(name: str, *, warm_start: bool = False, dropout: float
     location = resolve_model(name)
     try:
         config = AutoConfig.from_pretrained(location)
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        auto_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = auto_class.from_pretrained(location, use_safetensors=True, **dropout_overrides(config, dropout))
+        if not encoder_only(config):
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            auto_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+            model = auto_class.from_pretrained(location, use_safetensors=True, **dropout_overrides(config, dropout))
     except OSError as error:
         raise RxfError(
             f"cannot load model {name!r}: {str(error).splitlines()[0]} "
@@ -154,4 +168,10 @@ def load_generation_model(name: str, *, warm_start: bool = False, dropout: float
             f"model {name!r} cannot generate text: {str(error).splitlines()[0]} "
             "(encoder-only? set warm_start to build an encoder-decoder from it)"
         ) from None
+    if encoder_only(config):
+        raise RxfError(
+            f"model {name!r} is an encoder-only model ({config.model_type}): its attention is bidirectional, so it "
+            "cannot generate text; use a decoder-only or encoder-decoder model (rxf summarize can also build an "
+            "encoder-decoder from it: warm_start)"
+        )
     return model, tokenizer
