@@ -116,7 +116,11 @@ def test_write_failure_names_folder_and_cause(tmp_path, error, cause):
     assert text.endswith("then run the same command again") and "\n" not in text
 
 
-def test_torch_file_code_names_what_a_pickle_would_call_and_nothing_for_tensors(tmp_path):
+def test_torch_file_code_names_what_a_pickle_would_call_and_nothing_for_tensors(tmp_path, monkeypatch):
+    # Some transformers releases keep Trainer's numpy allowlist elsewhere: rxf must not depend on finding it.
+    import transformers.trainer_pt_utils
+
+    monkeypatch.delattr(transformers.trainer_pt_utils, "safe_globals", raising=False)
     import torch
     torch.save({"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]}, tmp_path / "optimizer.pt")
     torch.save({"python": ("x",), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}, tmp_path / "rng_state.pth")
@@ -188,3 +192,12 @@ def test_write_failure_says_what_is_in_the_way_not_check_the_disk(tmp_path, case
         write()
     message = str(io.write_failure(raised.value, tmp_path, "the predictions"))
     assert "check the disk" not in message and all(f in message for f in fragments), message
+
+
+def test_replace_files_with_a_folder_in_the_way_replaces_none_of_them(tmp_path):
+    first, blocked = tmp_path / "a.md", tmp_path / "b.json"
+    first.write_text("old a")
+    blocked.mkdir()
+    with pytest.raises(IsADirectoryError):
+        io.replace_files({first: "new a", blocked: "new b"})
+    assert first.read_text() == "old a" and blocked.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.json"]

@@ -315,12 +315,12 @@ def _read_delimited(path: Path, option: str, sep: str) -> Table:
 
 def _quote_left_open(last_row: str, sep: str) -> bool:
     """Whether the text of a file's last row ends inside a quoted cell (csv.reader then takes the rest of the
-    file as that cell; pandas, which training reads with, refuses it): only then does one more quote at the
-    end change nothing, since it closes the cell."""
+    file as that cell; pandas, which training reads with, refuses it): only then does a line break added at
+    the end change a cell, since it lands inside the open one."""
     def rows(text: str) -> list[list[str]]:
-        return list(csv.reader(StringIO(text, newline=""), delimiter=sep))
+        return [row for row in csv.reader(StringIO(text, newline=""), delimiter=sep) if row]
 
-    return rows(last_row) == rows(last_row + '"')
+    return rows(last_row) != rows(last_row + "\n")
 
 
 def column_values(table: Table, column: str, option: str) -> list[Any]:

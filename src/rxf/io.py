@@ -360,6 +360,14 @@ def torch_file_problem(path: str | Path) -> str | None:
     return None
 
 
+# What Trainer lets its weights-only load build besides tensors: the numpy RNG state in rng_state.pth
+# (transformers.trainer_pt_utils.safe_globals; named here because older releases define it elsewhere).
+TRAINER_NUMPY_GLOBALS = frozenset({
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype",
+    "numpy.dtypes.UInt32DType",
+})
+
+
 def torch_file_code(path: str | Path) -> list[str]:
     """The functions and classes a file torch.save wrote would call when unpickled, beyond tensors, plain
     containers and the numpy arrays Trainer allows in its RNG state: what Trainer's weights-only load
@@ -370,14 +378,10 @@ def torch_file_code(path: str | Path) -> list[str]:
     if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
         return []
     try:
-        from transformers.trainer_pt_utils import safe_globals as trainer_allowlist
-    except ImportError:  # transformers before 4.47 allows no numpy type either
-        from contextlib import nullcontext as trainer_allowlist
-    try:
-        with trainer_allowlist():
-            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # not a torch.save archive: torch_file_problem reports it
         return []
+    return sorted(set(found) - TRAINER_NUMPY_GLOBALS)
 
 
 def replace_files(contents: dict[Path, str | bytes]) -> None:
@@ -389,6 +393,9 @@ def replace_files(contents: dict[Path, str | bytes]) -> None:
     (each stays in its folder), so in practice they do not fail half-way; callers that care which
     file is last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
     """
+    for path in contents:  # a rename onto a folder would fail after the files before it were replaced
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in contents}
     try:
         for path, content in contents.items():

@@ -559,6 +559,8 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     set_seed(config.seed)
     try:
         model, tokenizer = load_generation_model(config.model, warm_start=config.warm_start, dropout=config.dropout)
+    except RxfError:  # already says what is wrong (a RxfError is a ValueError too)
+        raise
     except ValueError as error:  # transformers: a decoder-only model's layers take no encoder states
         if not config.warm_start:
             raise

@@ -260,23 +260,29 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
             fingerprints[key] = fingerprint(task if same else config_task(run))
         return fingerprints[key]
 
+    # Seeds outermost: a cut-short experiment still compares every method. Every finished run is checked
+    # (same settings, same data) before any trains, so a refusal costs no training.
+    order = [(seed, method) for seed in config.seeds for method in config.methods]
+    finished = {}
+    for seed, method in order:
+        run = runs.run_config(method, seed, eval_steps=steps)
+        finished[seed, method] = _finished(runs.run_dir(method, seed), run, lambda: data_fingerprint(run))
     records: list[dict[str, Any]] = []
-    for seed in config.seeds:  # seeds outermost: a cut-short experiment still compares every method
-        for method in config.methods:
-            run = runs.run_config(method, seed, eval_steps=steps)
-            result = _finished(runs.run_dir(method, seed), run, lambda: data_fingerprint(run))
-            if result is None:
-                print(f"rxf xnli: training {method}, seed {seed}", flush=True)
-                try:
-                    result = run_training(run)
-                except RxfError as error:  # the hint names rxf train's flag, which rxf xnli has not
-                    if not RUNDIR_HINT.search(str(error)):
-                        raise
-                    raise RxfError(RUNDIR_HINT.sub(XNLI_HINT, str(error))) from None
-            metrics = runs.run_dir(method, seed) / "metrics.json"
-            for lang, accuracy in language_accuracies(result, languages, metrics).items():
-                records.append({"method": method, "seed": seed, "language": lang, "accuracy": accuracy})
-            payload = write_report(out, records, languages, context)  # after every run: usable if cut short
+    for seed, method in order:
+        run = runs.run_config(method, seed, eval_steps=steps)
+        result = finished[seed, method]
+        if result is None:
+            print(f"rxf xnli: training {method}, seed {seed}", flush=True)
+            try:
+                result = run_training(run)
+            except RxfError as error:  # the hint names rxf train's flag, which rxf xnli has not
+                if not RUNDIR_HINT.search(str(error)):
+                    raise
+                raise RxfError(RUNDIR_HINT.sub(XNLI_HINT, str(error))) from None
+        metrics = runs.run_dir(method, seed) / "metrics.json"
+        for lang, accuracy in language_accuracies(result, languages, metrics).items():
+            records.append({"method": method, "seed": seed, "language": lang, "accuracy": accuracy})
+        payload = write_report(out, records, languages, context)  # after every run: usable if cut short
     return payload
 
 

@@ -264,8 +264,10 @@ def test_a_quote_left_open_is_named_with_its_line(run_in_process, runs, tmp_path
      ("quotes.csv", 'text,label\n"a, b",pos\n"x ""y"" z",neg\n5" screen,pos\n'),
      ("pretty.json", '{\n "text": "the cat sat good",\n "label": "pos"\n}\n'),
      ("array.json", '[{"text": "good"}, {"text": "bad"}]\n'),
-     ("long.csv", "text\nshort one\n" + "good " * 40000 + "\n")],
-    ids=["tsv-quotes", "csv-quotes", "one-pretty-json-object", "json-array", "cell-over-131072-chars"],
+     ("long.csv", "text\nshort one\n" + "good " * 40000 + "\n"),
+     ("no-final-newline.csv", "text,label,note\nthe cat sat good,pos,\nthe cat sat bad,neg,")],
+    ids=["tsv-quotes", "csv-quotes", "one-pretty-json-object", "json-array", "cell-over-131072-chars",
+         "empty-last-cell-and-no-final-newline"],
 )
 def test_inputs_are_read_as_training_reads_them(run_in_process, runs, tmp_path, name, content):
     from rxf.tasks.files import read_file

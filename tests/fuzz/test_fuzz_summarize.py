@@ -174,3 +174,11 @@ def test_a_failed_write_of_the_results_is_one_line_and_leaves_no_part(run_in_pro
     assert not [p.name for p in out.iterdir() if p.is_file() and p.name != "run.json"]  # no metrics, no half file, no temp
     assert run_in_process(summarize_args(workspace, "bart", out)).returncode == 0  # the same command then finishes
     assert json.loads((out / "run.json").read_text())["status"] == "finished" and (out / "metrics.json").is_file()
+
+
+def test_warm_start_keeps_the_loaders_own_message(run_in_process, workspace, tmp_path):
+    # rxf's own errors are ValueErrors too: they must not be rewritten as "not an encoder-only model"
+    args = summarize_args(workspace, "bart", tmp_path / "run")
+    args[args.index("--model") + 1] = tmp_path / "no-such-model"
+    line = assert_clean_failure(run_in_process([*args, "--warm-start"]), "no-such-model", "does not exist")
+    assert "encoder-only" not in line
