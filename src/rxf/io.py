@@ -193,6 +193,12 @@ def read_json(path: str | Path, what: str, hint: str = "") -> Any:
     return parse_json(read_text(path, what), path, what, hint)
 
 
+def file_identity(path: str | Path) -> tuple[int, int]:
+    """The same file however it is reached: another path, a symbolic or a hard link."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
 def check_json_text(value: Any, where: str) -> None:
     """Every string in a parsed JSON value is text that UTF-8 can hold: a JSON escape of half a surrogate
     pair (``\\ud800`` without its other half) parses, but no UTF-8 writer (pyarrow, datasets) takes it."""

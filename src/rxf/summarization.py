@@ -46,7 +46,7 @@ import yaml
 
 from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
 from rxf.errors import RxfError
-from rxf.io import is_write_error, read_json, replace_files, write_failure
+from rxf.io import file_identity, is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
@@ -690,7 +690,6 @@ _TABLE_HINT = "pass finished runs of rxf summarize (this file is damaged, or ano
 def run_metrics_files(runs: Sequence[str | Path]) -> list[Path]:
     """The metrics.json of each run (a run folder, or its metrics.json); a file reached twice (the same
     folder given twice, a folder and its metrics.json, a link) is one run: counted once, with a warning."""
-    import os
 
     from rxf.rundir import warn
 
@@ -702,8 +701,7 @@ def run_metrics_files(runs: Sequence[str | Path]) -> list[Path]:
             path = path / "metrics.json"
         if not path.exists():
             raise RxfError(f"{path} does not exist: pass run folders (or their metrics.json) of rxf summarize")
-        stat = os.stat(path)
-        key = (stat.st_dev, stat.st_ino)  # the same file through another path, a symbolic or a hard link
+        key = file_identity(path)
         if key in seen:
             warn(f"--table {given}: run {seen[key]} was given before; each run is counted once")
             continue

@@ -267,6 +267,19 @@ def test_a_folder_given_twice_counts_each_run_once(tmp_path, capsys):
     assert "| STD | 65.0 (5) |" in result.stdout  # 5 seeds, not 10
 
 
+def test_a_record_hard_linked_into_a_second_folder_counts_once(tmp_path, capsys):
+    import os
+
+    runs = write_records(tmp_path / "sweep", good_records())
+    other = tmp_path / "other" / "records"
+    other.mkdir(parents=True)
+    first = sorted((runs / "records").glob("*.json"))[0]
+    os.link(first, other / first.name)  # as summarize --table treats it: the same file, another path
+    result = report(["--runs", runs, other.parent, "--output-dir", tmp_path / "report"], capsys)
+    assert result.returncode == 0, result.stderr
+    assert "counted once" in result.stderr and "| STD | 65.0 (5) |" in result.stdout
+
+
 def test_two_records_of_one_seed_are_refused(tmp_path, capsys):
     """A copied record (or two sweeps' runs of one row and seed) would count that seed twice."""
     records = good_records()

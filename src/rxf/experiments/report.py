@@ -49,7 +49,7 @@ from typing import Any
 from rxf.config import is_finite_number
 from rxf.errors import RxfError, closest
 from rxf.history import NOT_LOSSES
-from rxf.io import read_json, replace_files, write_failure
+from rxf.io import file_identity, read_json, replace_files, write_failure
 from rxf.experiments.sweep import brief, check_record, majority_class_scores, read_record, record_files
 from rxf.rundir import warn
 
@@ -276,7 +276,7 @@ def load_runs(runs: str | list[str]) -> dict[Path, dict[str, Any]]:
     with a warning.
     """
     records: dict[Path, dict[str, Any]] = {}
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for folder in [runs] if isinstance(runs, str) else runs:
         folder = Path(folder)
         if folder.is_file():
@@ -295,12 +295,12 @@ def load_runs(runs: str | list[str]) -> dict[Path, dict[str, Any]]:
                 f"{folder} holds no runs: pass a sweep's output_dir (records/), an rxf train output_dir "
                 "(metrics.json), or a folder of train output_dirs"
             )
-        again = [path for path in files if path.resolve() in seen]
+        again = [path for path in files if file_identity(path) in seen]
         if again:
             warn(f"--runs {folder}: its {len(again)} run(s) were given before in --runs; each run is counted once")
         for path in files:
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
+            if file_identity(path) not in seen:  # also a record hard-linked into two folders
+                seen.add(file_identity(path))
                 records[path] = read(path)
     return records
 
