@@ -17,6 +17,7 @@ from rxf.models.generation import (
     DROPOUT_FIELDS,
     PACKAGED_GGUF,
     dropout_overrides,
+    encoder_only,
     load_generation_model,
     load_gguf_causal_lm,
     packaged_gguf,
@@ -60,6 +61,6 @@ __all__ = [
     # vocabulary
     "prune_vocabulary",
     # generation
-    "DROPOUT_FIELDS", "PACKAGED_GGUF", "dropout_overrides", "load_generation_model", "load_gguf_causal_lm",
+    "DROPOUT_FIELDS", "PACKAGED_GGUF", "dropout_overrides", "encoder_only", "load_generation_model", "load_gguf_causal_lm",
     "packaged_gguf", "warm_start_encoder_decoder",
 ]
