@@ -57,6 +57,20 @@ def test_another_run_is_refused_naming_what_differs(tmp_path):
     assert (out / rundir.MANIFEST).read_bytes() == before
 
 
+@pytest.mark.parametrize("make", ["another run", "other data", "finished"])
+def test_each_refusals_advice_is_reworded_for_verbs_without_an_overwrite_flag(tmp_path, make):
+    out = tmp_path / "run"
+    finished(out) if make == "finished" else started(out)
+    with pytest.raises(RxfError) as raised, rundir.overwrite_said_as("pass --set train.overwrite=true"):
+        if make == "another run":
+            started(out, {**SETTINGS, "seed": 4})
+        elif make == "other data":
+            started(out, data={"fingerprint": "def"})
+        else:
+            started(out)
+    assert "--set train.overwrite=true" in str(raised.value) and "--overwrite" not in str(raised.value)
+
+
 def test_a_setting_absent_from_the_manifest_counts_as_its_default(tmp_path):
     out = tmp_path / "run"
     started(out)

@@ -35,11 +35,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +426,21 @@ def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirect
             run_dir.release(failed=True)
             raise
     return run_dir
+
+
+_OVERWRITE_ADVICE = re.compile(r"pass --overwrite( \(overwrite: true\))?")
+
+
+@contextmanager
+def overwrite_said_as(advice: str) -> Iterator[None]:
+    """Inside, an error's advice "pass --overwrite (overwrite: true)" reads ``advice`` instead: for verbs
+    that run rxf train's code but set overwrite another way (rxf xnli: "pass --set train_options.overwrite=true")."""
+    try:
+        yield
+    except RxfError as error:
+        if not _OVERWRITE_ADVICE.search(str(error)):
+            raise
+        raise RxfError(_OVERWRITE_ADVICE.sub(advice, str(error))) from None
 
 
 def is_finished(output_dir: str | Path) -> bool:

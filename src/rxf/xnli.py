@@ -27,7 +27,6 @@ import dataclasses
 import io
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +182,6 @@ def language_accuracies(result: Any, languages: list[str], path: Path | str | No
 
 
 # How rxf train's refusals say to replace a run, and what does it through rxf xnli (which has no --overwrite).
-RUNDIR_HINT = re.compile(r"pass --overwrite( \(overwrite: true\))?")
 XNLI_HINT = "pass --set train_options.overwrite=true"
 
 
@@ -224,7 +222,7 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
     """Train every (method, seed), test every language, write the tables and the plot."""
     config.validate()
     from rxf.tasks.xnli import load_xnli, trained_on, xnli_files
-    from rxf.rundir import make_output_dir
+    from rxf.rundir import make_output_dir, overwrite_said_as
     from rxf.train import run_training
 
     out, _ = make_output_dir(config.output_dir)
@@ -273,12 +271,8 @@ def run_xnli(config: XnliConfig) -> dict[str, Any]:
         result = finished[seed, method]
         if result is None:
             print(f"rxf xnli: training {method}, seed {seed}", flush=True)
-            try:
+            with overwrite_said_as(XNLI_HINT):  # rxf xnli has no --overwrite flag
                 result = run_training(run)
-            except RxfError as error:  # the hint names rxf train's flag, which rxf xnli has not
-                if not RUNDIR_HINT.search(str(error)):
-                    raise
-                raise RxfError(RUNDIR_HINT.sub(XNLI_HINT, str(error))) from None
         metrics = runs.run_dir(method, seed) / "metrics.json"
         for lang, accuracy in language_accuracies(result, languages, metrics).items():
             records.append({"method": method, "seed": seed, "language": lang, "accuracy": accuracy})

@@ -55,7 +55,6 @@ STAGE_CHECKPOINTS = ("best", "final")
 STAGE_FIELDS = ("model", "task", "data_dir", "method", "method_options", "seed", "output_dir", "save_model")
 PRETRAINED = "pre-trained"
 # How rxf train's refusals say to replace a run, and what does it through rxf probe (which has no --overwrite).
-RUNDIR_HINT = re.compile(r"pass --overwrite( \(overwrite: true\))?")
 PROBE_HINT = "pass --set train.overwrite=true"
 # What a finished run's result.json must hold, per experiment: key -> type.
 RESULT_FIELDS: dict[str, dict[str, type]] = {
@@ -306,7 +305,7 @@ class ProbeSession:
 
     def fine_tune(self, start: str, task_name: str, method: str, seed: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
         """Fine-tune ``start`` on a task; save the stage's (best or final) encoder; return its dir and a summary."""
-        from rxf.rundir import is_finished
+        from rxf.rundir import is_finished, overwrite_said_as
         from rxf.train import run_training
 
         config = self.config.stage_config(task_name, method, seed, run_dir, model=start)
@@ -324,12 +323,8 @@ class ProbeSession:
             tracker = similarity_tracker(self.tokenizer(), rows["text"], pairs, self.reference_features(), self.config.features)
             callbacks.append(tracker)
         started = time.perf_counter()
-        try:
+        with overwrite_said_as(PROBE_HINT):  # rxf probe has no --overwrite flag
             result = run_training(config, extra_callbacks=callbacks)
-        except RxfError as error:  # the hint names rxf train's flag, which rxf probe has not
-            if not RUNDIR_HINT.search(str(error)):
-                raise
-            raise RxfError(RUNDIR_HINT.sub(PROBE_HINT, str(error))) from None
         encoder_dir = run_dir / "encoder"
         export_encoder(run_dir / "model", encoder_dir, keeper.state if keeper is not None else None)
         if not self.config.keep_models:
