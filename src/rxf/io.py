@@ -210,7 +210,7 @@ def check_json_text(value: Any, where: str) -> None:
                 item.encode("utf-8")
             except UnicodeEncodeError as error:
                 raise RxfError(
-                    f"{where}{', field ' + field if field else ''}: character {error.start} is {item[error.start]!r}, "
+                    f"{where}{': field ' + field if field else ''}: character {error.start} is {item[error.start]!r}, "
                     "half of a UTF-16 surrogate pair (a JSON escape \\ud800-\\udfff without its other half), which "
                     "is not text: fix or remove that escape"
                 ) from None

@@ -50,14 +50,6 @@ class ChatTask:
     source: str = ""
 
 
-def _check_text(text: str, where: str) -> str:
-    """``text``, if it can be written as UTF-8: a JSON escape of half a surrogate pair (``\\ud800``) cannot."""
-    from rxf.io import check_json_text
-
-    check_json_text(text, where)
-    return text
-
-
 def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True, text_allowed: bool = False) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         expected = "text or a non-empty list" if text_allowed else "a non-empty list"
@@ -70,7 +62,7 @@ def _check_messages(messages: Any, where: str, *, needs_assistant: bool = True, 
             raise RxfError(f"{where}[{i}].role: {message['role']!r} is not one of {', '.join(ROLES)}")
         if not isinstance(message["content"], str):
             raise RxfError(f"{where}[{i}].content: must be text, got {type(message['content']).__name__}")
-        checked.append({"role": message["role"], "content": _check_text(message["content"], f"{where}[{i}].content")})
+        checked.append({"role": message["role"], "content": message["content"]})
     if needs_assistant and not any(m["role"] == "assistant" for m in checked):
         raise RxfError(f"{where}: no assistant message, so nothing to train on")
     return checked
@@ -87,11 +79,11 @@ def record_messages(record: Any, where: str) -> list[dict[str, str]]:
         raise RxfError(f"{where}: field {missing!r} is missing (records need 'messages', or 'prompt' and 'completion')")
     prompt, completion = record["prompt"], record["completion"]
     if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": _check_text(prompt, f"{where}: field 'prompt'")}]
+        prompt = [{"role": "user", "content": prompt}]
     else:
         prompt = _check_messages(prompt, f"{where}: field 'prompt'", needs_assistant=False, text_allowed=True)
     if isinstance(completion, str):
-        completion = [{"role": "assistant", "content": _check_text(completion, f"{where}: field 'completion'")}]
+        completion = [{"role": "assistant", "content": completion}]
     else:
         completion = _check_messages(completion, f"{where}: field 'completion'", text_allowed=True)
         if any(m["role"] != "assistant" for m in completion):
@@ -106,7 +98,7 @@ def is_text_record(record: Any) -> bool:
 def record_text(record: dict, where: str) -> str:
     if not isinstance(record["text"], str) or not record["text"].strip():
         raise RxfError(f"{where}: field 'text' must be non-empty text, got {record['text']!r:.60}")
-    return _check_text(record["text"], f"{where}: field 'text'")
+    return record["text"]
 
 
 def read_chat_jsonl(path: str | Path, what: str = "chat file") -> datasets.Dataset:
@@ -115,7 +107,7 @@ def read_chat_jsonl(path: str | Path, what: str = "chat file") -> datasets.Datas
     ``what`` names the file in messages (``train_file``, ``eval_file``). The file is read through
     :func:`rxf.io.iter_lines`: a folder, a FIFO or a file that is not UTF-8 is one line naming it.
     """
-    from rxf.io import iter_lines
+    from rxf.io import check_json_text, iter_lines
 
     path = Path(path).expanduser()
     conversations, texts = [], []
@@ -130,6 +122,7 @@ def read_chat_jsonl(path: str | Path, what: str = "chat file") -> datasets.Datas
             raise RxfError(f"{where}: not valid JSON ({error.msg})" + (f": {JSONL_NOT_ARRAY}" if array else "")) from None
         if number == 1 and isinstance(record, list):
             raise RxfError(f"{where}: {JSONL_NOT_ARRAY}")
+        check_json_text(record, where)  # a lone surrogate escape (\\ud800) parses, but is not text
         text = is_text_record(record)
         if (conversations if text else texts):
             found, others = ("a text record", "conversations") if text else ("a conversation", "text records")
