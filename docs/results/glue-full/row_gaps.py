@@ -6,6 +6,7 @@
    the two intervals and the verdict of `rxf report` (its mean_difference), which compares rows to Standard only.
 3. Noise or dropout (RTE, MRPC): the KL `r3f-nodrop` logs (noise of the matched σ, dropout 0) beside R-Drop's
    (two dropout masks, σ = 0), run for run at the same λ (search) or seed — did the matched σ give dropout's KL?
+   And the noise alone: `r3f-nodrop` − `standard-nodrop`, once both rows have their seeds.
 
     .venv/bin/python docs/results/glue-full/row_gaps.py
 """
@@ -91,3 +92,15 @@ for task in ("mrpc", "rte"):
             cells.append(f"{key}: R-Drop {a['run']:.3f} / {a['last_epoch']:.3f}, dropout 0 {b['run']:.3f} / {b['last_epoch']:.3f}")
         if cells:
             print(f"  {task} {phase} ({'λ' if phase == 'search' else 'seed'}): " + "; ".join(cells))
+
+print("\nNoise alone (dropout 0 in both rows): r3f-nodrop − standard-nodrop, ×100 [95 % bootstrap] [95 % Welch t], Welch p")
+for task, metric in (("mrpc", "accuracy"), ("mrpc", "f1_accuracy"), ("rte", "accuracy")):
+    rows = {row: Cell(f"glue/{task}", row, metric, [r["metrics"]["best"][f"eval_{metric}"] for r in records(task, row, "seeds").values()], 0.0)
+            for row in ("r3f-nodrop", "standard-nodrop")}
+    if not all(c.scores for c in rows.values()):
+        continue  # RTE's dropout-0 rows come last in the sweep
+    d = mean_difference(rows["r3f-nodrop"], rows["standard-nodrop"])
+    if d["welch_ci_low"] is not None:
+        print(f"  {task} {metric}: {100 * d['diff_mean']:+.2f} [{100 * d['diff_ci_low']:+.2f}, {100 * d['diff_ci_high']:+.2f}]"
+              f" [{100 * d['welch_ci_low']:+.2f}, {100 * d['welch_ci_high']:+.2f}] p {d['welch_p']:.2g} {d['verdict']}"
+              f" ({len(rows['r3f-nodrop'].scores)} vs {len(rows['standard-nodrop'].scores)} seeds)")
