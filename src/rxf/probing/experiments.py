@@ -222,6 +222,7 @@ class ProbeSession:
         self.out, _ = make_output_dir(config.output_dir)
         self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
         self._tasks: dict[str, TextTask] = {}
+        self._fingerprints: dict[str, str] = {}  # task -> fingerprint of its full data (data_fingerprints)
         self._tokenizer: Any = None
         self.similarity_task: str | None = None
 
@@ -386,8 +387,6 @@ class ProbeSession:
         from rxf.tasks import load_task
         from rxf.tasks.base import fingerprint
 
-        if not hasattr(self, "_fingerprints"):
-            self._fingerprints: dict[str, str] = {}
         for name in self._tasks:
             if name not in self._fingerprints:
                 full = load_task(name, data_dir=self.config.data_dir if _is_glue(name) else None)
