@@ -20,6 +20,7 @@ from rxf.summarization import (
     _no_repeat_ngram_in_summary,
     generate_summaries,
     results_table,
+    run_metrics_files,
     rouge_scores,
     run_summarization,
     source_ids,
@@ -212,7 +213,7 @@ def test_results_table_gives_mean_and_spread_over_seeds(tmp_path):
                "method_config": {"lambda_": 0.1, "sigma": 1e-5, "noise_type": "normal"}}
         (tmp_path / f"{method}-{seed}").mkdir()
         (tmp_path / f"{method}-{seed}" / "metrics.json").write_text(json.dumps(run))
-    table = results_table(sorted(tmp_path.iterdir()))
+    table = results_table(run_metrics_files(sorted(tmp_path.iterdir())))
     assert "| standard | 2 | 31.00 ± 1.41 |" in table
     assert "| r3f (λ=0.1, σ=1e-05, normal) | 1 | 31.00 ± 0.00 |" in table
 

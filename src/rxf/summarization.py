@@ -757,14 +757,15 @@ def check_run_metrics(run: Any, path: Path) -> None:
             raise refuse(f"final.{name}", "a finite number", final.get(name, _MISSING))
 
 
-def results_table(metrics_files: Sequence[str | Path]) -> str:
+def results_table(metrics_files: Sequence[Path]) -> str:
     """A markdown table of ROUGE per run, then the mean ± standard deviation over seeds of each method.
 
-    Every file is checked first (:func:`check_run_metrics`); each file counts once, and two different
-    runs of one method and seed are refused: pooling them would count a seed twice.
+    ``metrics_files``: as :func:`run_metrics_files` gives them, each file once. Every file is checked first
+    (:func:`check_run_metrics`), and two different runs of one method and seed are refused: pooling them
+    would count a seed twice.
     """
     runs: dict[Path, dict[str, Any]] = {}
-    for path in run_metrics_files(metrics_files):
+    for path in metrics_files:
         run = read_json(path, "run metrics")
         check_run_metrics(run, path)
         runs[path] = run
