@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from rxf.config import (
+    MISSING,
     Settings,
     YamlConfig,
     check_fields,
     describe_setting,
+    field_error,
     field_help,
     load_yaml,
     matches,
@@ -191,3 +193,15 @@ def test_check_number_rejects_every_non_finite_and_non_number():
     check_number("x", None, optional=True)
     with pytest.raises(RxfError, match="whole number"):
         check_number("x", 2.0, integer=True)
+
+
+def test_a_record_field_error_names_the_file_the_field_what_it_must_be_and_is():
+    error = field_error("run record", "r/x.json", "metrics.history[1].eval_accuracy", "a finite number", math.nan, "delete it")
+    assert str(error) == "run record r/x.json: 'metrics.history[1].eval_accuracy' must be a finite number (it is nan): delete it"
+    assert str(field_error("run metrics", "m.json", "seed", "a whole number", MISSING, "fix it")).endswith(
+        "'seed' must be a whole number (it is missing): fix it"
+    )
+    whole = field_error("run metrics", "m.json", None, "a mapping", [1, 2], "fix it")  # the record itself
+    assert str(whole) == "run metrics m.json must be a mapping (it is [1, 2]): fix it"
+    long = field_error("probe result", "r.json", "probes", "a list", {"k" * 50: 1}, "redo")
+    assert "(it is a mapping)" in str(long)  # a long value: its kind, so the line stays one short line

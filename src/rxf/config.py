@@ -20,6 +20,11 @@ check asks of its setting, so that ``--help`` and ``rxf methods`` show the range
 code enforces, with the defaults of the dataclass fields and the comments above them
 (:func:`field_help`) — one source of truth.
 
+Records that rxf writes and reads back (a sweep's run records, a run's metrics.json, a probe's
+result.json) are checked field by field when read; every problem is one :func:`field_error`::
+
+    run record records/x.json: 'seed' must be a whole number (it is 'one'): delete it to redo that run
+
 YAML 1.1 (PyYAML) reads ``3e-5`` (no dot) as a string; :func:`load_yaml` reads every float
 literal as a float, so a learning rate written the usual way works in files and in ``--set``.
 """
@@ -257,6 +262,11 @@ def is_finite_number(value: Any) -> bool:
         return False
 
 
+def is_whole_number(value: Any) -> bool:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def matches(value: Any, annotation: Any) -> bool:
     """Whether ``value`` is of the declared type (ints count as floats; floats must be finite)."""
     if annotation is Any:
@@ -270,7 +280,7 @@ def matches(value: Any, annotation: Any) -> bool:
     if annotation is float:
         return is_finite_number(value)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_whole_number(value)
     if annotation is type(None):
         return value is None
     if origin is list:
@@ -323,6 +333,32 @@ def check_fields(config: Any) -> None:
             if "string" in type_text(expected) and isinstance(value, (int, float, bool)):
                 hint = f" (quote it: {field.name}: '{shown(value)}')"
             raise RxfError(f"{describe_setting(field.name, value)} must be {type_text(expected)}{hint}")
+
+
+# ---- the fields of records read back -----------------------------------------------------------
+
+#: What a checker passes as the value of a field the record lacks: shown as "missing".
+MISSING: Any = object()
+
+
+def brief(value: Any) -> str:
+    """A value for a one-line message: as written when short, else its kind; "missing" for :data:`MISSING`."""
+    if value is MISSING:
+        return "missing"
+    text = shown(value)
+    if len(text) <= 40:
+        return text
+    return {dict: "a mapping", list: "a list", str: "a long string"}.get(type(value), type(value).__name__)
+
+
+def field_error(what: str, path: str | Path, field: str | None, requirement: str, value: Any, hint: str) -> RxfError:
+    """A record's field that is not what rxf needs, in one line: the file, the field, what it must be, what it is,
+    and what to do. ``what``: the kind of file ("run record"); ``field``: its dotted name, None for the whole record.
+
+    ``run record x.json: 'seed' must be a whole number (it is 'one'): delete it to redo that run``
+    """
+    where = f"{what} {path}" if field is None else f"{what} {path}: {field!r}"
+    return RxfError(f"{where} must be {requirement} (it is {brief(value)}): {hint}")
 
 
 # ---- building a config from settings -----------------------------------------------------------

@@ -44,7 +44,9 @@ from typing import Any
 
 import yaml
 
-from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
+from rxf.config import (
+    MISSING, YamlConfig, check_fields, describe_setting, field_error, is_finite_number, is_whole_number, settings_under,
+)
 from rxf.errors import RxfError
 from rxf.io import file_identity, is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
@@ -683,7 +685,6 @@ def _check_result_paths(out: Path, split: str, config: SummarizationConfig) -> N
 # Tables over runs
 
 TABLE_HEADER = "| method | seed | steps | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | words | train s |"
-_MISSING = object()
 _TABLE_HINT = "pass finished runs of rxf summarize (this file is damaged, or another verb's)"
 
 
@@ -714,47 +715,32 @@ def run_metrics_files(runs: Sequence[str | Path]) -> list[Path]:
 
 def check_run_metrics(run: Any, path: Path) -> None:
     """The fields of a summarize metrics.json that the table uses, of the types it uses; else one line
-    naming the file and the field."""
-    from rxf.config import is_finite_number
-    from rxf.experiments.sweep import brief
+    naming the file and the field (:func:`rxf.config.field_error`)."""
 
-    def refuse(name: str, requirement: str, value: Any) -> RxfError:
-        shown = "missing" if value is _MISSING else brief(value)
-        return RxfError(f"run metrics {path}: {name!r} must be {requirement} (it is {shown}): {_TABLE_HINT}")
+    def refuse(field: str | None, requirement: str, value: Any) -> RxfError:
+        return field_error("run metrics", path, field, requirement, value, _TABLE_HINT)
 
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+    # What a field must be, in words and as a test.
+    mapping = ("a mapping", lambda value: isinstance(value, dict))
+    name = ("a non-empty string", lambda value: isinstance(value, str) and bool(value.strip()))
+    string = ("a string", lambda value: isinstance(value, str))
+    whole = ("a whole number", is_whole_number)
+    finite = ("a finite number", is_finite_number)
+
+    def check(record: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any], bool]]], at: str = "") -> None:
+        for key, (requirement, passes) in fields.items():
+            value = record.get(key, MISSING)
+            if not passes(value):
+                raise refuse(at + key, requirement, value)
 
     if not isinstance(run, dict):
-        raise RxfError(f"run metrics {path} holds {brief(run)}, not a mapping: {_TABLE_HINT}")
-    if not isinstance(run.get("method"), str) or not run["method"].strip():
-        raise refuse("method", "a non-empty string", run.get("method", _MISSING))
-    if not whole(run.get("seed")):
-        raise refuse("seed", "a whole number", run.get("seed", _MISSING))
-    if not is_finite_number(run.get("train_runtime_s")):
-        raise refuse("train_runtime_s", "a finite number", run.get("train_runtime_s", _MISSING))
-    config = run.get("config", _MISSING)
-    if not isinstance(config, dict):
-        raise refuse("config", "a mapping", config)
-    if not whole(config.get("max_steps")):
-        raise refuse("config.max_steps", "a whole number", config.get("max_steps", _MISSING))
-    options = run.get("method_config", _MISSING)
-    if not isinstance(options, dict):
-        raise refuse("method_config", "a mapping", options)
+        raise refuse(None, "a mapping", run)
+    check(run, {"method": name, "seed": whole, "train_runtime_s": finite,
+                "config": mapping, "method_config": mapping, "final": mapping})
+    check(run["config"], {"max_steps": whole}, "config.")
     if run["method"] == "r3f":
-        for name in ("lambda_", "sigma"):
-            if not is_finite_number(options.get(name)):
-                raise refuse(f"method_config.{name}", "a finite number", options.get(name, _MISSING))
-        if not isinstance(options.get("noise_type"), str):
-            raise refuse("method_config.noise_type", "a string", options.get("noise_type", _MISSING))
-    final = run.get("final", _MISSING)
-    if not isinstance(final, dict):
-        raise refuse("final", "a mapping", final)
-    if not whole(final.get("step")):
-        raise refuse("final.step", "a whole number", final.get("step", _MISSING))
-    for name in (*ROUGE_TYPES, "summary_words"):
-        if not is_finite_number(final.get(name)):
-            raise refuse(f"final.{name}", "a finite number", final.get(name, _MISSING))
+        check(run["method_config"], {"lambda_": finite, "sigma": finite, "noise_type": string}, "method_config.")
+    check(run["final"], {"step": whole, **{score: finite for score in (*ROUGE_TYPES, "summary_words")}}, "final.")
 
 
 def results_table(metrics_files: Sequence[Path]) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from rxf.config import YamlConfig, check_fields, describe_setting, settings_under
+from rxf.config import MISSING, YamlConfig, check_fields, describe_setting, field_error, settings_under
 from rxf.errors import RxfError
 from rxf.io import read_json
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
@@ -153,30 +153,29 @@ def total_steps(num_train: int, config: XnliConfig) -> int:
     return max_steps if max_steps > 0 else max(1, math.ceil(per_epoch * config.epochs))
 
 
-def language_accuracies(result: Any, languages: list[str], path: Path | str | None = None) -> dict[str, float]:
-    """{lang: test accuracy} from one run's metrics.json (``path``, named in the error when it is not a run's record)."""
-    where = f"run metrics {path}" if path is not None else "run metrics"
-    redo = "delete it to redo that run"
+def language_accuracies(result: Any, languages: list[str], path: Path | str) -> dict[str, float]:
+    """{lang: test accuracy} from one run's metrics.json ``path``; an error naming the file and the field otherwise."""
+
+    def refuse(field: str | None, requirement: str, value: Any) -> RxfError:
+        return field_error("run metrics", path, field, requirement, value, "delete it to redo that run")
+
     if not isinstance(result, dict):
-        raise RxfError(f"{where}: expected a JSON object, got {type(result).__name__}: {redo}")
+        raise refuse(None, "a mapping", result)
     splits = result.get("other_splits") or {}
     if not isinstance(splits, dict):
-        raise RxfError(f"{where}: other_splits must be an object, got {type(splits).__name__}: {redo}")
+        raise refuse("other_splits", "a mapping", splits)
     accuracies = {}
     for lang in languages:
         split = f"test_{lang}"
-        if split in splits:
-            field_name, value = f"other_splits.{split}.{split}_accuracy", (splits[split] or {})
-            value = value.get(f"{split}_accuracy") if isinstance(value, dict) else None
-        elif len(languages) == 1 and result.get("final"):  # one split: run_training only logs the main one
-            field_name, value = "final.eval_accuracy", result["final"]
-            value = value.get("eval_accuracy") if isinstance(value, dict) else None
+        if split not in splits and len(languages) == 1 and result.get("final"):  # one split: run_training only logs the main one
+            at, evaluation, key = "final", result["final"], "eval_accuracy"
         else:
-            config = result.get("config")
-            run = config.get("output_dir") if isinstance(config, dict) else None
-            raise RxfError(f"{where}: run {run or '?'} has no {split} accuracy: {redo}")
+            at, evaluation, key = f"other_splits.{split}", splits.get(split, {}), f"{split}_accuracy"
+        if not isinstance(evaluation, dict):
+            raise refuse(at, "a mapping", evaluation)
+        value = evaluation.get(key, MISSING)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise RxfError(f"{where}: {field_name} must be a number from 0 to 1, got {value!r}: {redo}")
+            raise refuse(f"{at}.{key}", "a number from 0 to 1", value)
         accuracies[lang] = float(value)
     return accuracies
 

@@ -185,7 +185,7 @@ def test_a_malformed_record_is_named_in_one_line_before_anything_is_written(tmp_
 def test_a_record_that_is_not_a_mapping_is_named(tmp_path, capsys):
     runs = write_records(tmp_path / "sweep", good_records())
     (runs / "records" / "zz.json").write_text("[1, 2, 3]")
-    assert_clean_failure(report(["--runs", runs], capsys), "zz.json", "not a run record")
+    assert_clean_failure(report(["--runs", runs], capsys), "zz.json", "must be a mapping", "[1, 2, 3]")
 
 
 @pytest.mark.parametrize(

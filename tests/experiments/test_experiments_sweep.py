@@ -333,7 +333,7 @@ def test_no_learning_rates_means_each_recipes_own(tiny, tmp_path):
         (lambda r: {**r, "objective": "high"}, ["'objective'", "'high'"]),
         (lambda r: {**r, "params": None}, ["'params'", "mapping"]),
         (lambda r: {**r, "seed": None}, ["'seed'", "whole number"]),
-        (lambda r: [1, 2], ["not a run record"]),
+        (lambda r: [1, 2], ["must be a mapping", "[1, 2]"]),
     ],
 )
 def test_a_damaged_record_stops_the_resumed_sweep_with_its_file_named(tiny, tmp_path, phase, damage, words):

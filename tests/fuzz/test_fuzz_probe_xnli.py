@@ -88,10 +88,12 @@ def test_xnli_refuses_a_finished_run_whose_data_files_changed(xnli_done, run_in_
     "edit, words",
     [
         (lambda m: m["other_splits"]["test_en"].update(test_en_accuracy="high"), ["test_en_accuracy", "'high'"]),
-        (lambda m: m["other_splits"]["test_en"].clear(), ["test_en_accuracy", "none"]),
-        (lambda m: m["other_splits"].update(test_ar=[]), ["test_ar_accuracy"]),
+        (lambda m: m["other_splits"]["test_en"].clear(), ["'other_splits.test_en.test_en_accuracy'", "missing"]),
+        (lambda m: m["other_splits"].update(test_ar=[]), ["'other_splits.test_ar'", "mapping", "[]"]),
+        (lambda m: m.update(other_splits={k: v for k, v in m["other_splits"].items() if k != "test_ar"}),
+         ["'other_splits.test_ar.test_ar_accuracy'", "missing"]),
         (lambda m: m.update(other_splits=[1]), ["other_splits"]),
-        (lambda m: [], ["expected a json object"]),
+        (lambda m: [], ["must be a mapping", "(it is [])"]),
     ],
 )
 def test_xnli_a_finished_run_with_a_bad_metrics_file_is_one_line(xnli_done, run_in_process, tmp_path, edit, words):
@@ -227,7 +229,7 @@ def test_probe_a_result_file_missing_its_probes_is_one_line(probe_done, run_in_p
     result = json.loads(path.read_text())
     del result["probes"]
     path.write_text(json.dumps(result))
-    assert_clean_failure(run_in_process([*probe_done["args"], "--output-dir", out]), str(path), "probes")
+    assert_clean_failure(run_in_process([*probe_done["args"], "--output-dir", out]), str(path), "'probes' must be a list (it is missing)")
 
 
 def test_probe_a_failed_report_write_leaves_the_earlier_report(probe_done, run_in_process, tmp_path, monkeypatch):

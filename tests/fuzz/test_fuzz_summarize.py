@@ -80,7 +80,7 @@ def test_the_same_run_given_twice_counts_once_and_a_copy_is_refused(run_in_proce
     "record,words",
     [
         ({}, ["'method'", "missing"]),
-        ([1, 2], ["not a mapping"]),
+        ([1, 2], ["must be a mapping", "(it is [1, 2])"]),
         ({"final": {"rouge1": "high"}}, ["'final.rouge1'", "finite number", "'high'"]),
         ({"final": {"rouge1": float("nan")}}, ["'final.rouge1'", "nan"]),
         ({"final": None}, ["'final'", "mapping"]),  # another verb's metrics.json: no 'final'

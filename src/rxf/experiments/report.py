@@ -46,11 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rxf.config import is_finite_number
+from rxf.config import field_error, is_finite_number
 from rxf.errors import RxfError, closest
 from rxf.history import NOT_LOSSES
 from rxf.io import file_identity, read_json, replace_files, write_failure
-from rxf.experiments.sweep import brief, check_record, majority_class_scores, read_record, record_files
+from rxf.experiments.sweep import check_evaluations, check_record, majority_class_scores, read_record, record_files
 from rxf.rundir import warn
 
 # The metric the paper's Table 2 reports per task where it differs from the task's main metric.
@@ -243,6 +243,13 @@ def train_run_record(run_dir: Path) -> dict[str, Any]:
     if not isinstance(metrics, dict) or not {"task", "method", "main_metric", "history"} <= set(metrics):
         raise RxfError(f"{path} is not the metrics.json of an rxf train run (no task/method/main_metric/history)")
     hint = f"fix it, or leave {run_dir} out of --runs"
+
+    def refuse(field: str, requirement: str, value: Any) -> RxfError:
+        return field_error("run metrics", path, field, requirement, value, hint)
+
+    # Its evaluations are at the top level of metrics.json (a sweep's record holds them under 'metrics'):
+    # checked here, so that an error names them as the file does; check_record below finds them good again.
+    check_evaluations(metrics, refuse)
     baseline = metrics.get("majority_baseline")
     if baseline is None:  # written before runs recorded their majority-class scores: compute them
         from rxf.train import TrainConfig
@@ -255,16 +262,16 @@ def train_run_record(run_dir: Path) -> dict[str, Any]:
             raise RxfError(f"{run_dir}: no majority_baseline in metrics.json, and its data cannot be loaded to compute it: {error}") from None
     best, key = metrics.get("best"), f"eval_{metrics['main_metric']}"
     if best is not None and not isinstance(best, dict):
-        raise RxfError(f"run metrics {path}: 'best' must be an evaluation (a mapping) or null (it is {brief(best)}): {hint}")
+        raise refuse("best", "an evaluation (a mapping) or null", best)
     objective = None if best is None else best.get(key)
     if objective is not None and not is_finite_number(objective):
-        raise RxfError(f"run metrics {path}: 'best.{key}' must be a finite number (it is {brief(objective)}): {hint}")
+        raise refuse(f"best.{key}", "a finite number", objective)
     record = {
         "run_id": str(run_dir), "task": metrics["task"], "method": metrics["method"], "phase": "seeds", "trial": None,
         "seed": metrics.get("seed"), "params": {}, "main_metric": metrics["main_metric"],
         "objective": objective, "majority_baseline": baseline, "metrics": metrics,
     }
-    check_record(record, path, what="run metrics", hint=hint, metrics_at="")
+    check_record(record, path, what="run metrics", hint=hint)
     return record
 
 

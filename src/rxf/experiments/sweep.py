@@ -44,8 +44,8 @@ from rxf.errors import RxfError, closest
 from rxf.methods import METHODS, method_config
 from rxf.methods.base import check_choice, check_number, check_seed, check_text
 from rxf.config import (
-    Settings, check_fields, construct, describe_setting, is_finite_number, read_yaml_mapping, settings_from, settings_under,
-    shown, source_of,
+    MISSING, Settings, check_fields, construct, describe_setting, field_error, is_finite_number, is_whole_number,
+    read_yaml_mapping, settings_from, settings_under, source_of,
 )
 from rxf.history import NOT_LOSSES, NOT_SCORES
 from rxf.io import read_json, write_failure
@@ -490,78 +490,70 @@ def run_sweep(config: SweepConfig, search_only: bool = False, **options: Any) ->
 
 #: What to do with a record that cannot be read: the sweep trains that run again when it is gone.
 RECORD_HINT = "delete it to redo that run"
-_MISSING = object()
 
 
-def brief(value: Any) -> str:
-    """A value for a one-line message: as written when short, else its kind."""
-    if value is _MISSING:
-        return "missing"
-    text = shown(value)
-    if len(text) <= 40:
-        return text
-    return {dict: "a mapping", list: "a list", str: "a long string"}.get(type(value), type(value).__name__)
+def check_record(record: Any, path: str | Path, what: str = "run record", hint: str = RECORD_HINT) -> None:
+    """The fields of a run record that `rxf report` and a resumed sweep use, of the types they use, each
+    problem one line (:func:`rxf.config.field_error`); its metrics as :func:`check_evaluations` checks them.
+    Majority-class scores must be finite numbers, for the reason evaluation scores must."""
 
-
-def check_record(record: Any, path: str | Path, what: str = "run record", hint: str = RECORD_HINT, metrics_at: str = "metrics.") -> None:
-    """The fields of a run record that `rxf report` and a resumed sweep use, of the types they use.
-
-    ``metrics_at``: how the file names the run's metrics (``record["metrics"]``) in messages: "metrics." in a
-    sweep's record; "" for an `rxf train` metrics.json, which holds them at its top level.
-
-    Evaluation scores (``eval_*`` but the loss and timings) and majority-class scores must be finite
-    numbers: rxf's metrics are never NaN (a constant prediction scores 0), so a non-finite one is
-    damage, and a NaN score would count as neither failed nor passed, and drop out of max() by order.
-    """
-
-    def refuse(field: str, requirement: str, value: Any) -> RxfError:
-        return RxfError(f"{what} {path}: {field!r} must be {requirement} (it is {brief(value)}): {hint}")
+    def refuse(field: str | None, requirement: str, value: Any) -> RxfError:
+        return field_error(what, path, field, requirement, value, hint)
 
     if not isinstance(record, dict):
-        raise RxfError(f"{what} {path} is not a run record: it holds {brief(record)}, not a mapping: {hint}")
+        raise refuse(None, "a mapping", record)
     for name in ("run_id", "task", "method", "main_metric"):
-        value = record.get(name, _MISSING)
+        value = record.get(name, MISSING)
         if not isinstance(value, str) or not value.strip():
             raise refuse(name, "a non-empty string", value)
     if record.get("phase") not in PHASES:
-        raise refuse("phase", "one of " + ", ".join(PHASES), record.get("phase", _MISSING))
-    seed = record.get("seed", _MISSING)
-    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise refuse("phase", "one of " + ", ".join(PHASES), record.get("phase", MISSING))
+    seed = record.get("seed", MISSING)
+    if not is_whole_number(seed):
         raise refuse("seed", "a whole number", seed)
     if not isinstance(record.get("params"), dict):
-        raise refuse("params", "a mapping", record.get("params", _MISSING))
-    baseline = record.get("majority_baseline", _MISSING)
+        raise refuse("params", "a mapping", record.get("params", MISSING))
+    baseline = record.get("majority_baseline", MISSING)
     if not isinstance(baseline, dict) or not baseline:
         raise refuse("majority_baseline", "a mapping of metric names to finite numbers", baseline)
     for name, value in baseline.items():
         if not is_finite_number(value):
             raise refuse(f"majority_baseline.{name}", "a finite number", value)
-
-    metrics, at = record.get("metrics", _MISSING), metrics_at  # at: the metrics' prefix in messages
+    metrics = record.get("metrics", MISSING)
     if not isinstance(metrics, dict):
         raise refuse("metrics", "a mapping", metrics)
-    history = metrics.get("history", _MISSING)
-    if not isinstance(history, list):
-        raise refuse(f"{at}history", "a list of evaluations", history)
-    for i, entry in enumerate(history):
-        if not isinstance(entry, dict):
-            raise refuse(f"{at}history[{i}]", "a mapping", entry)
-        for key, value in entry.items():
-            if key.startswith("eval_") and key not in NOT_SCORES and not is_finite_number(value):
-                raise refuse(f"{at}history[{i}].{key}", "a finite number", value)
-    curve = metrics.get("loss_curve")
-    if curve is not None and not isinstance(curve, list):
-        raise refuse(f"{at}loss_curve", "a list of log entries", curve)
-    for i, entry in enumerate(curve or []):
-        if not isinstance(entry, dict):
-            raise refuse(f"{at}loss_curve[{i}]", "a mapping", entry)
-        for key, value in entry.items():  # what regularizer_table reads: the loss, its parts and the epoch
-            if (key == "epoch" or key not in NOT_LOSSES) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-                raise refuse(f"{at}loss_curve[{i}].{key}", "a number", value)
-
-    objective = record.get("objective", _MISSING)
+    check_evaluations(metrics, lambda field, requirement, value: refuse(f"metrics.{field}", requirement, value))
+    objective = record.get("objective", MISSING)
     if objective is not None and not is_finite_number(objective):
         raise refuse("objective", "a finite number or null", objective)
+
+
+def check_evaluations(metrics: dict[str, Any], refuse: Callable[[str, str, Any], RxfError]) -> None:
+    """A run's evaluations (``history``) and loss log (``loss_curve``), of the types `rxf report` reads.
+    ``refuse(field, requirement, value)``: the error to raise, naming the field as the file does.
+
+    Evaluation scores (``eval_*`` but the loss and timings) must be finite numbers: rxf's metrics are never
+    NaN (a constant prediction scores 0), so a non-finite one is damage, and a NaN score would count as
+    neither failed nor passed, and drop out of max() by order.
+    """
+    history = metrics.get("history", MISSING)
+    if not isinstance(history, list):
+        raise refuse("history", "a list of evaluations", history)
+    for i, entry in enumerate(history):
+        if not isinstance(entry, dict):
+            raise refuse(f"history[{i}]", "a mapping", entry)
+        for key, value in entry.items():
+            if key.startswith("eval_") and key not in NOT_SCORES and not is_finite_number(value):
+                raise refuse(f"history[{i}].{key}", "a finite number", value)
+    curve = metrics.get("loss_curve")
+    if curve is not None and not isinstance(curve, list):
+        raise refuse("loss_curve", "a list of log entries", curve)
+    for i, entry in enumerate(curve or []):
+        if not isinstance(entry, dict):
+            raise refuse(f"loss_curve[{i}]", "a mapping", entry)
+        for key, value in entry.items():  # what regularizer_table reads: the loss, its parts and the epoch
+            if (key == "epoch" or key not in NOT_LOSSES) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise refuse(f"loss_curve[{i}].{key}", "a number", value)
 
 
 def read_record(path: Path) -> dict[str, Any]:

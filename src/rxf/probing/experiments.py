@@ -40,7 +40,7 @@ import numpy as np
 
 from rxf.errors import RxfError
 from rxf.io import read_json
-from rxf.config import check_fields, construct, describe_setting, settings_from, settings_under
+from rxf.config import MISSING, check_fields, construct, describe_setting, field_error, settings_from, settings_under
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 from rxf.models.local import DEFAULT_MODEL
 from rxf.probing import report
@@ -416,12 +416,12 @@ class ProbeSession:
             shown = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
             raise RxfError(f"probe result {done} was made by another run ({shown}): {how}")
         for key, kind_of in RESULT_FIELDS[kind].items():
-            if not isinstance(result.get(key), kind_of):
-                raise RxfError(f"probe result {done}: {key} must be a JSON {'object' if kind_of is dict else 'list'}, "
-                               f"got {json.dumps(result.get(key))[:40]}: {redo}")
+            value = result.get(key, MISSING)
+            if not isinstance(value, kind_of):
+                raise field_error("probe result", done, key, "a mapping" if kind_of is dict else "a list", value, redo)
         for i, probe in enumerate(result["probes"]):
             if not isinstance(probe, dict) or not all(key in probe for key in ("task", "metric", "value")):
-                raise RxfError(f"probe result {done}: probes[{i}] must be an object with task, metric and value: {redo}")
+                raise field_error("probe result", done, f"probes[{i}]", "a mapping with task, metric and value", probe, redo)
         return result
 
     def finished_runs(self, kind: str) -> dict[tuple[str, int], dict[str, Any]]:
