@@ -1,6 +1,10 @@
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 # Tests import their shared helpers (tiny_models) as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -8,3 +12,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def full_disk():
+    """``with full_disk(name_part):`` the disk fills up during a write: ``Path.write_text`` of a file whose
+    name contains ``name_part`` (any file when it is empty) writes half its text, then fails with ENOSPC.
+    Writes are as usual again after the block."""
+
+    @contextlib.contextmanager
+    def filled(name_part: str = ""):
+        real_write = Path.write_text
+
+        def write_text(self, data, *args, **kwargs):
+            if name_part not in self.name:
+                return real_write(self, data, *args, **kwargs)
+            real_write(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Path, "write_text", write_text)
+            yield
+
+    return filled

@@ -148,26 +148,14 @@ def test_rxf_source_has_no_call_that_unpickles():
     assert hits == []
 
 
-def test_replace_files_leaves_every_earlier_file_when_one_write_fails(tmp_path, monkeypatch):
-    from pathlib import Path
-
+def test_replace_files_leaves_every_earlier_file_when_one_write_fails(tmp_path, full_disk):
     first, second = tmp_path / "a.md", tmp_path / "b.json"
     first.write_text("old a")
     second.write_text("old b")
-    real_write = Path.write_text
-
-    def fails_for_b(self, text, *args, **kwargs):
-        if ".b.json." in self.name:
-            real_write(self, text[:3])  # half written, then the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real_write(self, text, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", fails_for_b)
-    with pytest.raises(OSError):
+    with full_disk(".b.json."), pytest.raises(OSError):
         io.replace_files({first: "new a", second: "new b"})
     assert (first.read_text(), second.read_text()) == ("old a", "old b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.json"]
-    monkeypatch.undo()
     io.replace_files({first: "new a", second: b"new b"})
     assert (first.read_text(), second.read_text()) == ("new a", "new b")
 
@@ -201,3 +189,24 @@ def test_replace_files_with_a_folder_in_the_way_replaces_none_of_them(tmp_path):
     with pytest.raises(IsADirectoryError):
         io.replace_files({first: "new a", blocked: "new b"})
     assert first.read_text() == "old a" and blocked.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.json"]
+
+
+def test_replace_files_when_a_rename_fails_the_files_before_it_are_new_and_the_rest_as_they_were(tmp_path, monkeypatch):
+    """After the writes, the renames go one by one in order. One that fails for a reason the folder check
+    cannot see (here an I/O error) stops there: the last file, a run's metrics.json, is new only if all are."""
+    files = [tmp_path / name for name in ("a.csv", "b.md", "c.json")]
+    for path in files:
+        path.write_text(f"old {path.name}")
+    real_replace = os.replace
+
+    def replace(source, target):
+        if os.path.basename(target) == "b.md":
+            raise OSError(errno.EIO, "Input/output error", str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError) as raised:
+        io.replace_files({path: f"new {path.name}" for path in files})
+    assert raised.value.errno == errno.EIO
+    assert [path.read_text() for path in files] == ["new a.csv", "old b.md", "old c.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.md", "c.json"]  # no temporary file left

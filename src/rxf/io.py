@@ -391,13 +391,17 @@ def torch_file_code(path: str | Path) -> list[str]:
 
 
 def replace_files(contents: dict[Path, str | bytes]) -> None:
-    """Write each file of ``contents`` (path -> text or bytes) so that a failure leaves the earlier
-    files as they were: all are written under temporary names first, then renamed into place.
+    """Write each file of ``contents`` (path -> text or bytes): all under temporary names first, then
+    each renamed into place, one by one in the order given.
 
-    Raises the OSError of the write that failed (disk full, read-only), after removing the
-    temporary files, for the caller to turn into :func:`write_failure`. The renames need no space
-    (each stays in its folder), so in practice they do not fail half-way; callers that care which
-    file is last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
+    A failed write (disk full, read-only) leaves every file as it was. The renames need no space
+    (each stays in its folder) and a folder in the way is refused before anything is written, so in
+    practice they do not fail; one that still does (an I/O error, a permission changed meanwhile)
+    leaves the files before it new and the others as they were. Callers that care which file is
+    last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
+
+    Raises the OSError, after removing the temporary files, for the caller to turn into
+    :func:`write_failure`.
     """
     for path in contents:  # a rename onto a folder would fail after the files before it were replaced
         if path.is_dir():

@@ -225,23 +225,13 @@ def test_a_train_run_from_before_majority_baselines_still_loads(tmp_path, capsys
     assert float(row["majority_baseline"]) == pytest.approx(0.5) and float(row["max"]) == pytest.approx(0.6)
 
 
-def test_a_failed_write_leaves_the_earlier_report_as_it_was(tmp_path, capsys, monkeypatch):
+def test_a_failed_write_leaves_the_earlier_report_as_it_was(tmp_path, capsys, full_disk):
     """Disk full while the sixth file is written: one line, and not one earlier file replaced."""
-    import errno
-    from pathlib import Path
-
     runs = write_records(tmp_path / "sweep", good_records())
     out = old_report(tmp_path / "report")
     before = snapshot(out)
-    write_text = Path.write_text
-
-    def full_disk(self, *args, **kwargs):
-        if self.name.startswith(".progress.md") or self.name == "progress.md":
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return write_text(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", full_disk)
-    line = assert_clean_failure(report(["--runs", runs, "--output-dir", out], capsys), "could not write the report", str(out), "no space left")
+    with full_disk("progress.md"):
+        line = assert_clean_failure(report(["--runs", runs, "--output-dir", out], capsys), "could not write the report", str(out), "no space left")
     assert "as it was" in line
     assert snapshot(out) == before  # and no temporary file left behind
 

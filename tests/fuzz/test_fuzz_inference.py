@@ -8,10 +8,8 @@ reads them (the same quoting, a single JSON object as one row).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -124,29 +122,17 @@ def test_an_output_that_is_a_hard_link_of_the_input_is_refused(run_in_process, n
 # ---- outputs: whole or not at all (write faults), valid JSON ----------------------------------
 
 
-def full_disk_on_write(monkeypatch):
-    """Path.write_text writes half of its text, then fails as a full disk does."""
-    real = pathlib.Path.write_text
-
-    def write_text(self, text, *args, **kwargs):
-        real(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device", str(self))
-
-    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
-
-
-def test_a_failed_write_keeps_the_earlier_predictions(run_in_process, runs, tmp_path, data, monkeypatch):
+def test_a_failed_write_keeps_the_earlier_predictions(run_in_process, runs, tmp_path, data, full_disk):
     out = tmp_path / "out.csv"
     out.write_text("precious,old,predictions\n1,2,3\n")
     before = snapshot(tmp_path)
-    with monkeypatch.context() as patch:
-        full_disk_on_write(patch)
+    with full_disk():
         result = run_in_process(["predict", "--model", runs["run"], "--input", data, "--output", out, "--no-progress"])
     assert_clean_failure(result, "could not write out.csv", "no space left on device")
     assert snapshot(tmp_path) == before  # no half-written file, no temporary file left
 
 
-def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, monkeypatch):
+def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, full_disk):
     labelled = tmp_path / "ev.csv"
     labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
     out = tmp_path / "eval"
@@ -155,8 +141,7 @@ def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_p
         (out / name).write_text(f"OLD {name}\n")
     before = snapshot(out)
     args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", out, "--no-progress"]
-    with monkeypatch.context() as patch:
-        full_disk_on_write(patch)
+    with full_disk():
         assert_clean_failure(run_in_process(args), "could not write the eval report", "no space left on device")
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging left
     assert run_in_process(args).returncode == 0

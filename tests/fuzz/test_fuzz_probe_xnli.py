@@ -6,7 +6,6 @@ a failure or a rerun leaves the earlier results byte for byte as they were (:fun
 
 from __future__ import annotations
 
-import errno
 import json
 import pathlib
 import shutil
@@ -16,22 +15,6 @@ from probing_helpers import write_tiny_bert, write_tiny_glue
 from tiny_multilingual import tiny_multilingual_model_dir, write_xnli_dir
 
 from fuzz.conftest import assert_clean_failure, snapshot  # noqa: F401  (run_in_process is a fixture)
-
-# ---- helpers ---------------------------------------------------------------------------------
-
-
-def _full_disk_for(monkeypatch, name: str) -> None:
-    """Path.write_text of a file whose name contains ``name`` writes half its text, then fails: disk full."""
-    real = pathlib.Path.write_text
-
-    def write_text(self, data, *args, **kwargs):
-        if name in self.name:
-            real(self, data[: len(data) // 2], *args, **kwargs)
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data, *args, **kwargs)
-
-    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
-
 
 # ---- xnli ------------------------------------------------------------------------------------
 
@@ -106,11 +89,11 @@ def test_xnli_a_finished_run_with_a_bad_metrics_file_is_one_line(xnli_done, run_
     assert_clean_failure(result, str(path), "delete it", *words)
 
 
-def test_xnli_a_failed_report_write_leaves_the_earlier_report(xnli_done, run_in_process, tmp_path, monkeypatch):
+def test_xnli_a_failed_report_write_leaves_the_earlier_report(xnli_done, run_in_process, tmp_path, full_disk):
     out, data = _xnli_copy(xnli_done, tmp_path)
     before = snapshot(out)
-    _full_disk_for(monkeypatch, "results.md")
-    result = run_in_process([*xnli_done["args"], "--data-dir", data, "--output-dir", out])
+    with full_disk("results.md"):
+        result = run_in_process([*xnli_done["args"], "--data-dir", data, "--output-dir", out])
     assert_clean_failure(result, "could not write the xnli report", str(out), "no space left")
     assert snapshot(out) == before
 
@@ -232,11 +215,11 @@ def test_probe_a_result_file_missing_its_probes_is_one_line(probe_done, run_in_p
     assert_clean_failure(run_in_process([*probe_done["args"], "--output-dir", out]), str(path), "'probes' must be a list (it is missing)")
 
 
-def test_probe_a_failed_report_write_leaves_the_earlier_report(probe_done, run_in_process, tmp_path, monkeypatch):
+def test_probe_a_failed_report_write_leaves_the_earlier_report(probe_done, run_in_process, tmp_path, full_disk):
     out = _probe_copy(probe_done, tmp_path)
     before = snapshot(out)
-    _full_disk_for(monkeypatch, "results.json")
-    result = run_in_process([*probe_done["args"], "--output-dir", out])
+    with full_disk("results.json"):
+        result = run_in_process([*probe_done["args"], "--output-dir", out])
     assert_clean_failure(result, "could not write the report", str(out), "no space left")
     assert snapshot(out) == before
 

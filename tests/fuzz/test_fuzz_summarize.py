@@ -3,7 +3,6 @@ and models that cannot do what the settings ask. Each failure is one line, exit 
 
 from __future__ import annotations
 
-import errno
 import json
 import pathlib
 
@@ -45,20 +44,13 @@ def test_table_out_never_overwrites_a_run_or_a_file(run_in_process, tmp_path, wh
     assert snapshot(tmp_path) == before
 
 
-def test_table_out_replaces_an_earlier_table_whole_or_not_at_all(run_in_process, tmp_path, monkeypatch):
+def test_table_out_replaces_an_earlier_table_whole_or_not_at_all(run_in_process, tmp_path, full_disk):
     run, out = write_run(tmp_path / "run"), tmp_path / "table.md"
     assert run_in_process(["summarize", "--table", run, "--table-out", out]).returncode == 0
     assert run_in_process(["summarize", "--table", run, "--table-out", out]).returncode == 0  # an earlier table: replaced
     other = write_run(tmp_path / "other", seed=2)
     before = snapshot(tmp_path)
-    real = pathlib.Path.write_text
-
-    def full_disk(self, text, *args, **kwargs):
-        real(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device", str(self))
-
-    with monkeypatch.context() as patch:
-        patch.setattr(pathlib.Path, "write_text", full_disk)
+    with full_disk():
         result = run_in_process(["summarize", "--table", other, run, "--table-out", out])
     assert_clean_failure(result, "could not write table.md", "no space left on device")
     assert snapshot(tmp_path) == before  # the earlier table as it was, no temporary file
@@ -157,18 +149,9 @@ def test_a_folder_in_the_way_of_the_predictions_is_refused_before_training(run_i
     assert snapshot(tmp_path) == before and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["predictions-validation.jsonl"]
 
 
-def test_a_failed_write_of_the_results_is_one_line_and_leaves_no_part(run_in_process, workspace, tmp_path, monkeypatch):
-    real = pathlib.Path.write_text
-
-    def full_disk(self, text, *args, **kwargs):  # the predictions file does not fit
-        if not self.name.startswith(".predictions-"):
-            return real(self, text, *args, **kwargs)
-        real(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device", str(self))
-
+def test_a_failed_write_of_the_results_is_one_line_and_leaves_no_part(run_in_process, workspace, tmp_path, full_disk):
     out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        patch.setattr(pathlib.Path, "write_text", full_disk)
+    with full_disk(".predictions-"):  # the predictions file does not fit
         result = run_in_process(summarize_args(workspace, "bart", out))
     assert_clean_failure(result, "could not write the run's results", "no space left on device", "run the same command again")
     assert not [p.name for p in out.iterdir() if p.is_file() and p.name != "run.json"]  # no metrics, no half file, no temp
