@@ -44,7 +44,7 @@ from torch import nn
 from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
-from rxf.checkpoints import latest_checkpoint
+from rxf.checkpoints import checkpoint_step, latest_checkpoint
 from rxf.errors import RxfError
 from rxf.io import is_write_error, write_failure
 from rxf.methods.base import (
@@ -122,16 +122,6 @@ def refuse_neftune_argument(method: Method, args: Any) -> None:
             "embeddings itself (the NEFTune hook would noise its clean pass too): unset neftune_noise_alpha, or use "
             "method='neftune' (alpha=...) instead of the argument"
         )
-
-
-def _checkpoint_global_step(checkpoint: str | os.PathLike) -> int:
-    """The step a checkpoint was saved at, from its trainer_state.json (0 if it cannot be read: Trainer
-    itself will then refuse the checkpoint)."""
-    try:
-        with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as file:
-            return int(json.load(file)["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 class RxfTrainerMixin:
@@ -438,8 +428,11 @@ class RxfTrainerMixin:
         if not isinstance(checkpoint, (str, os.PathLike)):
             return
         self._rxf_resumed = True
-        # Without readable totals the sum starts afresh at the checkpoint's step.
-        self._rxf_first_step = _checkpoint_global_step(checkpoint)
+        # Without readable totals the sum starts afresh at the checkpoint's step (Trainer names it checkpoint-N).
+        try:
+            self._rxf_first_step = checkpoint_step(checkpoint)
+        except ValueError:  # a folder named otherwise: the sum counts from 0
+            pass
         path = os.path.join(checkpoint, RUN_TOTALS_FILE)
         if not os.path.isfile(path):  # written by an older rxf, or by a plain Trainer
             return
