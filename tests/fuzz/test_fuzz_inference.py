@@ -71,12 +71,13 @@ def data(tmp_path) -> Path:
         (["--delimiter", "xx"], ["--delimiter 'xx'", "not valid"]),
         (["--batch-size", "0"], ["--batch-size 0", "> 0"]),
         (["--max-length", "0"], ["--max-length 0", "> 0"]),
-        (["--text-column", ""], ["--text-column is empty"]),
+        (["--text-column", ""], ["--text-column '' is empty"]),
+        (["--text-pair-column", "  "], ["--text-pair-column '  ' is empty"]),
         (["--output", "{tmp}/afile/x.csv"], ["afile is a file, not a folder", "--output"]),
         (["--output", "{tmp}/folder.csv"], ["is a folder, not a file", "--output"]),
         (["--output", "{tmp}/out.xlsx"], ["--output", "unsupported file type '.xlsx'"]),
     ],
-    ids=["output-delimiter", "delimiter", "batch-size-0", "max-length-0", "empty-column", "output-under-a-file",
+    ids=["output-delimiter", "delimiter", "batch-size-0", "max-length-0", "empty-column", "blank-column", "output-under-a-file",
          "output-a-folder", "output-type"],
 )
 def test_predict_options_are_checked_before_the_model_loads(run_in_process, no_model_load, tmp_path, data, extra, fragments):
@@ -97,10 +98,13 @@ def test_predict_options_are_checked_before_the_model_loads(run_in_process, no_m
         (["--split", "test"], ["--split", "--eval-file"]),
         (["--max-eval-samples", "5"], ["--max-eval-samples", "--eval-file"]),
         (["--batch-size", "0"], ["--batch-size 0"]),
+        (["--label-column", ""], ["--label-column '' is empty"]),
+        (["--label-column", " "], ["--label-column ' ' is empty"]),
         (["--output-dir", "{tmp}/afile"], ["--output-dir", "is a file, not a folder"]),
         (["--output-dir", "{tmp}/afile/eval"], ["--output-dir", "afile is a file, not a folder"]),
     ],
-    ids=["split", "max-eval-samples", "batch-size-0", "output-dir-a-file", "output-dir-under-a-file"],
+    ids=["split", "max-eval-samples", "batch-size-0", "empty-label-column", "blank-label-column", "output-dir-a-file",
+         "output-dir-under-a-file"],
 )
 def test_evaluate_options_are_checked_before_the_model_loads(run_in_process, no_model_load, tmp_path, extra, fragments):
     (tmp_path / "afile").write_text("x\n")

@@ -110,6 +110,7 @@ SETTINGS_CASES = [
     (["train", "--seed", "4294967296"], ["seed: 4294967296", "(from --seed)", "< 4294967296"]),
     (["train", "--output-dir", ""], ["output_dir: ''", "(from --output-dir)", "non-empty string"]),
     (["train", "--model", " "], ["model: ' '", "(from --model)", "non-empty string"]),
+    (["train", "--label-column", " "], ["label_column: ' '", "(from --label-column)", "non-empty string"]),
     (["probe", "chain", "--set", "probe.c_grid=[]"], ["probe.c_grid: []", "(from --set)", "non-empty"]),
     (["xnli", "--seeds", "1", "x"], ["--seeds", "whole number", "'x'"]),
     # ---- class 10: one line, whatever failed ---------------------------------------------------

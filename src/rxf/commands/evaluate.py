@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from rxf.commands.predict import add_data_flags, batch_size, check_data_flags, data_overrides
+from rxf.commands.predict import add_data_flags, check_column_flag, check_data_flags, data_overrides
 from rxf.errors import RxfError
 
 
@@ -48,7 +48,7 @@ def _task_evaluation(predictor, args):
     data = task.eval[split]
     pairs = data["text_pair"] if "text_pair" in data.column_names else None
     logits = predict_logits(predictor, list(data["text"]), None if pairs is None else list(pairs),
-                            batch_size=batch_size(args), progress=not args.no_progress)
+                            batch_size=args.batch_size, progress=not args.no_progress)
     labels = task_labels(predictor, task, list(data["label"]))
     return logits, labels, metric_sets(predictor, task.metric_set), f"{task.name}, split {split}"
 
@@ -84,7 +84,7 @@ def _file_evaluation(predictor, args):
     texts = texts_of(table, predictor.text_column, "--text-column")
     pairs = texts_of(table, predictor.text_pair_column, "--text-pair-column") if predictor.text_pair_column else None
     labels = gold_labels(predictor, table)
-    logits = predict_logits(predictor, texts, pairs, batch_size=batch_size(args), progress=not args.no_progress)
+    logits = predict_logits(predictor, texts, pairs, batch_size=args.batch_size, progress=not args.no_progress)
     return logits, labels, metric_sets(predictor), str(table.path)
 
 
@@ -111,6 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.max_eval_samples is not None and args.max_eval_samples < 1:
         raise RxfError(f"--max-eval-samples {args.max_eval_samples} must be a whole number > 0")
     check_data_flags(args)  # every bad value is named before the model loads
+    check_column_flag("--label-column", args.label_column)
     if args.eval_file:
         data_file(args.eval_file, "--eval-file")
     out = Path(args.output_dir).expanduser() if args.output_dir else _default_output_dir(args)

@@ -33,6 +33,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                         help="an rxf train output directory, a model directory, or a hub name")
     for flag, (dest, kind, text) in DATA_FLAGS.items():
         parser.add_argument(flag, dest=dest, type=kind, metavar=kind.__name__.upper(), help=text)
+    parser.set_defaults(batch_size=64)  # not a setting of the run: a fixed default
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,13 +51,16 @@ def check_data_flags(args: argparse.Namespace) -> None:
         value = getattr(args, DATA_FLAGS[flag][0])
         if value is not None and value < 1:
             raise RxfError(f"{flag} {value} must be a whole number > 0")
-    for flag in ("--text-column", "--text-pair-column", "--label-separator"):
-        if getattr(args, DATA_FLAGS[flag][0]) == "":
-            raise RxfError(f"{flag} is empty: give its value, or leave the flag out")
+    for flag in ("--text-column", "--text-pair-column"):
+        check_column_flag(flag, getattr(args, DATA_FLAGS[flag][0]))
+    if args.label_separator == "":
+        raise RxfError("--label-separator is empty: give its value, or leave the flag out")
 
 
-def batch_size(args: argparse.Namespace) -> int:
-    return 64 if args.batch_size is None else args.batch_size
+def check_column_flag(flag: str, value: str | None) -> None:
+    """A column given as empty or blank is named before the model loads (no file has such a column)."""
+    if value is not None and not value.strip():
+        raise RxfError(f"{flag} {value!r} is empty: give the column's name, or leave the flag out")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -80,7 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = read_table(args.input, "--input", predictor.delimiter)
     texts = texts_of(table, predictor.text_column, "--text-column")
     pairs = texts_of(table, predictor.text_pair_column, "--text-pair-column") if predictor.text_pair_column else None
-    logits = predict_logits(predictor, texts, pairs, batch_size=batch_size(args), progress=not args.no_progress)
+    logits = predict_logits(predictor, texts, pairs, batch_size=args.batch_size, progress=not args.no_progress)
     written = write_table(add_predictions(predictor, table, logits), output, args.output_delimiter)
     print(f"wrote {len(table.rows)} predictions ({predictor.task_type.replace('_', '-')}) to {written}")
     return 0
