@@ -154,6 +154,23 @@ def test_probe_refuses_a_seed_given_twice(run_in_process, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "args, words",
+    [
+        (["chain", "--tasks", "glue/sst2", "glue/rte", "--set", "methods=[]"], ["methods is empty", "a chain"]),
+        (["cycle", "--tasks", "glue/sst2", "glue/rte", "--set", "methods=[]"], ["methods is empty", "a cycle"]),
+        (["generalization", "--set", "methods=[]", "--no-pretrained"], ["nothing to probe", "--methods", "--checkpoint"]),
+    ],
+    ids=["chain", "cycle", "generalization"],
+)
+def test_probe_with_nothing_to_train_or_probe_is_refused_before_anything_is_created(probe_done, run_in_process, tmp_path,
+                                                                                    args, words):
+    # An empty methods list once gave empty tables, a legend warning, and exit 0.
+    result = run_in_process(["probe", *args, *probe_done["common"], "--output-dir", tmp_path / "o"])
+    assert_clean_failure(result, *words)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     "extra, words",
     [
         (["--targets", "glue/cola"], ["target_tasks", '["glue/rte"] there']),

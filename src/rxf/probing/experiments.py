@@ -533,11 +533,14 @@ def _similarity_fields(similarity: dict[str, float]) -> dict[str, float]:
 
 def run_generalization(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Figure 3: fine-tune on ``source_task``, probe each of ``target_tasks`` on the frozen encoder."""
-    session = ProbeSession(config, command)
-    session.similarity_task = config.source_task
     targets = config.target_tasks
     if not targets:
         raise RxfError("target_tasks is empty: name the tasks to probe")
+    if not (config.methods or config.checkpoints or config.include_pretrained):
+        raise RxfError("nothing to probe: methods and checkpoints are empty and include_pretrained is false: "
+                       "name a method (--methods) or a checkpoint (--checkpoint LABEL=DIR), or leave out --no-pretrained")
+    session = ProbeSession(config, command)
+    session.similarity_task = config.source_task
     for name in [config.source_task, *targets]:
         session.task(name)  # every task loads (or fails) before any training
     session.finished_runs("generalization")  # a result.json of another run is refused before anything is computed
@@ -608,10 +611,18 @@ def _sequence(session: ProbeSession, method: str, seed: int, run_dir: Path, sche
     return {"stages": stages, "probes": records}
 
 
+def _check_schedule(config: ProbeExperimentConfig, kind: str) -> None:
+    """What a chain or a cycle needs, checked before anything is created: tasks to train on in turn, and
+    methods to train with (without one there would be nothing to report)."""
+    if len(config.tasks) < 2:
+        raise RxfError(f"a {kind} needs at least two tasks, got {config.tasks}")
+    if not config.methods:
+        raise RxfError(f"methods is empty: a {kind} fine-tunes with each of them, so name at least one (e.g. --methods standard)")
+
+
 def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Figure 4: train on ``tasks`` in order; probe ``tasks[0]`` on the pre-trained model and after each stage."""
-    if len(config.tasks) < 2:
-        raise RxfError(f"a chain needs at least two tasks, got {config.tasks}")
+    _check_schedule(config, "chain")
     session = ProbeSession(config, command)
     source = session.similarity_task = config.tasks[0]
     for name in config.tasks:
@@ -649,8 +660,7 @@ def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict
 
 def run_cycle(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Figure 5: the chain ``tasks`` repeated ``cycles`` times; each task probed just before it is trained on."""
-    if len(config.tasks) < 2:
-        raise RxfError(f"a cycle needs at least two tasks, got {config.tasks}")
+    _check_schedule(config, "cycle")
     session = ProbeSession(config, command)
     session.similarity_task = config.tasks[0]
     for name in config.tasks:
