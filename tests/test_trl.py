@@ -193,3 +193,22 @@ def test_sft_gradient_accumulation_logs_the_unaccumulated_values(tmp_path):
 def test_other_sft_losses_are_refused_not_silently_replaced(tmp_path, options, named):
     with pytest.raises(RxfError, match=named):
         sft_trainer(tmp_path, **options)
+
+
+@pytest.mark.parametrize("option", ["loss_type", "label_smoothing_factor", "compute_loss_func"])
+def test_other_sft_losses_are_refused_before_anything_is_prepared(tmp_path, monkeypatch, option):
+    """Before the method prepares the model and SFTTrainer the data, and before output_dir is created."""
+    from rxf.trainer import RxfTrainerMixin
+
+    def prepared(*args, **kwargs):
+        raise AssertionError("the trainer was being built before the refusal")
+
+    monkeypatch.setattr(RxfTrainerMixin, "__init__", prepared)
+    settings = {"loss_type": {"loss_type": "dft"}, "label_smoothing_factor": {"label_smoothing_factor": 0.1}}.get(option, {})
+    loss = (lambda outputs, labels, num_items_in_batch=None: outputs.loss) if option == "compute_loss_func" else None
+    tok = tokenizer()
+    args = trl.SFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **settings)
+    with pytest.raises(RxfError, match=option):
+        RxfSFTTrainer(tiny_llama(tok), args, train_dataset=DATASETS["text"](), processing_class=tok,
+                      compute_loss_func=loss, method="r3f")
+    assert not (tmp_path / "out").exists()
