@@ -187,6 +187,26 @@ def check_causal_lm(model: Any, name: str) -> None:
         )
 
 
+def check_quantized(config: SFTConfig, model: Any) -> None:
+    """Refuse what a quantized model (a checkpoint saved quantized: bitsandbytes, GPTQ, ...) cannot do, which
+    transformers checks only when the trainer is built and peft only when it merges, after training.
+
+    Whether LoRA's quantized layers fit is left to peft: :func:`check_lora_applies` tries an unquantized copy.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None or not getattr(model, "is_quantized", False):
+        return
+    method = getattr(model, "quantization_method", None) or quantizer.quantization_config.quant_method
+    quantized = f"model {config.model!r} is quantized ({getattr(method, 'value', method)})"  # (an Enum of str)
+    if not getattr(quantizer, "is_trainable", True):
+        raise RxfError(f"{quantized}, a quantization transformers cannot fine-tune: use the model's unquantized weights")
+    if not config.lora_r and not getattr(quantizer, "is_qat_trainable", False):
+        raise RxfError(f"{quantized}, so its weights cannot be fine-tuned themselves: set lora_r (e.g. --lora-r 16) "
+                       "to train a LoRA adapter on top")
+    if config.merge_adapter and method == "gptq":
+        raise RxfError(f"{quantized}, into which peft cannot merge a LoRA adapter: leave out merge_adapter")
+
+
 def lora_can_adapt(module: Any) -> bool:
     """Whether peft's LoRA can adapt ``module``: a layer with weights, linear (quantized too), convolution or embedding."""
     kind = type(module).__name__
@@ -315,6 +335,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     set_seed(config.seed)
     model, tokenizer = load_generation_model(config.model, dropout=config.dropout)
     check_causal_lm(model, config.model)
+    check_quantized(config, model)
     check_lora_targets(config, model)
     check_lora_applies(config, model)
     if tokenizer.pad_token is None:

@@ -187,3 +187,32 @@ def test_overwrite_with_a_mixture_of_experts_model_leaves_the_finished_run(
     args[args.index("--model") + 1] = tmp_path / "moe"
     assert_clean_failure(run_in_process(args), str(tmp_path / "moe"), *fragments)
     assert snapshot(finished_lora_run) == before
+
+
+@pytest.mark.parametrize("method, trainable, more, fragments", [
+    ("bitsandbytes", True, [], ["is quantized (bitsandbytes)", "set lora_r"]),
+    ("fp8", False, ["--lora-r", "2"], ["is quantized (fp8)", "cannot fine-tune"]),
+    ("gptq", True, ["--lora-r", "2", "--merge-adapter"], ["is quantized (gptq)", "cannot merge", "merge_adapter"]),
+], ids=["full-fine-tuning", "not-trainable", "gptq-merge"])
+def test_overwrite_with_what_a_quantized_model_cannot_do_leaves_the_finished_run(
+    chat, finished_lora_run, run_in_process, monkeypatch, method, trainable, more, fragments
+):
+    """transformers refuses these when the trainer is built, peft the merge after training: rxf before the run starts.
+    The model's quantizer is a stand-in: quantizing needs bitsandbytes or GPTQ kernels, and mostly a GPU."""
+    from types import SimpleNamespace
+
+    import rxf.models.generation
+
+    real_load = rxf.models.generation.load_generation_model
+
+    def load_quantized(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+        model.hf_quantizer = SimpleNamespace(is_trainable=trainable, is_qat_trainable=False,
+                                             quantization_config=SimpleNamespace(quant_method=method))
+        model.is_quantized, model.quantization_method = True, method
+        return model, tokenizer
+
+    monkeypatch.setattr(rxf.models.generation, "load_generation_model", load_quantized)
+    before = snapshot(finished_lora_run)
+    assert_clean_failure(run_in_process(sft_args(chat, finished_lora_run, *more, "--overwrite")), *fragments)
+    assert snapshot(finished_lora_run) == before
