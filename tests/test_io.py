@@ -165,7 +165,7 @@ def test_replace_files_leaves_every_earlier_file_when_one_write_fails(tmp_path, 
     [
         ("a file where a folder is made", ["a file is in the way", "choose another path"]),
         ("a file written below a file", ["a part of the path is a file", "choose another path"]),
-        ("a folder written as a file", ["is a folder, not a file", "choose another name"]),
+        ("a folder written as a file", ["adir is a folder, not a file", "choose another name"]),
     ],
 )
 def test_write_failure_says_what_is_in_the_way_not_check_the_disk(tmp_path, case, fragments):
@@ -210,3 +210,50 @@ def test_replace_files_when_a_rename_fails_the_files_before_it_are_new_and_the_r
     assert raised.value.errno == errno.EIO
     assert [path.read_text() for path in files] == ["new a.csv", "old b.md", "old c.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.md", "c.json"]  # no temporary file left
+def test_replace_files_removes_an_earlier_file_that_this_write_does_not_have(tmp_path):
+    report, figure = tmp_path / "report.md", tmp_path / "figure.png"
+    report.write_text("old report")
+    figure.write_bytes(b"old figure")  # drew the old results; the new ones could not be drawn
+    io.replace_files({report: "new report", figure: None, tmp_path / "never.png": None})
+    assert report.read_text() == "new report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_replace_files_removes_nothing_when_a_write_fails(tmp_path, full_disk):
+    report, figure = tmp_path / "report.md", tmp_path / "figure.png"
+    report.write_text("old report")
+    figure.write_bytes(b"old figure")
+    with full_disk(), pytest.raises(OSError):
+        io.replace_files({report: "new report", figure: None})
+    assert (report.read_text(), figure.read_bytes()) == ("old report", b"old figure")
+
+
+@pytest.mark.parametrize(
+    "given, folder, fragments",
+    [
+        ("adir", False, ["--out {tmp}/adir is a folder, not a file: choose another --out, or move that folder away"]),
+        ("afile", True, ["--out {tmp}/afile is a file, not a folder: choose another --out, or move that file away"]),
+        ("afile/x.csv", False, ["--out {tmp}/afile/x.csv cannot be created: {tmp}/afile is a file, not a folder"]),
+        ("afile/new/deeper", True, ["cannot be created: {tmp}/afile is a file, not a folder"]),
+    ],
+)
+def test_check_writable_names_the_option_and_what_is_in_the_way(tmp_path, given, folder, fragments):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    text = message(io.check_writable, tmp_path / given, "--out", folder)
+    assert all(f.format(tmp=tmp_path) in text for f in fragments), text
+
+
+def test_check_writable_passes_what_can_be_written_and_creates_nothing(tmp_path):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "old.csv").write_text("x")
+    assert io.check_writable(tmp_path / "old.csv", "--out") == tmp_path / "old.csv"
+    assert io.check_writable(tmp_path / "new" / "deeper" / "x.csv", "--out") == tmp_path / "new" / "deeper" / "x.csv"
+    assert io.check_writable(tmp_path / "adir", "--out", folder=True) == tmp_path / "adir"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "old.csv"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_check_writable_refuses_a_folder_it_cannot_write_into(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert "is not writable" in message(io.check_writable, locked / "x.csv", "--out")

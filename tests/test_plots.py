@@ -1,10 +1,12 @@
-"""rxf.plots.save_figure: text drawn as written, a failed figure is one warning, the old file survives."""
+"""rxf.plots: text drawn as written; a figure that cannot be drawn is one warning and removes an earlier
+one of its name; a failed write keeps the earlier file."""
 
 import errno
+import pathlib
 
 import pytest
 
-from rxf.plots import save_figure
+from rxf.plots import render_png, save_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -20,6 +22,11 @@ def labelled(text):
     return draw
 
 
+def broken(plt):
+    plt.subplots()
+    raise ValueError("no data\nsecond line")
+
+
 def test_dollar_signs_in_user_text_are_drawn_as_written(tmp_path):
     # matplotlib's math parser fails on this one: a class named so must not cost a run its results
     path = save_figure(tmp_path / "f.png", labelled(r"$\nosuchcmd$"))
@@ -27,34 +34,41 @@ def test_dollar_signs_in_user_text_are_drawn_as_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
 
 
-def test_a_figure_that_cannot_be_drawn_is_one_warning_and_keeps_the_earlier_file(tmp_path, capsys):
+def test_render_png_draws_into_memory_and_closes_its_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    png = render_png(tmp_path / "f.png", labelled("x"))
+    assert png.startswith(PNG_MAGIC) and list(tmp_path.iterdir()) == []  # nothing written
+    assert plt.get_fignums() == []
+
+
+def test_a_figure_that_cannot_be_drawn_is_one_warning_and_removes_the_earlier_file(tmp_path, capsys):
     import matplotlib.pyplot as plt
 
     earlier = tmp_path / "f.png"
     earlier.write_bytes(b"earlier")
-
-    def broken(plt):
-        plt.subplots()
-        raise ValueError("no data\nsecond line")
-
     assert save_figure(earlier, broken) is None
-    err = capsys.readouterr().err
-    assert err.splitlines() == ["rxf: warning: f.png was not drawn (ValueError: no data); everything else is written"]
-    assert earlier.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+    assert capsys.readouterr().err.splitlines() == [
+        "rxf: warning: f.png was not drawn (ValueError: no data); everything else is written, "
+        "and the earlier f.png is removed (it showed earlier results)"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no stale picture beside the new results
     assert plt.get_fignums() == []  # the half-drawn figure is closed
+    assert save_figure(earlier, broken) is None  # no earlier file: the warning says nothing of one
+    assert capsys.readouterr().err.splitlines() == ["rxf: warning: f.png was not drawn (ValueError: no data); everything else is written"]
 
 
 def test_a_write_fault_is_raised_for_the_caller_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
+    real = pathlib.Path.write_bytes
 
-    def full_disk(self, fname, **kwargs):
-        open(fname, "wb").write(b"\x89PNG half")
-        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+    def full_disk(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
 
-    monkeypatch.setattr(Figure, "savefig", full_disk)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full_disk)
     earlier = tmp_path / "f.png"
-    earlier.write_bytes(b"earlier")
+    earlier.write_text("earlier")
     with pytest.raises(OSError) as raised:
         save_figure(earlier, labelled("x"))
     assert raised.value.errno == errno.ENOSPC
-    assert earlier.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+    assert earlier.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["f.png"]

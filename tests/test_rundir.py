@@ -142,6 +142,28 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(RxfError, match="is a file, not a folder"):
         rundir.claim(tmp_path / "f")
+    with pytest.raises(RxfError, match=f"--output-dir {tmp_path}/f/sub cannot be created: {tmp_path}/f is a file, not a folder"):
+        rundir.make_output_dir(tmp_path / "f" / "sub", option="--output-dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_output_folder_removes_what_it_created_after_a_failure_that_wrote_nothing(tmp_path):
+    with pytest.raises(RxfError, match="bad data"):
+        with rundir.output_folder(tmp_path / "a" / "b"):
+            raise RxfError("bad data")
+    assert list(tmp_path.iterdir()) == []
+    # Once something is written there, it stays (the folders on the way too).
+    with pytest.raises(RxfError, match="late"):
+        with rundir.output_folder(tmp_path / "a" / "b") as out:
+            (out / "results.csv").write_text("x")
+            raise RxfError("late")
+    assert (tmp_path / "a" / "b" / "results.csv").is_file()
+    # A folder that existed before stays, empty or not.
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(RxfError):
+        with rundir.output_folder(tmp_path / "keep"):
+            raise RxfError("bad")
+    assert (tmp_path / "keep").is_dir()
 
 
 def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path, capsys):

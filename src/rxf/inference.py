@@ -31,8 +31,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -238,13 +236,10 @@ def data_file(path: str | Path, option: str) -> tuple[Path, str]:
     """(path, "csv" or "json") of a data file to read, checked before any work: a regular file that can be
     read, with the extension of a format rxf reads."""
     from rxf.io import regular_file
-    from rxf.tasks.files import FORMATS
+    from rxf.tasks.files import file_format
 
     path = regular_file(path, option)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
-    return path, kind
+    return path, file_format(path, option)
 
 
 def read_table(path: str | Path, option: str, delimiter: str | None = None) -> Table:
@@ -348,11 +343,10 @@ def write_table(table: Table, path: str | Path, delimiter: str | None = None) ->
     when the extension is the input's; else tab for .tsv, comma for .csv). The file is replaced whole or not at
     all: a failed write (disk full) leaves an earlier file at ``path`` as it was."""
     from rxf.io import replace_files, write_failure
-    from rxf.tasks.files import FORMATS, delimiter_char
+    from rxf.tasks.files import delimiter_char, file_format
 
     path = Path(path).expanduser()
-    check_output(path, "--output")
-    kind = FORMATS[path.suffix.lower()]
+    kind = file_format(path, "--output")
     out = StringIO()
     if kind == "csv":
         sep = delimiter_char(delimiter, "--output-delimiter") or (
@@ -384,26 +378,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def check_output(path: Path, option: str, folder: bool = False) -> None:
-    """That ``path`` (a data file; a folder with ``folder``) can be written, checked before any work: an
-    RxfError naming ``option`` when it has no data file extension, is a folder where a file goes (or a file
-    where a folder goes), lies under a file, or its nearest existing folder is not writable."""
-    from rxf.tasks.files import FORMATS
-
-    wanted, other = ("folder", "file") if folder else ("file", "folder")
-    if not folder and path.suffix.lower() not in FORMATS:
-        raise RxfError(f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
-    if path.exists() and path.is_dir() != folder:
-        raise RxfError(f"{option} {path} is a {other}, not a {wanted}: choose another {option}")
-    existing = path if path.is_dir() else path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RxfError(f"{option} {path} cannot be created: {existing} is a file, not a folder: choose another {option}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise RxfError(f"{option} {path} cannot be written: {existing} is not writable (permission denied or read-only)")
 
 
 def _cell(value: Any) -> Any:
@@ -568,13 +542,12 @@ def markdown_report(evaluation: Evaluation, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_confusion(evaluation: Evaluation, path: Path, title: str) -> Path | None:
-    """The confusion matrix as a PNG (multi-label: the four counts per label); None without matplotlib or classes."""
-    if evaluation.confusion is None:
-        return None
-    from rxf.plots import save_figure
+def confusion_png(evaluation: Evaluation, path: Path, title: str) -> bytes | None:
+    """The confusion matrix as the bytes of the PNG ``path`` (multi-label: the four counts per label); None
+    (one warning) if it cannot be drawn."""
+    from rxf.plots import render_png
 
-    return save_figure(path, lambda plt: _draw_confusion(plt, evaluation, title), dpi=110)
+    return render_png(path, lambda plt: _draw_confusion(plt, evaluation, title), dpi=110)
 
 
 def _draw_confusion(plt: Any, evaluation: Evaluation, title: str) -> Any:
@@ -605,28 +578,26 @@ def write_evaluation(evaluation: Evaluation, folder: Path, prefix: str, title: s
     """``<prefix>_report.md`` and ``<prefix>_confusion_matrix.png`` (classifiers), plus
     ``<prefix>_results.json`` when ``extra`` is given (what else the JSON should say); returns the paths.
 
-    All are written before any is replaced (the PNG drawn into a staging folder, renamed last), so a failed
-    write (disk full, read-only) leaves an earlier report whole."""
+    All are written in one :func:`rxf.io.replace_files`, so a failed write (disk full, read-only) leaves an
+    earlier report whole; a confusion matrix that cannot be drawn removes an earlier one (with a warning)."""
     from rxf.io import replace_files, write_failure
 
     paths = {"report": folder / f"{prefix}_report.md"}
-    files: dict[Path, str | bytes] = {paths["report"]: markdown_report(evaluation, title)}
+    files: dict[Path, str | bytes | None] = {paths["report"]: markdown_report(evaluation, title)}
     if extra is not None:
         paths["results"] = folder / f"{prefix}_results.json"
         payload = {**extra, **evaluation.to_dict()}
         files[paths["results"]] = json.dumps(_finite(payload), indent=2, default=_json_default) + "\n"
-    staging = folder / f".{prefix}-staging-{os.getpid()}"
+    if evaluation.confusion is not None:  # classes to count (not regression)
+        png = folder / f"{prefix}_confusion_matrix.png"
+        files[png] = confusion_png(evaluation, png, title)
+        if files[png] is not None:
+            paths["confusion_matrix"] = png
     try:
-        staging.mkdir(parents=True, exist_ok=True)
-        png = plot_confusion(evaluation, staging / f"{prefix}_confusion_matrix.png", title)  # None: not drawn (a warning)
+        folder.mkdir(parents=True, exist_ok=True)
         replace_files(files)
-        if png is not None:
-            paths["confusion_matrix"] = folder / png.name
-            os.replace(png, paths["confusion_matrix"])
     except OSError as error:
         raise write_failure(error, folder, f"the {prefix} report") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {name: str(p) for name, p in paths.items()}
 
 

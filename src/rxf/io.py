@@ -14,6 +14,9 @@ these functions; each failure is an :class:`~rxf.errors.RxfError` of the form
 * :func:`check_data_file`: a data file that another library (``datasets``, pandas) will parse,
   checked first so that its problems are named by line: encoding for delimited text, syntax for
   JSON/JSONL.
+* :func:`check_writable`: an output file or folder that is written late (after a model loads or
+  trains) can be written there, checked before any work.
+* :func:`replace_files`: the one way rxf writes its result files: whole or not at all.
 * :func:`write_failure`: the error for a write that failed (disk full, read-only, permission
   denied), naming the folder and the cause, from an OSError or from a library's own exception.
 """
@@ -294,7 +297,10 @@ def write_cause(error: BaseException, folder: str | Path) -> tuple[str, str]:
     seen = error
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _CAUSES:
-            return _CAUSES[seen.errno], _WRITE_HINTS.get(seen.errno, "check the disk")
+            cause = _CAUSES[seen.errno]
+            if seen.errno == errno.EISDIR and seen.filename:  # which of the files written is a folder
+                cause = f"{Path(seen.filename).name} {cause}"
+            return cause, _WRITE_HINTS.get(seen.errno, "check the disk")
         seen = seen.__cause__ or seen.__context__
     text = str(error)
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
@@ -307,6 +313,28 @@ def write_cause(error: BaseException, folder: str | Path) -> tuple[str, str]:
         pass
     first = (text.strip().splitlines() or [type(error).__name__])[0]
     return f"{type(error).__name__}: {first}", "check the disk"
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+    """``path`` as a Path, if a file (a folder with ``folder``) can be written there; checked before any
+    work, for outputs written late. An RxfError naming ``option`` when a folder is where the file goes (or
+    a file where the folder goes), a file is where one of its folders goes, or the nearest folder that
+    exists is not writable. Missing folders are not created here."""
+    path = Path(path).expanduser()
+    wanted, found = ("folder", "file") if folder else ("file", "folder")
+    if path.exists() and path.is_dir() != folder:
+        raise RxfError(f"{option} {path} is a {found}, not a {wanted}: choose another {option}, or move that {found} away")
+    existing = path if path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RxfError(
+            f"{option} {path} cannot be created: {existing} is a file, not a folder: "
+            f"choose another {option}, or move that file away"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RxfError(f"{option} {path} cannot be written: {existing} is not writable (permission denied or read-only)")
+    return path
 
 
 def write_failure(error: BaseException, folder: str | Path, what: str, then: str = "") -> RxfError:
@@ -390,34 +418,39 @@ def torch_file_code(path: str | Path) -> list[str]:
     return sorted(set(found) - TRAINER_NUMPY_GLOBALS)
 
 
-def replace_files(contents: dict[Path, str | bytes]) -> None:
-    """Write each file of ``contents`` (path -> text or bytes): all under temporary names first, then
-    each renamed into place, one by one in the order given.
+def replace_files(contents: dict[Path, str | bytes | None]) -> None:
+    """Write each file of ``contents`` (path -> text or bytes) so that a failure leaves the earlier
+    files as they were: all are written under temporary names first, then renamed into place.
+    A path given None is an output this write does not have (a figure that could not be drawn): an
+    earlier file there is removed once the others are in place, so that it is not taken for theirs.
 
-    A failed write (disk full, read-only) leaves every file as it was. The renames need no space
-    (each stays in its folder) and a folder in the way is refused before anything is written, so in
-    practice they do not fail; one that still does (an I/O error, a permission changed meanwhile)
-    leaves the files before it new and the others as they were. Callers that care which file is
-    last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
-
-    Raises the OSError, after removing the temporary files, for the caller to turn into
-    :func:`write_failure`.
+    Raises the OSError of the write that failed (disk full, read-only, a folder where a file goes),
+    after removing the temporary files, for the caller to turn into :func:`write_failure`. A folder
+    in the way is refused before anything is written; the renames need no space (each stays in its
+    folder), so in practice they do not fail. They go one by one in the order given, not as one
+    atomic step: one that still fails (an I/O error, a permission changed meanwhile) leaves the
+    files before it new and the others as they were, and removes nothing. Callers that care which
+    file is last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
     """
     for path in contents:  # a rename onto a folder would fail after the files before it were replaced
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in contents}
+    written = {path: content for path, content in contents.items() if content is not None}
+    partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in written}
     try:
-        for path, content in contents.items():
+        for path, content in written.items():
             if isinstance(content, bytes):
                 partial[path].write_bytes(content)
             else:
                 partial[path].write_text(content, encoding="utf-8")
-        for path in contents:
+        for path in written:
             os.replace(partial[path], path)
     finally:
         for temporary in partial.values():
             temporary.unlink(missing_ok=True)
+    for path, content in contents.items():
+        if content is None:
+            path.unlink(missing_ok=True)
 
 
 def output_write_failure(error: OSError, output_dir: str | Path) -> BaseException:

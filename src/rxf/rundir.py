@@ -369,11 +369,7 @@ class RunDirectory:
                 if self.wrote_new_manifest:
                     self.manifest_path.unlink(missing_ok=True)
                 self.unlock()
-                for folder in reversed(self.created):
-                    try:
-                        folder.rmdir()  # only if empty
-                    except OSError:
-                        break
+                remove_empty(self.created)
                 return
         self.unlock()
 
@@ -384,15 +380,13 @@ class RunDirectory:
         self.release(failed=kind is not None)
 
 
-def make_output_dir(output_dir: str | Path, main_process: bool = True) -> tuple[Path, list[Path]]:
+def make_output_dir(output_dir: str | Path, main_process: bool = True, option: str = "output_dir") -> tuple[Path, list[Path]]:
     """Create ``output_dir`` (and its missing parents) and check that it can be written, so that an
-    unwritable location fails before any work, in one line; the folders created here are removed
-    again on failure. Returns (the folder, the folders created here)."""
-    from rxf.io import write_cause
+    unwritable location fails before any work, in one line naming ``option``; the folders created here
+    are removed again on failure. Returns (the folder, the folders created here, outermost first)."""
+    from rxf.io import check_writable, write_cause
 
-    path = Path(output_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise RxfError(f"output_dir {path} is a file, not a folder: choose a folder for the run's outputs")
+    path = check_writable(output_dir, option, folder=True)  # a file in the way: named before anything is created
     created = [parent for parent in [*reversed(path.parents), path] if not parent.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -401,14 +395,32 @@ def make_output_dir(output_dir: str | Path, main_process: bool = True) -> tuple[
             probe.write_text("ok")
             probe.unlink()
     except OSError as error:
-        for folder in reversed(created):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty(created)
         cause, hint = write_cause(error, path)
-        raise RxfError(f"output_dir {path} cannot be written: {cause}: {hint}") from None
+        raise RxfError(f"{option} {path} cannot be written: {cause}: {hint}") from None
     return path, created
+
+
+def remove_empty(created: list[Path]) -> None:
+    """Remove the folders :func:`make_output_dir` created (``created``, outermost first), innermost first,
+    as long as they are empty: a command that failed before writing anything leaves no folder behind."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            break
+
+
+@contextmanager
+def output_folder(output_dir: str | Path, option: str = "output_dir") -> Iterator[Path]:
+    """:func:`make_output_dir` for a command that fills the folder as it goes (rxf xnli, rxf report): a
+    failure inside, before anything is written there, removes the folders made here."""
+    path, created = make_output_dir(output_dir, option=option)
+    try:
+        yield path
+    except BaseException:
+        remove_empty(created)
+        raise
 
 
 def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirectory:

@@ -48,7 +48,7 @@ from rxf.config import (
     MISSING, YamlConfig, check_fields, describe_setting, field_error, is_finite_number, is_whole_number, settings_under,
 )
 from rxf.errors import RxfError
-from rxf.io import file_identity, is_write_error, read_json, replace_files, write_failure
+from rxf.io import check_writable, file_identity, is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
@@ -671,14 +671,10 @@ def _result_paths(out: Path, split: str, config: SummarizationConfig) -> dict[Pa
 
 
 def _check_result_paths(out: Path, split: str, config: SummarizationConfig) -> None:
-    """Refuse, before any training, a result path that a folder (or a file) is in the way of."""
+    """Refuse, before any training, a result path that a folder (or a file) is in the way of (replace_files
+    would refuse it too, but only once the run has trained)."""
     for path, kind in _result_paths(out, split, config).items():
-        if path.exists() and path.is_dir() != (kind == "folder"):
-            other = "file" if kind == "folder" else "folder"
-            raise RxfError(
-                f"output_dir {out}: {path.name} is a {other}, where the run writes its {kind} {path.name}: "
-                "move it away, or choose another output_dir"
-            )
+        check_writable(path, "output_dir", folder=kind == "folder")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,7 +786,8 @@ def results_table(metrics_files: Sequence[Path]) -> str:
 def check_table_out(out: Path, files: Sequence[Path]) -> None:
     """Refuse a ``--table-out`` that would destroy something, before the table is built: a file of one of
     the runs tabulated (their metrics.json, or anything in their folders: a run's folder holds its own
-    files), a folder, a path whose folder does not exist, or an existing file that is not an earlier table."""
+    files), a path that cannot be written (a folder, a file in the way of its folder), or an existing file
+    that is not an earlier table."""
     import os
 
     from rxf.io import os_cause
@@ -800,11 +797,7 @@ def check_table_out(out: Path, files: Sequence[Path]) -> None:
             raise RxfError(f"--table-out {out} is the run metrics {path} (tabulated by --table): choose another file, the run is kept as it is")
         if path.parent.resolve() in out.resolve().parents:
             raise RxfError(f"--table-out {out} is inside the run folder {path.parent} (tabulated by --table): choose a file outside it, a run's folder holds its own files only")
-    if out.is_dir():
-        raise RxfError(f"--table-out {out} is a folder, not a file: name a file, e.g. {out / 'table.md'}")
-    if not out.parent.is_dir():
-        state = "is a file, not a folder" if out.parent.exists() else "does not exist"
-        raise RxfError(f"--table-out {out}: its folder {out.parent} {state}: create the folder first, or choose another file")
+    check_writable(out, "--table-out")
     if out.exists():
         try:
             with open(out, "rb") as f:
@@ -819,10 +812,10 @@ def check_table_out(out: Path, files: Sequence[Path]) -> None:
 
 
 def write_table(table: str, out: Path) -> None:
-    """``table`` into ``out``, whole or not at all (temporary name, then rename): a failed write leaves an earlier table as it was."""
-    from rxf.io import replace_files, write_failure
-
+    """``table`` into ``out`` (its missing folders created), whole or not at all (temporary name, then
+    rename): a failed write leaves an earlier table as it was."""
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         replace_files({out: table})
     except OSError as error:
         raise write_failure(error, out.parent, out.name, "then run the same command again") from None

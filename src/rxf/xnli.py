@@ -218,13 +218,21 @@ def _finished(run_dir: Path, run: Any, data_fingerprint: Callable[[], str]) -> d
 
 
 def run_xnli(config: XnliConfig) -> dict[str, Any]:
-    """Train every (method, seed), test every language, write the tables and the plot."""
+    """Train every (method, seed), test every language, write the tables and the plot. A failure before
+    anything is written into ``output_dir`` leaves no folder behind."""
+    from rxf.rundir import output_folder
+
     config.validate()
+    with output_folder(config.output_dir) as out:
+        return _train_and_report(config, out)
+
+
+def _train_and_report(config: XnliConfig, out: Path) -> dict[str, Any]:
+    """run_xnli's work, in the output folder ``out``."""
     from rxf.tasks.xnli import load_xnli, trained_on, xnli_files
-    from rxf.rundir import make_output_dir, overwrite_said_as
+    from rxf.rundir import overwrite_said_as
     from rxf.train import run_training
 
-    out, _ = make_output_dir(config.output_dir)
     languages = [lang for lang in XNLI_LANGUAGES if lang in config.languages]
     task = load_xnli(config.task_name(), config.data_dir, config.max_train_samples, config.max_eval_samples)
     steps = total_steps(len(task.train), config)

@@ -236,6 +236,24 @@ def test_a_failed_write_leaves_the_earlier_report_as_it_was(tmp_path, capsys, fu
     assert snapshot(out) == before  # and no temporary file left behind
 
 
+def test_a_figure_that_cannot_be_drawn_removes_the_earlier_one_and_says_so(tmp_path, capsys, monkeypatch):
+    from rxf.experiments import report as report_module
+
+    def broken(plt, cells, labels):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr(report_module, "_draw_distributions", broken)
+    runs = write_records(tmp_path / "sweep", good_records())
+    out = old_report(tmp_path / "report")
+    result = report(["--runs", runs, "--output-dir", out], capsys)
+    assert result.returncode == 0
+    assert [line for line in result.stderr.splitlines() if "figure2" in line] == [
+        "rxf: warning: figure2.png was not drawn (ValueError: cannot draw); everything else is written, "
+        "and the earlier figure2.png is removed (it showed earlier results)"
+    ]
+    assert not (out / "figure2.png").exists() and (out / "table2.md").read_text() != "OLD table2.md\n"
+
+
 def test_an_output_dir_that_cannot_hold_the_report_is_one_line(tmp_path, capsys):
     runs = write_records(tmp_path / "sweep", good_records())
     clash = old_report(tmp_path / "clash")
@@ -246,7 +264,8 @@ def test_an_output_dir_that_cannot_hold_the_report_is_one_line(tmp_path, capsys)
     assert snapshot(clash) == before
     (tmp_path / "afile").write_text("x\n")
     assert_clean_failure(report(["--runs", runs, "--output-dir", tmp_path / "afile"], capsys), "is a file, not a folder")
-    assert_clean_failure(report(["--runs", runs, "--output-dir", tmp_path / "afile" / "sub"], capsys), "could not write the report")
+    line = assert_clean_failure(report(["--runs", runs, "--output-dir", tmp_path / "afile" / "sub"], capsys), "--output-dir")
+    assert f"afile/sub cannot be created: {tmp_path / 'afile'} is a file, not a folder" in line
 
 
 def test_a_folder_given_twice_counts_each_run_once(tmp_path, capsys):

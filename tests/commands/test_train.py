@@ -92,7 +92,8 @@ def test_bad_input_exits_2_with_a_message_naming_the_problem(argv, words, capsys
 
 @pytest.mark.parametrize(
     "below, words",
-    [(False, ["is a file, not a folder", "choose a folder"]), (True, ["a part of the path is a file", "choose another path"])],
+    [(False, ["afile is a file, not a folder", "choose another output_dir, or move that file away"]),
+     (True, ["afile/run cannot be created:", "afile is a file, not a folder", "choose another output_dir, or move that file away"])],
     ids=["the-file-itself", "a-folder-below-it"],
 )
 def test_an_output_dir_in_the_way_of_a_file_says_so(below, words, capsys, tmp_path):

@@ -153,6 +153,28 @@ def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_p
     assert json.loads((out / "eval_results.json").read_text())["num_examples"] == 2
 
 
+def test_a_confusion_matrix_that_cannot_be_drawn_removes_the_earlier_one(run_in_process, runs, tmp_path, monkeypatch):
+    from rxf import inference
+
+    labelled = tmp_path / "ev.csv"
+    labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
+    out = tmp_path / "eval"
+    out.mkdir()
+    for name in ("eval_report.md", "eval_results.json", "eval_confusion_matrix.png"):
+        (out / name).write_text(f"OLD {name}\n")
+
+    def broken(plt, evaluation, title):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr(inference, "_draw_confusion", broken)
+    result = run_in_process(["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", out, "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    assert "eval_confusion_matrix.png was not drawn (ValueError: cannot draw)" in result.stderr
+    assert "the earlier eval_confusion_matrix.png is removed" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["eval_report.md", "eval_results.json"]  # no stale picture
+    assert json.loads((out / "eval_results.json").read_text())["num_examples"] == 2
+
+
 def test_disk_full_on_a_real_tmpfs_keeps_the_earlier_predictions(mount_point, runs, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True)
     big = tmp_path / "big.csv"

@@ -46,6 +46,14 @@ def test_xnli_refuses_a_seed_given_twice(run_in_process, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_xnli_that_fails_before_writing_anything_leaves_no_output_folder(xnli_done, run_in_process, tmp_path):
+    (tmp_path / "no-data").mkdir()
+    out = tmp_path / "new" / "out"
+    result = run_in_process([*xnli_done["args"], "--data-dir", tmp_path / "no-data", "--output-dir", out])
+    assert_clean_failure(result, "no-data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-data"]  # neither out nor new/
+
+
 def test_xnli_refuses_a_finished_run_whose_data_files_changed(xnli_done, run_in_process, tmp_path):
     out, data = _xnli_copy(xnli_done, tmp_path)
     shutil.copytree(data, tmp_path / "data-as-it-was")
@@ -252,10 +260,19 @@ def test_probe_cache_dir_that_is_a_file_is_one_line(probe_done, run_in_process, 
     cache = tmp_path / "cachefile"
     cache.write_text("x")
     args = [*probe_done["args"], "--output-dir", tmp_path / "out", "--cache-dir", cache]
-    assert_clean_failure(run_in_process(args), "--cache-dir", str(cache), "not a folder")
+    assert_clean_failure(run_in_process(args), "--cache-dir", str(cache), "is a file, not a folder")
+    assert not (tmp_path / "out").exists()  # the output folder made for the experiment is removed again
     similarity = ["probe", "similarity", probe_done["model"], "--reference", probe_done["model"], "--task", "glue/sst2",
                   "--data-dir", probe_done["glue"], "--samples", "8", "--cache-dir", cache]
     assert_clean_failure(run_in_process(similarity), "--cache-dir", "not a folder")
+
+
+def test_probe_that_fails_before_writing_anything_leaves_no_output_folder(probe_done, run_in_process, tmp_path):
+    (tmp_path / "no-glue").mkdir()
+    args = [*probe_done["args"], "--output-dir", tmp_path / "new" / "out"]
+    args[args.index(probe_done["glue"])] = str(tmp_path / "no-glue")
+    assert_clean_failure(run_in_process(args), "no-glue")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-glue"]  # neither out nor new/
 
 
 def test_probe_similarity_refuses_a_model_folder_without_tokenizer_files(probe_done, run_in_process, tmp_path):

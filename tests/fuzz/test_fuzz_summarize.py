@@ -31,7 +31,7 @@ def write_run(folder: pathlib.Path, method: str = "standard", seed: int = 1, rou
         ("run/metrics.json", ["is the run metrics", "run/metrics.json"]),
         ("run/table.md", ["inside the run folder"]),
         (".", ["is a folder, not a file"]),
-        ("nodir/table.md", ["nodir does not exist"]),
+        ("data.csv/table.md", ["cannot be created", "data.csv is a file, not a folder"]),
         ("data.csv", ["data.csv exists and is not a table"]),
     ],
 )
@@ -42,6 +42,13 @@ def test_table_out_never_overwrites_a_run_or_a_file(run_in_process, tmp_path, wh
     result = run_in_process(["summarize", "--table", run, "--table-out", tmp_path / where])
     assert_clean_failure(result, "--table-out", *words)
     assert snapshot(tmp_path) == before
+
+
+def test_table_out_in_a_new_folder_creates_it_as_predict_does(run_in_process, tmp_path):
+    run = write_run(tmp_path / "run")
+    result = run_in_process(["summarize", "--table", run, "--table-out", tmp_path / "tables" / "new" / "table.md"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tables" / "new" / "table.md").read_text().startswith("| method | seed |")
 
 
 def test_table_out_replaces_an_earlier_table_whole_or_not_at_all(run_in_process, tmp_path, full_disk):

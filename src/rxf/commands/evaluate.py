@@ -99,7 +99,8 @@ def _default_output_dir(args) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rxf.inference import check_output, data_file, evaluate_logits, load_predictor, write_evaluation
+    from rxf.inference import data_file, evaluate_logits, load_predictor, write_evaluation
+    from rxf.io import check_writable
 
     if args.eval_file and args.task:
         raise RxfError("--eval-file and --task both say what to evaluate on: give one")
@@ -115,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.eval_file:
         data_file(args.eval_file, "--eval-file")
     out = Path(args.output_dir).expanduser() if args.output_dir else _default_output_dir(args)
-    check_output(out, "--output-dir", folder=True)
+    check_writable(out, "--output-dir", folder=True)
     predictor = load_predictor(args.model, **data_overrides(args, "label_column"))
     if args.eval_file:
         logits, labels, sets, source = _file_evaluation(predictor, args)

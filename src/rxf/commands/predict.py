@@ -68,10 +68,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rxf.inference import (
-        add_predictions, check_output, data_file, default_output, load_predictor, predict_logits, read_table, texts_of,
-        write_table,
+        add_predictions, data_file, default_output, load_predictor, predict_logits, read_table, texts_of, write_table,
     )
-    from rxf.tasks.files import delimiter_char
+    from rxf.io import check_writable
+    from rxf.tasks.files import delimiter_char, file_format
 
     check_data_flags(args)  # every bad value is named before the model loads
     delimiter_char(args.output_delimiter, "--output-delimiter")
@@ -79,7 +79,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     output = Path(args.output).expanduser() if args.output else default_output(source)
     if output.exists() and os.path.samefile(output, source):  # the same path, a symbolic or a hard link
         raise RxfError(f"--output {output} is the input file: choose another name, the input is kept as it is")
-    check_output(output, "--output")
+    file_format(output, "--output")
+    check_writable(output, "--output")
     predictor = load_predictor(args.model, **data_overrides(args))
     table = read_table(args.input, "--input", predictor.delimiter)
     texts = texts_of(table, predictor.text_column, "--text-column")

@@ -41,7 +41,6 @@ import csv
 import io
 import math
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ from rxf.errors import RxfError, closest
 from rxf.history import NOT_LOSSES
 from rxf.io import file_identity, read_json, replace_files, write_failure
 from rxf.experiments.sweep import check_evaluations, check_record, majority_class_scores, read_record, record_files
-from rxf.rundir import warn
+from rxf.plots import render_png
+from rxf.rundir import output_folder, warn
 
 # The metric the paper's Table 2 reports per task where it differs from the task's main metric.
 PAPER_METRICS: dict[str, str] = {"glue/mrpc": "accuracy", "glue/qqp": "accuracy"}
@@ -524,11 +524,10 @@ def csv_text(cells: list[Cell]) -> str:
     return out.getvalue()
 
 
-def plot_distributions(cells: list[Cell], path: Path, labels: dict[str, str] = METHOD_LABELS) -> Path | None:
-    """Figure 2: per task a panel; per method a box of its seeds' scores with every run as a dot (None: not drawn)."""
-    from rxf.plots import save_figure
-
-    return save_figure(path, lambda plt: _draw_distributions(plt, cells, labels))
+def distributions_png(cells: list[Cell], path: Path, labels: dict[str, str] = METHOD_LABELS) -> bytes | None:
+    """Figure 2 as the bytes of the PNG ``path``: per task a panel; per method a box of its seeds' scores with
+    every run as a dot (None, with a warning: not drawn)."""
+    return render_png(path, lambda plt: _draw_distributions(plt, cells, labels))
 
 
 def _draw_distributions(plt: Any, cells: list[Cell], labels: dict[str, str]) -> Any:
@@ -557,26 +556,17 @@ REPORT_FILES = ("table2.md", "table2.csv", "stability.md", "comparison.md", "fig
 
 
 def write_report(out: Path, texts: dict[str, str], cells: list[Cell], labels: dict[str, str]) -> list[str]:
-    """Write the report into ``out`` as a whole: figure2.png is drawn into a scratch folder first, then every
-    file is written under a temporary name and renamed (rxf.io.replace_files), so a failure (disk full,
-    read-only) leaves the earlier report as it was. Returns the names written (figure2.png only if drawn)."""
-    if out.exists() and not out.is_dir():
-        raise RxfError(f"report output_dir {out} is a file, not a folder: choose another --output-dir")
-    for name in REPORT_FILES:
-        if (out / name).exists() and not (out / name).is_file():
-            kind = "a folder" if (out / name).is_dir() else "not a regular file"
-            raise RxfError(f"report output_dir {out}: {name} is {kind}: move it away, or choose another --output-dir")
-    contents: dict[Path, str | bytes] = {out / name: text for name, text in texts.items()}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".rxf-report-", dir=out) as scratch:
-            figure = plot_distributions(cells, Path(scratch) / "figure2.png", labels)
-            if figure is not None:
-                contents[out / "figure2.png"] = figure.read_bytes()
-        replace_files(contents)
-    except OSError as error:
-        raise write_failure(error, out, "the report", "then run the same command again (the earlier report there is as it was)") from None
-    return [path.name for path in contents]
+    """Write the report into ``out`` as a whole, in one :func:`rxf.io.replace_files`: a failure (disk full,
+    read-only, a folder in the way) leaves the earlier report as it was. Returns the names written
+    (figure2.png only if drawn; if not, an earlier one is removed, with a warning)."""
+    with output_folder(out, "--output-dir"):
+        contents: dict[Path, str | bytes | None] = {out / name: text for name, text in texts.items()}
+        contents[out / "figure2.png"] = distributions_png(cells, out / "figure2.png", labels)
+        try:
+            replace_files(contents)
+        except OSError as error:
+            raise write_failure(error, out, "the report", "then run the same command again (the earlier report there is as it was)") from None
+        return [path.name for path, content in contents.items() if content is not None]
 
 
 def make_report(config: ReportConfig) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from rxf.config import (
 )
 from rxf.history import NOT_LOSSES, NOT_SCORES
 from rxf.io import read_json, write_failure
+from rxf.rundir import make_output_dir
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -359,11 +360,9 @@ class Sweep:
 
     def run(self, search_only: bool = False) -> list[dict[str, Any]]:
         """Every task, every method: the search, then (unless ``search_only``) the seeds. Returns the records."""
-        out = Path(self.config.output_dir)
-        if out.exists() and not out.is_dir():
-            raise RxfError(f"sweep output_dir {out} is a file, not a folder: choose another output_dir (--output-dir)")
+        out, _ = make_output_dir(self.config.output_dir)
         try:
-            self.records_dir.mkdir(parents=True, exist_ok=True)
+            self.records_dir.mkdir(exist_ok=True)
             self.write_description()
         except OSError as error:
             raise write_failure(error, out, "the sweep's records/ and sweep.json") from None

@@ -211,20 +211,37 @@ def best_encoder_keeper(metric_key: str):
 
 
 class ProbeSession:
-    """What the experiments share: the config, task data for probes, the feature cache, the reference features."""
+    """What the experiments share: the config, task data for probes, the feature cache, the reference features.
+
+    Used as a context manager, a failure inside before anything is written into ``output_dir`` leaves no
+    folder behind.
+    """
 
     def __init__(self, config: ProbeExperimentConfig, command: str | None = None):
-        from rxf.rundir import make_output_dir
+        from rxf.rundir import make_output_dir, remove_empty
 
         config.validate()
         self.config = config
         self.command = command
-        self.out, _ = make_output_dir(config.output_dir)
-        self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
+        self.out, self.created = make_output_dir(config.output_dir)
+        try:
+            self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
+        except BaseException:
+            remove_empty(self.created)  # a refused --cache-dir leaves no output folder behind either
+            raise
         self._tasks: dict[str, TextTask] = {}
         self._fingerprints: dict[str, str] = {}  # task -> fingerprint of its full data (data_fingerprints)
         self._tokenizer: Any = None
         self.similarity_task: str | None = None
+
+    def __enter__(self) -> ProbeSession:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        from rxf.rundir import remove_empty
+
+        if kind is not None:
+            remove_empty(self.created)
 
     # ---- data ---------------------------------------------------------------------------------
 
@@ -539,51 +556,51 @@ def run_generalization(config: ProbeExperimentConfig, command: str | None = None
     if not (config.methods or config.checkpoints or config.include_pretrained):
         raise RxfError("nothing to probe: methods and checkpoints are empty and include_pretrained is false: "
                        "name a method (--methods) or a checkpoint (--checkpoint LABEL=DIR), or leave out --no-pretrained")
-    session = ProbeSession(config, command)
-    session.similarity_task = config.source_task
-    for name in [config.source_task, *targets]:
-        session.task(name)  # every task loads (or fails) before any training
-    session.finished_runs("generalization")  # a result.json of another run is refused before anything is computed
+    with ProbeSession(config, command) as session:
+        session.similarity_task = config.source_task
+        for name in [config.source_task, *targets]:
+            session.task(name)  # every task loads (or fails) before any training
+        session.finished_runs("generalization")  # a result.json of another run is refused before anything is computed
 
-    rows: list[dict[str, Any]] = []
-    similarity_rows: list[dict[str, Any]] = []
-    reference: list[tuple[str, str]] = [(PRETRAINED, config.model)] if config.include_pretrained else []
-    for label, path in [*reference, *config.checkpoints.items()]:
-        for target in targets:
-            rows.append({"method": label, "seed": None, **session.probe(path, target)})
-        similarity_rows.append({"method": label, "seed": None, **_similarity_fields(session.similarity(path))})
+        rows: list[dict[str, Any]] = []
+        similarity_rows: list[dict[str, Any]] = []
+        reference: list[tuple[str, str]] = [(PRETRAINED, config.model)] if config.include_pretrained else []
+        for label, path in [*reference, *config.checkpoints.items()]:
+            for target in targets:
+                rows.append({"method": label, "seed": None, **session.probe(path, target)})
+            similarity_rows.append({"method": label, "seed": None, **_similarity_fields(session.similarity(path))})
 
-    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
-        encoder, stage = session.fine_tune(config.model, config.source_task, method, seed, run_dir / "source")
-        probes = [session.probe(encoder, target, cache=config.keep_models) for target in targets]
-        similarity = session.similarity(encoder, cache=config.keep_models)
-        session.discard(encoder)
-        return {"source": stage, "probes": probes, "similarity": similarity}
+        def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+            encoder, stage = session.fine_tune(config.model, config.source_task, method, seed, run_dir / "source")
+            probes = [session.probe(encoder, target, cache=config.keep_models) for target in targets]
+            similarity = session.similarity(encoder, cache=config.keep_models)
+            session.discard(encoder)
+            return {"source": stage, "probes": probes, "similarity": similarity}
 
-    runs = session.each_run("generalization", work)
-    for run in runs:
-        for probe in run["probes"]:
-            rows.append({"method": run["method"], "seed": run["seed"], **probe})
-        similarity_rows.append({"method": run["method"], "seed": run["seed"],
-                                "source_dev": run["source"]["dev_best" if config.stage_checkpoint == "best" else "dev_final"],
-                                **_similarity_fields(run["similarity"])})
+        runs = session.each_run("generalization", work)
+        for run in runs:
+            for probe in run["probes"]:
+                rows.append({"method": run["method"], "seed": run["seed"], **probe})
+            similarity_rows.append({"method": run["method"], "seed": run["seed"],
+                                    "source_dev": run["source"]["dev_best" if config.stage_checkpoint == "best" else "dev_final"],
+                                    **_similarity_fields(run["similarity"])})
 
-    table = report.pivot(rows, lambda r: r["method"], lambda r: f"{r['task']} ({r['metric']})")
-    cka = report.pivot(similarity_rows, lambda r: r["method"], lambda r: "CKA", "cka")
-    for key, label in (("cka_debiased", "debiased CKA"), ("effective_rank", "effective rank"), ("source_dev", f"{config.source_task} dev")):
-        for method, cells in report.pivot([r for r in similarity_rows if key in r], lambda r: r["method"], lambda r: label, key).items():
-            cka.setdefault(method, {}).update(cells)
-    summary = "\n".join([
-        session.header(f"Probing generalization: fine-tuned on {config.source_task}, linear probes on frozen features"),
-        "## Probe dev metric per target task (mean ± std over seeds (n))", "",
-        report.markdown_table(table, "method"), "",
-        f"## Similarity to the pre-trained model ({config.source_task} dev subset)", "",
-        report.markdown_table(cka, "method"), "",
-    ])
-    payload = {"rows": rows, "similarity": similarity_rows, "runs": runs}
-    return session.write("generalization", payload, rows, summary, lambda path: report.bar_chart(
-        path, report.pivot(rows, lambda r: r["method"], lambda r: r["task"]),
-        f"Linear probes after fine-tuning on {config.source_task}", "probe dev metric"))
+        table = report.pivot(rows, lambda r: r["method"], lambda r: f"{r['task']} ({r['metric']})")
+        cka = report.pivot(similarity_rows, lambda r: r["method"], lambda r: "CKA", "cka")
+        for key, label in (("cka_debiased", "debiased CKA"), ("effective_rank", "effective rank"), ("source_dev", f"{config.source_task} dev")):
+            for method, cells in report.pivot([r for r in similarity_rows if key in r], lambda r: r["method"], lambda r: label, key).items():
+                cka.setdefault(method, {}).update(cells)
+        summary = "\n".join([
+            session.header(f"Probing generalization: fine-tuned on {config.source_task}, linear probes on frozen features"),
+            "## Probe dev metric per target task (mean ± std over seeds (n))", "",
+            report.markdown_table(table, "method"), "",
+            f"## Similarity to the pre-trained model ({config.source_task} dev subset)", "",
+            report.markdown_table(cka, "method"), "",
+        ])
+        payload = {"rows": rows, "similarity": similarity_rows, "runs": runs}
+        return session.write("generalization", payload, rows, summary, lambda path: report.bar_chart(
+            path, report.pivot(rows, lambda r: r["method"], lambda r: r["task"]),
+            f"Linear probes after fine-tuning on {config.source_task}", "probe dev metric"))
 
 
 def _sequence(session: ProbeSession, method: str, seed: int, run_dir: Path, schedule: list[str],
@@ -623,79 +640,79 @@ def _check_schedule(config: ProbeExperimentConfig, kind: str) -> None:
 def run_chain(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Figure 4: train on ``tasks`` in order; probe ``tasks[0]`` on the pre-trained model and after each stage."""
     _check_schedule(config, "chain")
-    session = ProbeSession(config, command)
-    source = session.similarity_task = config.tasks[0]
-    for name in config.tasks:
-        session.task(name)
-    session.finished_runs("chain")
-    pretrained = {"stage": 0, "trained_on": PRETRAINED, **session.probe(config.model, source),
-                  **_similarity_fields(session.similarity(config.model))}
+    with ProbeSession(config, command) as session:
+        source = session.similarity_task = config.tasks[0]
+        for name in config.tasks:
+            session.task(name)
+        session.finished_runs("chain")
+        pretrained = {"stage": 0, "trained_on": PRETRAINED, **session.probe(config.model, source),
+                      **_similarity_fields(session.similarity(config.model))}
 
-    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
-        def after(index: int, task: str, encoder: str) -> dict[str, Any]:
-            probe = session.probe(encoder, source, cache=config.keep_models)
-            return {"stage": index, "trained_on": task, **probe, **_similarity_fields(session.similarity(encoder, cache=config.keep_models))}
+        def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+            def after(index: int, task: str, encoder: str) -> dict[str, Any]:
+                probe = session.probe(encoder, source, cache=config.keep_models)
+                return {"stage": index, "trained_on": task, **probe, **_similarity_fields(session.similarity(encoder, cache=config.keep_models))}
 
-        return _sequence(session, method, seed, run_dir, config.tasks, lambda *_: None, after)
+            return _sequence(session, method, seed, run_dir, config.tasks, lambda *_: None, after)
 
-    runs = session.each_run("chain", work)
-    rows = [{"method": run["method"], "seed": run["seed"], **record}
-            for run in runs for record in [pretrained, *run["probes"]]]
-    label = lambda r: "pre-trained" if r["stage"] == 0 else f"after {r['trained_on']}"  # noqa: E731
-    table = report.pivot(rows, lambda r: r["method"], label)
-    cka = report.pivot(rows, lambda r: r["method"], label, "cka")
-    rank = report.pivot(rows, lambda r: r["method"], label, "effective_rank")
-    summary = "\n".join([
-        session.header(f"Probing degradation: chain {' → '.join(config.tasks)}, probing {source}"),
-        f"## Probe of {source} ({pretrained['metric']}, dev) after each stage (mean ± std over seeds (n))", "",
-        report.markdown_table(table, "method"), "",
-        "## Linear CKA to the pre-trained model after each stage", "", report.markdown_table(cka, "method"), "",
-        "## Effective rank after each stage", "", report.markdown_table(rank, "method"), "",
-    ])
-    payload = {"rows": rows, "runs": runs}
-    return session.write("chain", payload, rows, summary, lambda path: report.line_chart(
-        path, {f"probe of {source}": table}, f"Chain {' → '.join(config.tasks)}", "stage",
-        f"{source} probe {pretrained['metric']}"))
+        runs = session.each_run("chain", work)
+        rows = [{"method": run["method"], "seed": run["seed"], **record}
+                for run in runs for record in [pretrained, *run["probes"]]]
+        label = lambda r: "pre-trained" if r["stage"] == 0 else f"after {r['trained_on']}"  # noqa: E731
+        table = report.pivot(rows, lambda r: r["method"], label)
+        cka = report.pivot(rows, lambda r: r["method"], label, "cka")
+        rank = report.pivot(rows, lambda r: r["method"], label, "effective_rank")
+        summary = "\n".join([
+            session.header(f"Probing degradation: chain {' → '.join(config.tasks)}, probing {source}"),
+            f"## Probe of {source} ({pretrained['metric']}, dev) after each stage (mean ± std over seeds (n))", "",
+            report.markdown_table(table, "method"), "",
+            "## Linear CKA to the pre-trained model after each stage", "", report.markdown_table(cka, "method"), "",
+            "## Effective rank after each stage", "", report.markdown_table(rank, "method"), "",
+        ])
+        payload = {"rows": rows, "runs": runs}
+        return session.write("chain", payload, rows, summary, lambda path: report.line_chart(
+            path, {f"probe of {source}": table}, f"Chain {' → '.join(config.tasks)}", "stage",
+            f"{source} probe {pretrained['metric']}"))
 
 
 def run_cycle(config: ProbeExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Figure 5: the chain ``tasks`` repeated ``cycles`` times; each task probed just before it is trained on."""
     _check_schedule(config, "cycle")
-    session = ProbeSession(config, command)
-    session.similarity_task = config.tasks[0]
-    for name in config.tasks:
-        session.task(name)
-    session.finished_runs("cycle")
-    schedule = config.tasks * config.cycles
-    width = len(config.tasks)
+    with ProbeSession(config, command) as session:
+        session.similarity_task = config.tasks[0]
+        for name in config.tasks:
+            session.task(name)
+        session.finished_runs("cycle")
+        schedule = config.tasks * config.cycles
+        width = len(config.tasks)
 
-    def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
-        def before(index: int, task: str, encoder: str) -> dict[str, Any]:
-            pretrained = encoder == config.model
-            probe = session.probe(encoder, task, cache=pretrained or config.keep_models)
-            return {"cycle": (index - 1) // width + 1, "stage": index - 1, "probed_before_training_on": task,
-                    **probe, **_similarity_fields(session.similarity(encoder, cache=pretrained or config.keep_models))}
+        def work(method: str, seed: int, run_dir: Path) -> dict[str, Any]:
+            def before(index: int, task: str, encoder: str) -> dict[str, Any]:
+                pretrained = encoder == config.model
+                probe = session.probe(encoder, task, cache=pretrained or config.keep_models)
+                return {"cycle": (index - 1) // width + 1, "stage": index - 1, "probed_before_training_on": task,
+                        **probe, **_similarity_fields(session.similarity(encoder, cache=pretrained or config.keep_models))}
 
-        return _sequence(session, method, seed, run_dir, schedule, before, lambda *_: None)
+            return _sequence(session, method, seed, run_dir, schedule, before, lambda *_: None)
 
-    runs = session.each_run("cycle", work)
-    rows = [{"method": run["method"], "seed": run["seed"], **record} for run in runs for record in run["probes"]]
-    panels = {
-        f"{task} ({session.task(task).main_metric})": report.pivot(
-            [r for r in rows if r["task"] == task], lambda r: r["method"], lambda r: f"cycle {r['cycle']}")
-        for task in config.tasks
-    }
-    sections = []
-    for panel, table in panels.items():
-        sections += [f"### {panel}", "", report.markdown_table(table, "method"), ""]
-    summary = "\n".join([
-        session.header(f"Probing retention: {config.cycles} cycles of {' → '.join(config.tasks)}"),
-        "## Probe dev metric of each task, just before it is fine-tuned on, per cycle (mean ± std over seeds (n))",
-        "", "Cycle 1's probe of the first task is the pre-trained model.", "", *sections,
-    ])
-    payload = {"rows": rows, "runs": runs}
-    return session.write("cycle", payload, rows, summary, lambda path: report.line_chart(
-        path, panels, f"{config.cycles} cycles of {' → '.join(config.tasks)}", "cycle", "probe dev metric"))
+        runs = session.each_run("cycle", work)
+        rows = [{"method": run["method"], "seed": run["seed"], **record} for run in runs for record in run["probes"]]
+        panels = {
+            f"{task} ({session.task(task).main_metric})": report.pivot(
+                [r for r in rows if r["task"] == task], lambda r: r["method"], lambda r: f"cycle {r['cycle']}")
+            for task in config.tasks
+        }
+        sections = []
+        for panel, table in panels.items():
+            sections += [f"### {panel}", "", report.markdown_table(table, "method"), ""]
+        summary = "\n".join([
+            session.header(f"Probing retention: {config.cycles} cycles of {' → '.join(config.tasks)}"),
+            "## Probe dev metric of each task, just before it is fine-tuned on, per cycle (mean ± std over seeds (n))",
+            "", "Cycle 1's probe of the first task is the pre-trained model.", "", *sections,
+        ])
+        payload = {"rows": rows, "runs": runs}
+        return session.write("cycle", payload, rows, summary, lambda path: report.line_chart(
+            path, panels, f"{config.cycles} cycles of {' → '.join(config.tasks)}", "cycle", "probe dev metric"))
 
 
 EXPERIMENT_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {

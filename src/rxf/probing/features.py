@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import nn
 
 from rxf.errors import RxfError
 from rxf.config import check_fields
+from rxf.io import check_writable, replace_files, write_failure
 from rxf.methods.base import check_choice, check_number
 from rxf.noise import unwrap_model
 
@@ -156,9 +158,7 @@ class FeatureExtractor:
 
     def __init__(self, config: FeatureConfig, cache_dir: str | Path | None = None):
         self.config = config
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
-            raise RxfError(f"cache_dir {self.cache_dir} (--cache-dir) is a file, not a folder: choose another --cache-dir, or move that file away")
+        self.cache_dir = check_writable(cache_dir, "--cache-dir", folder=True) if cache_dir is not None else None
         self._loaded: tuple[str, nn.Module, Any] | None = None
         self.hits = 0
         self.misses = 0
@@ -194,19 +194,13 @@ class FeatureExtractor:
         encoder, tokenizer = self._encoder(checkpoint, texts)
         features = encode(encoder, tokenizer, texts, text_pairs, self.config)
         if path is not None:
+            array = BytesIO()
+            np.save(array, features)
             try:
-                from io import BytesIO
-
-                from rxf.io import replace_files
-
                 path.parent.mkdir(parents=True, exist_ok=True)
-                array = BytesIO()
-                np.save(array, features)
                 # Both files whole or neither (temporary names carry the pid: a cache folder can be shared).
                 replace_files({path: array.getvalue(), path.with_suffix(".json"): json.dumps(key, indent=1)})
             except OSError as error:
-                from rxf.io import write_failure
-
                 raise write_failure(error, path.parent, "the feature cache", "or choose another --cache-dir") from None
         return features
 

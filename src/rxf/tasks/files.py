@@ -36,6 +36,15 @@ SNIFFED_DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
 
 
+def file_format(path: Path, option: str) -> str:
+    """"csv" (any delimited text) or "json" (JSON or JSON Lines), from ``path``'s extension; an RxfError
+    naming ``option`` for an extension rxf neither reads nor writes."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise RxfError(f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl")
+    return FORMATS[suffix]
+
+
 @dataclass
 class RawSplit:
     """A split as loaded, with how to name it and its rows in error messages."""
@@ -380,22 +389,18 @@ def read_file(path: str | Path, option: str, delimiter: str | None = None) -> Ra
     None sniffs a .csv's and reads a .tsv as tab-separated (see :func:`file_delimiter`).
     """
     path = regular_file(path, option)  # missing, a folder, a FIFO, unreadable: named before anything opens it
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise RxfError(
-            f"{option} {path}: unsupported file type {suffix or '(none)'!r}: use .csv, .tsv, .txt, .json or .jsonl"
-        )
-    check_data_file(path, option, FORMATS[suffix])  # encoding (by line), JSON syntax (by line)
+    kind = file_format(path, option)
+    check_data_file(path, option, kind)  # encoding (by line), JSON syntax (by line)
     with open(path, "rb") as f:
         head = f.read(4096)
     if not head.strip() and path.stat().st_size <= 4096:
         raise RxfError(f"{option} {path} is empty")
-    no_rows = RxfError(f"{option} {path} has no data rows" + (" (only a header)" if FORMATS[suffix] == "csv" else ""))
-    if FORMATS[suffix] == "csv" and len(head.strip().splitlines()) < 2 and path.stat().st_size <= 4096:
+    no_rows = RxfError(f"{option} {path} has no data rows" + (" (only a header)" if kind == "csv" else ""))
+    if kind == "csv" and len(head.strip().splitlines()) < 2 and path.stat().st_size <= 4096:
         raise no_rows
-    kwargs = {"delimiter": file_delimiter(path, delimiter, option)} if FORMATS[suffix] == "csv" else {}
+    kwargs = {"delimiter": file_delimiter(path, delimiter, option)} if kind == "csv" else {}
     try:
-        loaded = datasets.load_dataset(FORMATS[suffix], data_files={"train": str(path)}, **kwargs)
+        loaded = datasets.load_dataset(kind, data_files={"train": str(path)}, **kwargs)
     except Exception as error:
         if "corresponds to no data" in str(error):
             raise no_rows from error
