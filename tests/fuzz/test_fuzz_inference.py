@@ -115,6 +115,15 @@ def test_evaluate_options_are_checked_before_the_model_loads(run_in_process, no_
     assert_clean_failure(result, *fragments)
 
 
+@pytest.mark.parametrize("flag", ["--label-column", "--text-column", "--text-pair-column", "--delimiter", "--label-separator"])
+@pytest.mark.parametrize("source", [[], ["--task", "glue/rte"]], ids=["run-dev-data", "task"])
+def test_how_to_read_a_file_without_an_eval_file_is_refused_before_the_model_loads(run_in_process, no_model_load, flag, source):
+    """A task's data and a run's own dev data are read with their own columns and format: ``--label-column
+    flipped`` on the run's dev data was silently ignored (the run's column scored instead)."""
+    result = run_in_process(["evaluate", "--model", "some-run", *source, flag, ";", "--no-progress"])
+    assert_clean_failure(result, f"{flag} says how to read --eval-file", "give the data with --eval-file")
+
+
 def test_an_output_that_is_a_hard_link_of_the_input_is_refused(run_in_process, no_model_load, tmp_path, data):
     os.link(data, tmp_path / "link.csv")
     before = snapshot(tmp_path)

@@ -27,8 +27,6 @@ def _task_evaluation(predictor, args):
 
     run = predictor.run_config or {}
     if args.task is not None:
-        if args.label_column is not None:
-            raise RxfError("--label-column is for --eval-file: a task's columns are its own")
         options = {"task": args.task, "data_dir": args.data_dir}
     elif run:
         options = {k: run.get(k) for k in ("task", "data_dir", "train_file", "eval_file", "text_column",
@@ -109,6 +107,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for flag, value in (("--split", args.split), ("--max-eval-samples", args.max_eval_samples)):
         if args.eval_file and value is not None:
             raise RxfError(f"{flag} goes with --task or a run's own data: --eval-file is evaluated whole")
+    file_flags = {"--text-column": args.text_column, "--text-pair-column": args.text_pair_column,
+                  "--label-column": args.label_column, "--delimiter": args.delimiter, "--label-separator": args.label_separator}
+    for flag, value in file_flags.items():  # without a file they would be ignored, not obeyed
+        if value is not None and not args.eval_file:
+            raise RxfError(
+                f"{flag} says how to read --eval-file: without one, a task's data or the run's own dev data is read "
+                "with its own columns and format (to evaluate on another column, give the data with --eval-file)"
+            )
     if args.max_eval_samples is not None and args.max_eval_samples < 1:
         raise RxfError(f"--max-eval-samples {args.max_eval_samples} must be a whole number > 0")
     check_data_flags(args)  # every bad value is named before the model loads
@@ -137,7 +143,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_data_flags(evaluate)
     evaluate.add_argument("--eval-file", metavar="FILE", help="labelled .csv, .tsv, .txt (with --delimiter), .json or .jsonl")
-    evaluate.add_argument("--label-column", metavar="STR", help="column of the label (default: the run's, else 'label')")
+    evaluate.add_argument("--label-column", metavar="STR", help="column of the label in --eval-file (default: the run's, else 'label')")
     evaluate.add_argument("--task", metavar="STR", help="a task instead of a file: glue/rte, bbc_news, a hub dataset, ...")
     evaluate.add_argument("--data-dir", metavar="DIR", help="with --task: where its data is (GLUE root)")
     evaluate.add_argument("--split", metavar="STR", help="with a task: which evaluation split (default: the first)")
