@@ -3,6 +3,7 @@
 import collections
 import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +226,57 @@ def test_replace_files_removes_nothing_when_a_write_fails(tmp_path, full_disk):
     with full_disk(), pytest.raises(OSError):
         io.replace_files({report: "new report", figure: None})
     assert (report.read_text(), figure.read_bytes()) == ("old report", b"old figure")
+
+
+def test_replace_files_writes_through_a_symbolic_link(tmp_path):
+    """`predict --output link.csv` with link.csv -> data/preds.csv updates data/preds.csv; the link stays."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "data").mkdir()
+    target, link = tmp_path / "data" / "preds.csv", tmp_path / "out" / "link.csv"
+    target.write_text("old predictions")
+    link.symlink_to(Path("..") / "data" / "preds.csv")  # relative, as `ln -s` is often used
+    io.replace_files({link: "new predictions"})
+    assert link.is_symlink() and target.read_text() == "new predictions"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["link.csv"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["preds.csv"]  # no temporary file left
+
+
+def test_replace_files_creates_the_file_of_a_dangling_link_and_removes_only_links(tmp_path):
+    (tmp_path / "data").mkdir()
+    dangling, figure_link = tmp_path / "preds.csv", tmp_path / "figure.png"
+    dangling.symlink_to(tmp_path / "data" / "preds.csv")
+    (tmp_path / "data" / "figure.png").write_bytes(b"someone else's figure")
+    figure_link.symlink_to(tmp_path / "data" / "figure.png")
+    io.replace_files({dangling: "new predictions", figure_link: None})
+    assert dangling.is_symlink() and (tmp_path / "data" / "preds.csv").read_text() == "new predictions"
+    assert not figure_link.exists() and not figure_link.is_symlink()  # the link is removed ...
+    assert (tmp_path / "data" / "figure.png").read_bytes() == b"someone else's figure"  # ... not what it pointed to
+
+
+def test_replace_files_refuses_a_loop_of_links_before_writing_anything(tmp_path):
+    first, loop = tmp_path / "a.md", tmp_path / "b.json"
+    first.write_text("old a")
+    loop.symlink_to(tmp_path / "c.json")
+    (tmp_path / "c.json").symlink_to(loop)
+    with pytest.raises(OSError) as raised:
+        io.replace_files({first: "new a", loop: "new b"})
+    assert raised.value.errno == errno.ELOOP and first.read_text() == "old a"
+    assert "too many levels of symbolic links" in str(io.write_failure(raised.value, tmp_path, "the report"))
+
+
+def test_check_writable_checks_a_link_where_it_points(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "preds.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "data" / "preds.csv")
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "gone" / "preds.csv")
+    (tmp_path / "dangling-dir").symlink_to(tmp_path / "gone")
+    assert io.check_writable(tmp_path / "link.csv", "--out") == tmp_path / "link.csv"
+    assert f"link to {tmp_path}/gone/preds.csv, and {tmp_path}/gone does not exist" in message(
+        io.check_writable, tmp_path / "dangling.csv", "--out")
+    assert f"and {tmp_path}/gone does not exist" in message(io.check_writable, tmp_path / "dangling-dir", "--out", True)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "data" and real_access(path, mode))
+    assert f"{tmp_path}/data is not writable" in message(io.check_writable, tmp_path / "link.csv", "--out")
 
 
 @pytest.mark.parametrize(

@@ -319,12 +319,20 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
     """``path`` as a Path, if a file (a folder with ``folder``) can be written there; checked before any
     work, for outputs written late. An RxfError naming ``option`` when a folder is where the file goes (or
     a file where the folder goes), a file is where one of its folders goes, or the nearest folder that
-    exists is not writable. Missing folders are not created here."""
+    exists is not writable. Missing folders are not created here. A symbolic link is checked where it
+    points, as :func:`replace_files` writes through it; a dangling one must point into a folder that exists."""
     path = Path(path).expanduser()
     wanted, found = ("folder", "file") if folder else ("file", "folder")
     if path.exists() and path.is_dir() != folder:
         raise RxfError(f"{option} {path} is a {found}, not a {wanted}: choose another {option}, or move that {found} away")
-    existing = path if path.is_dir() else path.parent
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    needed = target if folder else target.parent
+    if path.is_symlink() and not path.exists() and not needed.is_dir():
+        raise RxfError(
+            f"{option} {path} is a symbolic link to {target}, and {needed} does not exist: "
+            f"create that folder, or choose another {option}"
+        )
+    existing = target if target.is_dir() else target.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
@@ -424,27 +432,39 @@ def replace_files(contents: dict[Path, str | bytes | None]) -> None:
     A path given None is an output this write does not have (a figure that could not be drawn): an
     earlier file there is removed once the others are in place, so that it is not taken for theirs.
 
+    A path that is a symbolic link is written through it, as ``open(path, "w")`` would: the temporary
+    file goes beside the file the link points to and is renamed onto it, so the link stays a link to
+    the new content; a dangling link gets its file created. At a path given None, a link is removed,
+    not the file it points to.
+
     Raises the OSError of the write that failed (disk full, read-only, a folder where a file goes),
     after removing the temporary files, for the caller to turn into :func:`write_failure`. A folder
-    in the way is refused before anything is written; the renames need no space (each stays in its
-    folder), so in practice they do not fail. They go one by one in the order given, not as one
-    atomic step: one that still fails (an I/O error, a permission changed meanwhile) leaves the
-    files before it new and the others as they were, and removes nothing. Callers that care which
-    file is last (a ``metrics.json`` that marks a run done) put it last in ``contents``.
+    in the way, or a loop of symbolic links, is refused before anything is written; the renames need
+    no space (each stays in its folder), so in practice they do not fail. They go one by one in the
+    order given, not as one atomic step: one that still fails (an I/O error, a permission changed
+    meanwhile) leaves the files before it new and the others as they were, and removes nothing.
+    Callers that care which file is last (a ``metrics.json`` that marks a run done) put it last in
+    ``contents``.
     """
-    for path in contents:  # a rename onto a folder would fail after the files before it were replaced
-        if path.is_dir():
+    written: dict[Path, str | bytes] = {}  # the file each content goes to: a link's target for a link
+    for path, content in contents.items():
+        if path.is_dir():  # a rename onto a folder would fail after the files before it were replaced
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    written = {path: content for path, content in contents.items() if content is not None}
-    partial = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in written}
+        if content is None:
+            continue
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+        if target.is_symlink():  # realpath stops at a loop of links
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+        written[target] = content
+    partial = {target: target.with_name(f".{target.name}.{os.getpid()}.tmp") for target in written}
     try:
-        for path, content in written.items():
+        for target, content in written.items():
             if isinstance(content, bytes):
-                partial[path].write_bytes(content)
+                partial[target].write_bytes(content)
             else:
-                partial[path].write_text(content, encoding="utf-8")
-        for path in written:
-            os.replace(partial[path], path)
+                partial[target].write_text(content, encoding="utf-8")
+        for target in written:
+            os.replace(partial[target], target)
     finally:
         for temporary in partial.values():
             temporary.unlink(missing_ok=True)

@@ -145,6 +145,17 @@ def test_a_failed_write_keeps_the_earlier_predictions(run_in_process, runs, tmp_
     assert snapshot(tmp_path) == before  # no half-written file, no temporary file left
 
 
+def test_an_output_that_is_a_symbolic_link_is_written_through(run_in_process, runs, tmp_path, data):
+    """--output link.csv -> shared/preds.csv: the file the link points to gets the predictions, the link stays."""
+    (tmp_path / "shared").mkdir()
+    target, link = tmp_path / "shared" / "preds.csv", tmp_path / "link.csv"
+    target.write_text("stale,predictions\n")
+    link.symlink_to(target)
+    result = run_in_process(["predict", "--model", runs["run"], "--input", data, "--output", link, "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and target.read_text().splitlines()[0] == "text,prediction,prob_neg,prob_pos"
+
+
 def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, full_disk):
     labelled = tmp_path / "ev.csv"
     labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
