@@ -49,13 +49,27 @@ def test_a_figure_that_cannot_be_drawn_is_one_warning_and_removes_the_earlier_fi
     earlier.write_bytes(b"earlier")
     assert save_figure(earlier, broken) is None
     assert capsys.readouterr().err.splitlines() == [
-        "rxf: warning: f.png was not drawn (ValueError: no data); everything else is written, "
-        "and the earlier f.png is removed (it showed earlier results)"
+        "rxf: warning: f.png was not drawn (ValueError: no data); it is left out of the results, "
+        "and the earlier f.png will be removed when the new results are written (it shows earlier results)"
     ]
     assert list(tmp_path.iterdir()) == []  # no stale picture beside the new results
     assert plt.get_fignums() == []  # the half-drawn figure is closed
     assert save_figure(earlier, broken) is None  # no earlier file: the warning says nothing of one
-    assert capsys.readouterr().err.splitlines() == ["rxf: warning: f.png was not drawn (ValueError: no data); everything else is written"]
+    assert capsys.readouterr().err.splitlines() == ["rxf: warning: f.png was not drawn (ValueError: no data); it is left out of the results"]
+
+
+def test_the_warning_stays_true_when_the_write_then_fails(tmp_path, capsys, full_disk):
+    """The warning comes before the results are written: a write that then fails removes no earlier figure."""
+    from rxf.io import replace_files
+
+    earlier, report = tmp_path / "f.png", tmp_path / "report.md"
+    earlier.write_bytes(b"earlier")
+    report.write_text("old report")
+    png = render_png(earlier, broken)
+    assert "the earlier f.png will be removed when the new results are written" in capsys.readouterr().err
+    with full_disk(), pytest.raises(OSError):
+        replace_files({report: "new report", earlier: png})
+    assert earlier.read_bytes() == b"earlier" and report.read_text() == "old report"
 
 
 def test_a_write_fault_is_raised_for_the_caller_and_leaves_no_partial_file(tmp_path, monkeypatch):

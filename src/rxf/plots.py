@@ -52,8 +52,10 @@ def render_png(path: str | Path, draw: Callable[[Any], Any], dpi: int = 120) -> 
 def _not_drawn(path: Path, cause: str) -> None:
     from rxf.rundir import warn
 
-    stale = f", and the earlier {path.name} is removed (it showed earlier results)" if path.is_file() else ""
-    warn(f"{path.name} was not drawn ({cause}); everything else is written{stale}")
+    # Said before the results are written, so it says what their write does; a failed write removes nothing.
+    stale = (f", and the earlier {path.name} will be removed when the new results are written (it shows earlier results)"
+             if path.is_file() else "")
+    warn(f"{path.name} was not drawn ({cause}); it is left out of the results{stale}")
 
 
 def save_figure(path: str | Path, draw: Callable[[Any], Any], dpi: int = 120) -> Path | None:

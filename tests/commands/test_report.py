@@ -248,8 +248,8 @@ def test_a_figure_that_cannot_be_drawn_removes_the_earlier_one_and_says_so(tmp_p
     result = report(["--runs", runs, "--output-dir", out], capsys)
     assert result.returncode == 0
     assert [line for line in result.stderr.splitlines() if "figure2" in line] == [
-        "rxf: warning: figure2.png was not drawn (ValueError: cannot draw); everything else is written, "
-        "and the earlier figure2.png is removed (it showed earlier results)"
+        "rxf: warning: figure2.png was not drawn (ValueError: cannot draw); it is left out of the results, "
+        "and the earlier figure2.png will be removed when the new results are written (it shows earlier results)"
     ]
     assert not (out / "figure2.png").exists() and (out / "table2.md").read_text() != "OLD table2.md\n"
 
