@@ -94,18 +94,122 @@ def test_a_finished_run_is_not_trained_again_silently(tmp_path):
     assert rundir.is_finished(out)
 
 
-def test_overwrite_replaces_the_earlier_run_only_when_it_starts(tmp_path):
+def earlier_run(tmp_path):
+    """A finished run with a checkpoint, its own history.jsonl and a file of the user's; and a snapshot of it."""
     out = tmp_path / "run"
     finished(out)
     (out / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-4" / "model.safetensors").write_bytes(b"old weights")
+    (out / "history.jsonl").write_text("old history")
     (out / "notes.txt").write_text("mine")
+    return out, snapshot(out)
+
+
+def snapshot(root):
+    """Every file and folder under ``root`` (hidden ones too), with the bytes of each file."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else "folder" for p in sorted(root.rglob("*"))}
+
+
+def new_run_writes(out):
+    """What a replacing run writes before its first training step."""
+    (out / "checkpoints").mkdir()
+    (out / "history.jsonl").write_text("new history")
+    (out / "config.yaml").write_text("seed: 9")
+
+
+def test_overwrite_replaces_the_earlier_run_once_the_new_one_has_trained_a_step(tmp_path):
+    out, _ = earlier_run(tmp_path)
     with rundir.claim(out) as run_dir:
         run_dir.check({**SETTINGS, "seed": 9}, DEFAULTS, overwrite=True)
-        assert (out / "metrics.json").exists()  # nothing removed before start()
+        assert (out / "metrics.json").exists()  # nothing moved before start()
         assert run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True) is True
-    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+        assert sorted(p.name for p in out.iterdir()) == [f"{rundir.EARLIER_RUN}{os.getpid()}", rundir.LOCK, rundir.MANIFEST]
+        new_run_writes(out)
+        run_dir.drop_earlier_run()  # the first training step is done
+        run_dir.finish()
+    assert not (out / "metrics.json").exists() and list((out / "checkpoints").iterdir()) == []
+    assert (out / "history.jsonl").read_text() == "new history"
     assert (out / "notes.txt").read_text() == "mine"  # only the run's own outputs go
     assert json.loads((out / rundir.MANIFEST).read_text())["settings"]["seed"] == 9
+    assert not list(out.glob(f"{rundir.EARLIER_RUN}*"))  # nothing left aside
+
+
+@pytest.mark.parametrize("failure", [RxfError("peft cannot wrap a layer"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_overwrite_that_fails_before_its_first_training_step_leaves_the_earlier_run_byte_for_byte(tmp_path, failure, capsys):
+    out, before = earlier_run(tmp_path)
+    with pytest.raises(type(failure)):
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+            new_run_writes(out)
+            raise failure
+    assert snapshot(out) == before
+    assert "kept aside until this run's first training step" in capsys.readouterr().err
+
+
+def test_overwrite_that_cannot_move_the_earlier_run_aside_leaves_it_as_it_was(tmp_path, monkeypatch):
+    out, before = earlier_run(tmp_path)
+    real_rename, renames = os.rename, []
+
+    def rename(source, target, **kwargs):  # the third entry is on another file system
+        renames.append(source)
+        if len(renames) == 3:
+            raise OSError(18, "Invalid cross-device link", str(source))
+        return real_rename(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(RxfError, match="--overwrite cannot move the earlier run aside .Invalid cross-device link.*left as it was"):
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+    monkeypatch.undo()
+    assert snapshot(out) == before
+
+
+# A replacing run killed (SIGKILL) at one of three points: after it moved the earlier run aside and wrote,
+# in the middle of moving it aside, in the middle of deleting it after its first training step.
+KILLED_OVERWRITE = """
+import os, pathlib, sys
+from rxf import rundir
+
+out, point = pathlib.Path(sys.argv[1]), sys.argv[2]
+die = lambda *args, **kwargs: os.kill(os.getpid(), 9)
+real_rename, real_remove, renames, removals = os.rename, rundir._remove, [], []
+
+def rename(source, target):
+    renames.append(source)
+    return die() if point == "while moving aside" and len(renames) == 3 else real_rename(source, target)
+
+def remove(path):
+    removals.append(path)
+    return die() if point == "while deleting" and len(removals) == 2 else real_remove(path)
+
+os.rename = rename
+if point == "while deleting":
+    rundir._remove = remove
+with rundir.claim(out) as run_dir:
+    run_dir.start({"seed": 9}, {}, {"fingerprint": "new"}, overwrite=True)
+    (out / "history.jsonl").write_text("new history")
+    if point == "while deleting":
+        run_dir.drop_earlier_run()
+    die()
+"""
+
+
+@pytest.mark.parametrize("point", ["after moving aside", "while moving aside", "while deleting"])
+def test_overwrite_killed_while_the_earlier_run_is_aside_loses_nothing(tmp_path, capsys, point):
+    out, before = earlier_run(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", KILLED_OVERWRITE, str(out), point], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert list(out.glob(".rxf-earlier-run-*"))  # left aside by the killed run
+    with rundir.claim(out):  # the next run on the folder
+        pass
+    assert not list(out.glob(".rxf-earlier-run-*"))
+    if point == "while deleting":  # the new run had trained a step: the earlier run's outputs go, the user's file stays
+        assert sorted(p.name for p in out.iterdir()) == ["history.jsonl", "notes.txt", rundir.MANIFEST]
+        assert (out / "history.jsonl").read_text() == "new history"
+        assert json.loads((out / rundir.MANIFEST).read_text())["settings"] == {"seed": 9}
+    else:
+        assert snapshot(out) == before
+        assert "put back the earlier run" in capsys.readouterr().err
 
 
 def test_outputs_without_a_manifest_are_refused(tmp_path):

@@ -17,10 +17,18 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    * a different run: refused, naming what differs;
    * run outputs without a manifest (from an older rxf, or copied in): refused.
 
-   ``overwrite`` replaces the earlier run instead of refusing. Its outputs are removed only in
-   :meth:`RunDirectory.start`, once the new run's data and model have loaded, so that a mistyped
-   command never destroys a run.
+   ``overwrite`` replaces the earlier run instead of refusing; see 4.
 3. :meth:`RunDirectory.finish` marks the manifest finished once the results are written.
+4. **Overwrite keeps the earlier run until the new one has truly begun.** :meth:`RunDirectory.start`
+   (once the new run's data and model have loaded) moves everything the folder holds, but the lock,
+   into the hidden folder ``.rxf-earlier-run-<pid>`` inside it: renames, so no copy and no extra
+   disk. The new run's first training step (:meth:`RunDirectory.drop_earlier_run`, called by a
+   trainer callback) or its finish deletes the earlier run's outputs there and moves anything else
+   back (files of the user's, which the new run has not rewritten). A run that ends before that
+   point, by an error or Ctrl-C, gets the earlier run back as it was; after a crash (SIGKILL,
+   power loss) the next claim of the folder does it. While entries move, the hidden folder's name
+   ends in ``.moving`` (the folder then holds nothing of the new run), and while the earlier run is
+   deleted in ``.deleting``, so a crash at any point is finished the right way.
 
 A run that fails before writing anything leaves no trace: the folders it created and the
 manifest it wrote are removed again, and the lock is always released.
@@ -49,8 +57,13 @@ from rxf.errors import RxfError
 
 MANIFEST = "run.json"
 LOCK = ".rxf.lock"
-# What a run writes whose presence says that a run happened here; `overwrite` removes these.
+# What a run writes whose presence says that a run happened here; `overwrite` deletes these.
 RUN_OUTPUTS = ("checkpoints", "model", "adapter", "merged", "metrics.json")
+# Where `overwrite` keeps the earlier run (inside output_dir, + the pid), and the suffixes it has while
+# its entries move (in either direction) and while it is deleted (module docstring, 4).
+EARLIER_RUN = ".rxf-earlier-run-"
+MOVING = ".moving"
+DELETING = ".deleting"
 SHOWN_DIFFERENCES = 3
 # Settings that name local files or folders (compared as absolute paths).
 PATH_SETTINGS = ("model", "data_dir", "train_file", "eval_file")
@@ -185,6 +198,7 @@ class RunDirectory:
         self.locked = False
         self.manifest: dict[str, Any] | None = None  # as found on disk, or as written
         self.wrote_new_manifest = False
+        self.earlier_run: Path | None = None  # where `overwrite` keeps the earlier run until the new one begins
 
     @property
     def manifest_path(self) -> Path:
@@ -326,13 +340,14 @@ class RunDirectory:
             return False
         if overwrite and (manifest is not None or self._outputs()):
             replaced = ", ".join(self._outputs()) or MANIFEST
-            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced})")
-            for name in RUN_OUTPUTS:
-                target = self.path / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced}); it is kept aside until this run's first training step")
+            try:
+                self._set_aside_earlier_run()
+            except OSError as error:  # e.g. a mount point inside: what moved goes back on release
+                raise RxfError(
+                    f"output_dir {self.path}: --overwrite cannot move the earlier run aside ({error.strerror}: "
+                    f"{error.filename}), so it is left as it was: remove it yourself, or choose another output_dir"
+                ) from None
         self.manifest = {
             "status": "running",
             "started": _now(),
@@ -350,16 +365,101 @@ class RunDirectory:
         if self.main_process and self.manifest is not None:
             self.manifest.update(status="finished", finished=_now())
             self._write_manifest()
+        self.drop_earlier_run()  # a run that did not train (rxf summarize --max-steps 0) lets it go here
 
     def _write_manifest(self) -> None:
         tmp = self.manifest_path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.manifest, indent=1, default=str))
         os.replace(tmp, self.manifest_path)
 
+    # -- the earlier run, kept aside by `overwrite` (module docstring, 4)
+
+    def _contents(self) -> list[Path]:
+        """What the folder holds, but the lock and an earlier run kept aside."""
+        return [entry for entry in self.path.iterdir() if entry.name != LOCK and not entry.name.startswith(EARLIER_RUN)]
+
+    def _set_aside_earlier_run(self) -> None:
+        """Move everything the folder holds into ``.rxf-earlier-run-<pid>`` (named ``.moving`` until all is in)."""
+        moving = self.path / f"{EARLIER_RUN}{os.getpid()}{MOVING}"
+        moving.mkdir()
+        self.earlier_run = moving
+        for entry in self._contents():
+            entry.rename(moving / entry.name)
+        self.earlier_run = moving.rename(self.path / f"{EARLIER_RUN}{os.getpid()}")
+
+    def _put_back(self, earlier: Path) -> None:
+        """Give the folder back to the earlier run in ``earlier``: what the new run wrote goes, then its entries move back."""
+        if not earlier.name.endswith(MOVING):
+            for entry in self._contents():
+                _remove(entry)
+            earlier = earlier.rename(earlier.with_name(earlier.name + MOVING))
+        for entry in earlier.iterdir():
+            entry.rename(self.path / entry.name)
+        earlier.rmdir()
+
+    def _delete(self, earlier: Path) -> None:
+        """Delete the earlier run in ``earlier``: its outputs, and what the new run has written again; anything
+        else (files of the user's) moves back, as if ``overwrite`` had only deleted the earlier run's outputs."""
+        if not earlier.name.endswith(DELETING):
+            earlier = earlier.rename(earlier.with_name(earlier.name + DELETING))
+        for entry in earlier.iterdir():
+            if entry.name in (*RUN_OUTPUTS, MANIFEST) or (self.path / entry.name).exists():
+                _remove(entry)
+            else:
+                entry.rename(self.path / entry.name)
+        earlier.rmdir()
+
+    def drop_earlier_run(self) -> None:
+        """The new run has truly begun (its first training step is done, or it finished): delete the earlier run."""
+        if self.earlier_run is not None:
+            earlier, self.earlier_run = self.earlier_run, None
+            self._delete(earlier)
+
+    def drop_earlier_run_callback(self) -> Any:
+        """A TrainerCallback that calls :meth:`drop_earlier_run` once the first training step is done."""
+        from transformers import TrainerCallback
+
+        run_dir = self
+
+        class DropEarlierRun(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                run_dir.drop_earlier_run()
+
+        return DropEarlierRun()
+
+    def _recover_earlier_run(self) -> None:
+        """Finish what an ``overwrite`` run killed while it kept an earlier run aside was doing: put that run
+        back (the killed run had not made its first step) or finish deleting it."""
+        for earlier in list(self.path.glob(f"{EARLIER_RUN}*")):
+            try:
+                if earlier.name.endswith(DELETING):
+                    self._delete(earlier)
+                else:
+                    self._put_back(earlier)
+                    warn(f"put back the earlier run in {self.path}, which an --overwrite run that stopped before "
+                         f"its first training step had moved aside (into {earlier.name})")
+            except OSError as error:
+                where = next(self.path.glob(f"{EARLIER_RUN}*"), earlier)  # (renamed on the way)
+                raise RxfError(
+                    f"output_dir {self.path}: the earlier run that a stopped --overwrite run moved aside into "
+                    f"{where} cannot be put back ({error.strerror}: {error.filename}): move what that folder holds "
+                    f"back into {self.path}, then run again"
+                ) from None
+
     # -- ending the claim
 
     def release(self, failed: bool) -> None:
-        """Release the lock; after a failure that wrote nothing, remove what the claim itself created."""
+        """Release the lock; an earlier run still kept aside goes back; after a failure that wrote nothing,
+        remove what the claim itself created."""
+        if self.earlier_run is not None:
+            earlier, self.earlier_run = self.earlier_run, None
+            try:
+                self._put_back(earlier)
+                self.wrote_new_manifest = False  # the manifest there is the earlier run's again
+            except OSError as error:
+                where = next(self.path.glob(f"{EARLIER_RUN}*"), earlier)  # (renamed on the way)
+                warn(f"could not put the earlier run back into {self.path} ({error.strerror}: {error.filename}): it is "
+                     f"in {where}, and the next rxf run on {self.path} puts it back")
         if failed and self.main_process:
             try:
                 leftovers = {child.name for child in self.path.iterdir()} - {LOCK, MANIFEST if self.wrote_new_manifest else ""}
@@ -401,6 +501,14 @@ def make_output_dir(output_dir: str | Path, main_process: bool = True, option: s
     return path, created
 
 
+def _remove(path: Path) -> None:
+    """Delete a file or a folder with everything in it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def remove_empty(created: list[Path]) -> None:
     """Remove the folders :func:`make_output_dir` created (``created``, outermost first), innermost first,
     as long as they are empty: a command that failed before writing anything leaves no folder behind."""
@@ -434,6 +542,7 @@ def claim(output_dir: str | Path, main_process: bool | None = None) -> RunDirect
     if main_process:
         try:
             run_dir.lock()
+            run_dir._recover_earlier_run()
         except BaseException:
             run_dir.release(failed=True)
             raise

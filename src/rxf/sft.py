@@ -177,7 +177,7 @@ def check_causal_lm(model: Any, name: str) -> None:
     if getattr(config, "is_encoder_decoder", False):
         raise RxfError(f"rxf sft trains causal LMs; model {name!r} is an encoder-decoder (use rxf summarize)")
     # RxfSFTTrainer refuses a Mixture-of-Experts router loss (TRL adds it whenever the config has a nonzero
-    # router_aux_loss_coef), but only once it is built, after an overwrite has removed the earlier run: say so here.
+    # router_aux_loss_coef), but only once it is built, after the run has taken over output_dir: say so here.
     text_config = config.get_text_config()
     if hasattr(text_config, "output_router_logits") and getattr(text_config, "router_aux_loss_coef", 0.0):
         raise RxfError(
@@ -216,8 +216,8 @@ def lora_can_adapt(module: Any) -> bool:
 def check_lora_targets(config: SFTConfig, model: Any) -> None:
     """Every entry of ``lora_target_modules`` names layers of ``model`` that LoRA can adapt.
 
-    peft checks this only when the trainer is built, after an ``overwrite`` has removed the earlier
-    run; here it is checked first, with the model's layer names in the message.
+    peft checks this only when the trainer is built, after the run has taken over output_dir; here it
+    is checked first, with the model's layer names in the message.
     """
     targets = config.lora_target_modules
     if not config.lora_r or (isinstance(targets, str) and targets.lower() == "all-linear"):
@@ -248,7 +248,7 @@ def check_lora_targets(config: SFTConfig, model: Any) -> None:
 
 def check_lora_applies(config: SFTConfig, model: Any) -> None:
     """peft's LoRA, as configured, fits ``model``: tried on an empty copy (meta device, no memory) before the run
-    starts, since peft itself only tries when the trainer is built, after an ``overwrite`` removed the earlier run."""
+    starts, since peft itself only tries when the trainer is built, after the run has taken over output_dir."""
     if not config.lora_r:
         return
     import torch
@@ -361,7 +361,8 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
             f"no conversation of {source} keeps an assistant token within max_length={max_length}, so nothing "
             "could be evaluated: raise max_length, or pass an eval_file of shorter conversations"
         )
-    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is moved aside
+    # now, and deleted after the first training step: rxf.rundir).
     data = {"fingerprint": fingerprint_splits({"train": train, "eval": evaluation}), "train_conversations": len(train)}
     fresh = run_dir.start(settings, defaults, data, overwrite=config.overwrite)
     resume_from = None if fresh else newest_sound_checkpoint(out / "checkpoints", run_dir.main_process)
@@ -409,7 +410,7 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
             eval_dataset=eval_data,
             processing_class=tokenizer,
             peft_config=lora_config(config) if config.lora_r else None,
-            callbacks=list(extra_callbacks),
+            callbacks=[run_dir.drop_earlier_run_callback(), *extra_callbacks],
             method=method,
         )
     try:

@@ -570,7 +570,8 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     config = fit_lengths(config, model, tokenizer, decoder_only, training)
-    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is moved aside
+    # now, and deleted after the first training step or at the finish: rxf.rundir).
     from rxf.tasks.base import fingerprint_splits
 
     splits = {**({"train": task.train} if training else {}), split: eval_data}
@@ -600,7 +601,7 @@ def _summarize(config: SummarizationConfig, run_dir, settings: dict, defaults: d
             train_dataset=train_data,
             processing_class=tokenizer,
             data_collator=DataCollatorForSeq2Seq(tokenizer, model=None if decoder_only else model, label_pad_token_id=-100),
-            callbacks=[recorder],
+            callbacks=[recorder, run_dir.drop_earlier_run_callback()],
             method=method,
         )
         began = time.perf_counter()

@@ -257,7 +257,8 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.gradient_accumulation_steps))
     by_steps = config.eval_steps is not None
     checkpoint_dir = out / "checkpoints"
-    # Data and model are ready: from here on the directory holds this run (an overwritten one is removed now).
+    # Data and model are ready: from here on the directory holds this run (an overwritten one is moved aside
+    # now, and deleted after the first training step: rxf.rundir).
     from rxf.tasks.base import fingerprint
 
     data = {"fingerprint": fingerprint(task), "train_examples": len(task.train), "labels": task.label_names}
@@ -325,7 +326,11 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[TrainingHistory(out, title=f"{task.name} · {config.method} · seed {config.seed}"), *extra_callbacks],
+        callbacks=[
+            TrainingHistory(out, title=f"{task.name} · {config.method} · seed {config.seed}"),
+            run_dir.drop_earlier_run_callback(),
+            *extra_callbacks,
+        ],
         method=method,
         on_nonfinite=config.on_nonfinite,
     )

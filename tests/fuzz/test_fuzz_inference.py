@@ -165,12 +165,21 @@ def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_p
         (out / name).write_text(f"OLD {name}\n")
     before = snapshot(out)
     args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", out, "--no-progress"]
-    with full_disk():
+    with full_disk("eval_"):  # the report's files (rxf.rundir.output_folder's write test is another check)
         assert_clean_failure(run_in_process(args), "could not write the eval report", "no space left on device")
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging left
     assert run_in_process(args).returncode == 0
     assert (out / "eval_confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((out / "eval_results.json").read_text())["num_examples"] == 2
+
+
+def test_a_failed_write_leaves_no_empty_output_folder(run_in_process, runs, tmp_path, full_disk):
+    labelled = tmp_path / "ev.csv"
+    labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
+    args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", tmp_path / "new" / "eval", "--no-progress"]
+    with full_disk("eval_"):
+        assert_clean_failure(run_in_process(args), "could not write the eval report", "no space left on device")
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_confusion_matrix_that_cannot_be_drawn_removes_the_earlier_one(run_in_process, runs, tmp_path, monkeypatch):

@@ -210,6 +210,26 @@ def test_overwrite_replaces_a_finished_run(run_in_process, finished_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["seed"] == 7
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert not list(out.glob(".rxf-earlier-run-*"))  # nothing of the earlier run left aside
+
+
+def test_overwrite_stopped_before_its_first_training_step_leaves_the_finished_run_byte_for_byte(
+    run_in_process, finished_run, monkeypatch
+):
+    """Issue s15: --overwrite removed the earlier run at start, so a run that then failed (out of memory
+    at the first step, Ctrl-C, a trainer that refused the model) lost it."""
+    out, args = finished_run
+    before = snapshot(out)
+    interrupted(run_in_process, [*args, "--seed", "7", "--overwrite"], 0, monkeypatch)
+    assert snapshot(out) == before
+
+
+def test_overwrite_lets_the_earlier_run_go_after_the_first_training_step(run_in_process, finished_run, monkeypatch):
+    out, args = finished_run
+    interrupted(run_in_process, [*args, "--seed", "7", "--overwrite"], 2, monkeypatch)
+    assert checkpoints(out) == ["checkpoint-2"] and not (out / "metrics.json").exists()
+    assert not list(out.glob(".rxf-earlier-run-*"))
+    resumes(run_in_process([*args, "--seed", "7"]), "checkpoint-2")  # the new run is the folder's now
 
 
 def test_output_dir_that_is_a_file(run_in_process, tmp_path, tiny_model, tiny_csv):

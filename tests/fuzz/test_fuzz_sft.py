@@ -216,3 +216,18 @@ def test_overwrite_with_what_a_quantized_model_cannot_do_leaves_the_finished_run
     before = snapshot(finished_lora_run)
     assert_clean_failure(run_in_process(sft_args(chat, finished_lora_run, *more, "--overwrite")), *fragments)
     assert snapshot(finished_lora_run) == before
+
+
+def test_overwrite_whose_trainer_refuses_the_model_leaves_the_finished_run(chat, finished_lora_run, run_in_process, monkeypatch):
+    """What rxf cannot check before the run starts (peft refusing a quantized layer type it cannot wrap, when
+    the trainer is built): the earlier run, set aside at the start, is put back byte for byte."""
+    import rxf.trl
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Target module QuantLinear() is not supported.")
+
+    monkeypatch.setattr(rxf.trl.RxfSFTTrainer, "__init__", refuse)
+    before = snapshot(finished_lora_run)
+    result = run_in_process(sft_args(chat, finished_lora_run, "--lora-r", "2", "--seed", "7", "--overwrite"))
+    assert result.returncode != 0 and "QuantLinear" in result.stderr
+    assert snapshot(finished_lora_run) == before

@@ -129,7 +129,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         logits, labels, sets, source = _task_evaluation(predictor, args)
     evaluation = evaluate_logits(logits, labels, predictor.task_type, predictor.label_names, sets)
-    paths = write_evaluation(evaluation, out, "eval", f"{args.model} on {source}", extra={"model": args.model, "data": source})
+    from rxf.rundir import output_folder
+
+    with output_folder(out, "--output-dir"):  # a failed write leaves no empty folder of ours behind
+        paths = write_evaluation(evaluation, out, "eval", f"{args.model} on {source}", extra={"model": args.model, "data": source})
     print(json.dumps({"data": source, "num_examples": evaluation.num_examples, **evaluation.metrics}, indent=2))
     print("wrote " + ", ".join(paths.values()))
     return 0
