@@ -156,13 +156,21 @@ def test_an_output_that_is_a_symbolic_link_is_written_through(run_in_process, ru
     assert link.is_symlink() and target.read_text().splitlines()[0] == "text,prediction,prob_neg,prob_pos"
 
 
-def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, full_disk):
+def labelled_eval_file(tmp_path, earlier_report=False):
+    """A two-row labelled file to evaluate on, and the output folder ``tmp_path/eval`` (holding a made-up
+    earlier report with ``earlier_report``)."""
     labelled = tmp_path / "ev.csv"
     labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
     out = tmp_path / "eval"
-    out.mkdir()
-    for name in ("eval_report.md", "eval_results.json", "eval_confusion_matrix.png"):
-        (out / name).write_text(f"OLD {name}\n")
+    if earlier_report:
+        out.mkdir()
+        for name in ("eval_report.md", "eval_results.json", "eval_confusion_matrix.png"):
+            (out / name).write_text(f"OLD {name}\n")
+    return labelled, out
+
+
+def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_path, full_disk):
+    labelled, out = labelled_eval_file(tmp_path, earlier_report=True)
     before = snapshot(out)
     args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", out, "--no-progress"]
     with full_disk("eval_"):  # the report's files (rxf.rundir.output_folder's write test is another check)
@@ -174,8 +182,7 @@ def test_a_failed_write_keeps_the_earlier_evaluation(run_in_process, runs, tmp_p
 
 
 def test_a_failed_write_leaves_no_empty_output_folder(run_in_process, runs, tmp_path, full_disk):
-    labelled = tmp_path / "ev.csv"
-    labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
+    labelled, _ = labelled_eval_file(tmp_path)
     args = ["evaluate", "--model", runs["run"], "--eval-file", labelled, "--output-dir", tmp_path / "new" / "eval", "--no-progress"]
     with full_disk("eval_"):
         assert_clean_failure(run_in_process(args), "could not write the eval report", "no space left on device")
@@ -185,12 +192,7 @@ def test_a_failed_write_leaves_no_empty_output_folder(run_in_process, runs, tmp_
 def test_a_confusion_matrix_that_cannot_be_drawn_removes_the_earlier_one(run_in_process, runs, tmp_path, monkeypatch):
     from rxf import inference
 
-    labelled = tmp_path / "ev.csv"
-    labelled.write_text("text,label\nthe cat sat good,pos\nthe cat sat bad,neg\n")
-    out = tmp_path / "eval"
-    out.mkdir()
-    for name in ("eval_report.md", "eval_results.json", "eval_confusion_matrix.png"):
-        (out / name).write_text(f"OLD {name}\n")
+    labelled, out = labelled_eval_file(tmp_path, earlier_report=True)
 
     def broken(plt, evaluation, title):
         raise ValueError("cannot draw")
