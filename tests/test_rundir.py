@@ -1,7 +1,10 @@
 """rxf.rundir: one run per run directory (manifest, refusal naming what differs, overwrite, lock)."""
 
+import contextlib
+import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -123,7 +126,7 @@ def test_overwrite_replaces_the_earlier_run_once_the_new_one_has_trained_a_step(
         run_dir.check({**SETTINGS, "seed": 9}, DEFAULTS, overwrite=True)
         assert (out / "metrics.json").exists()  # nothing moved before start()
         assert run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True) is True
-        assert sorted(p.name for p in out.iterdir()) == [f"{rundir.EARLIER_RUN}{os.getpid()}", rundir.LOCK, rundir.MANIFEST]
+        assert sorted(p.name for p in out.iterdir()) == [f"{rundir.EARLIER_RUN}{os.getpid()}", rundir.LOCK, "notes.txt", rundir.MANIFEST]
         new_run_writes(out)
         run_dir.drop_earlier_run()  # the first training step is done
         run_dir.finish()
@@ -143,7 +146,7 @@ def test_overwrite_that_fails_before_its_first_training_step_leaves_the_earlier_
             new_run_writes(out)
             raise failure
     assert snapshot(out) == before
-    assert "kept aside until this run's first training step" in capsys.readouterr().err
+    assert f"kept aside in {rundir.EARLIER_RUN}{os.getpid()} until this run's first training step (or its finish)" in capsys.readouterr().err
 
 
 def test_overwrite_that_cannot_move_the_earlier_run_aside_leaves_it_as_it_was(tmp_path, monkeypatch):
@@ -164,8 +167,9 @@ def test_overwrite_that_cannot_move_the_earlier_run_aside_leaves_it_as_it_was(tm
     assert snapshot(out) == before
 
 
-# A replacing run killed (SIGKILL) at one of three points: after it moved the earlier run aside and wrote,
-# in the middle of moving it aside, in the middle of deleting it after its first training step.
+# A replacing run killed (SIGKILL) at one of four points: after it moved the earlier run aside and wrote,
+# in the middle of moving it aside, in the middle of deleting it after its first training step, and after
+# it marked itself finished but before it let the earlier run go (a run that makes no training step).
 KILLED_OVERWRITE = """
 import os, pathlib, sys
 from rxf import rundir
@@ -185,31 +189,183 @@ def remove(path):
 os.rename = rename
 if point == "while deleting":
     rundir._remove = remove
+if point == "after finishing":
+    rundir.RunDirectory.drop_earlier_run = die
 with rundir.claim(out) as run_dir:
     run_dir.start({"seed": 9}, {}, {"fingerprint": "new"}, overwrite=True)
     (out / "history.jsonl").write_text("new history")
     if point == "while deleting":
         run_dir.drop_earlier_run()
+        run_dir.deletion.join()
+    if point == "after finishing":
+        (out / "metrics.json").write_text("new metrics")
+        run_dir.finish()
     die()
 """
 
 
-@pytest.mark.parametrize("point", ["after moving aside", "while moving aside", "while deleting"])
-def test_overwrite_killed_while_the_earlier_run_is_aside_loses_nothing(tmp_path, capsys, point):
-    out, before = earlier_run(tmp_path)
+def killed_overwrite(out, point):
     killed = subprocess.run([sys.executable, "-c", KILLED_OVERWRITE, str(out), point], capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
     assert list(out.glob(".rxf-earlier-run-*"))  # left aside by the killed run
+
+
+@pytest.mark.parametrize("point", ["after moving aside", "while moving aside", "while deleting", "after finishing"])
+def test_overwrite_killed_while_the_earlier_run_is_aside_loses_nothing(tmp_path, capsys, point):
+    out, before = earlier_run(tmp_path)
+    killed_overwrite(out, point)
     with rundir.claim(out):  # the next run on the folder
         pass
     assert not list(out.glob(".rxf-earlier-run-*"))
-    if point == "while deleting":  # the new run had trained a step: the earlier run's outputs go, the user's file stays
-        assert sorted(p.name for p in out.iterdir()) == ["history.jsonl", "notes.txt", rundir.MANIFEST]
+    if point in ("while deleting", "after finishing"):  # the new run had begun: the earlier run goes, the user's file stays
+        names = ["history.jsonl", "notes.txt", rundir.MANIFEST] + (["metrics.json"] if point == "after finishing" else [])
+        assert sorted(p.name for p in out.iterdir()) == sorted(names)
         assert (out / "history.jsonl").read_text() == "new history"
-        assert json.loads((out / rundir.MANIFEST).read_text())["settings"] == {"seed": 9}
+        manifest = json.loads((out / rundir.MANIFEST).read_text())
+        assert manifest["settings"] == {"seed": 9}
+        assert manifest["status"] == ("finished" if point == "after finishing" else "running")
     else:
         assert snapshot(out) == before
         assert "put back the earlier run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("point", ["after moving aside", "while moving aside", "while deleting", "after finishing"])
+def test_is_finished_reads_the_run_the_next_claim_leaves(tmp_path, point):
+    """rxf probe asks before it trains a stage again: a finished stage whose --overwrite rerun was killed
+    before its first step is still finished (that claim puts it back), so the rerun passes overwrite again."""
+    out, _ = earlier_run(tmp_path)
+    killed_overwrite(out, point)
+    coming_back = point in ("after moving aside", "while moving aside")
+    assert rundir.is_finished(out) == (coming_back or point == "after finishing")
+    with rundir.claim(out) as run_dir:
+        run_dir.check({"seed": 9}, {}, overwrite=rundir.is_finished(out))  # as rxf probe does: not refused
+    assert rundir.is_finished(out) == (coming_back or point == "after finishing")
+
+
+def failing_remove(monkeypatch, name):
+    """``rundir._remove`` fails on ``name`` as on NFS when another process holds a file open in it."""
+    real_remove = rundir._remove
+
+    def remove(path):
+        if path.name == name:
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path / ".nfs0001"))
+        return real_remove(path)
+
+    monkeypatch.setattr(rundir, "_remove", remove)
+
+
+def test_a_replaced_run_that_cannot_be_deleted_is_a_warning_and_the_new_run_goes_on(tmp_path, monkeypatch, capsys):
+    out, _ = earlier_run(tmp_path)
+    failing_remove(monkeypatch, "checkpoints")
+    with rundir.claim(out) as run_dir:
+        run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+        new_run_writes(out)
+        run_dir.drop_earlier_run()  # the first training step is done
+        (out / "metrics.json").write_text("new metrics")
+        run_dir.finish()
+    deleting = out / f"{rundir.EARLIER_RUN}{os.getpid()}{rundir.DELETING}"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "could not delete" in line]
+    assert warnings == [f"rxf: warning: could not delete the replaced run kept in {deleting} (Directory not empty: "
+                        f"{deleting}/checkpoints/.nfs0001): delete that folder yourself"]
+    assert json.loads((out / rundir.MANIFEST).read_text())["status"] == "finished"
+    # The next claim tries again: a warning, not an error; once it can, the folder goes.
+    with rundir.claim(out) as run_dir:
+        run_dir.check({**SETTINGS, "seed": 9}, DEFAULTS, overwrite=True)
+    assert "could not delete the replaced run" in capsys.readouterr().err and deleting.is_dir()
+    monkeypatch.undo()
+    with rundir.claim(out):
+        pass
+    assert not deleting.exists() and (out / "metrics.json").read_text() == "new metrics"
+
+
+def test_a_run_stopped_while_the_replaced_run_is_deleted_deletes_it_to_the_end(tmp_path):
+    out, _ = earlier_run(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+            new_run_writes(out)
+            run_dir.drop_earlier_run()
+            raise KeyboardInterrupt
+    assert not list(out.glob(".rxf-earlier-run-*"))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "history.jsonl", "notes.txt", rundir.MANIFEST]
+
+
+@pytest.mark.parametrize("new_run", ["trains", "fails before its first step"])
+def test_overwrite_moves_only_what_a_run_writes(tmp_path, new_run):
+    """Another run's folder inside the output_dir, and files written there while the new run loads, stay."""
+    out, _ = earlier_run(tmp_path)
+    (out / "predictions-test.jsonl").write_text("old predictions")
+    inner = rundir.claim(out / "ablation")  # another run, in progress, in a folder inside
+    inner.start({"seed": 5}, {}, {"fingerprint": "inner"}, overwrite=False)
+    (out / "ablation" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    with pytest.raises(RuntimeError) if new_run != "trains" else contextlib.nullcontext():
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+            assert not (out / "predictions-test.jsonl").exists() and (out / "ablation" / rundir.LOCK).exists()
+            (out / "ablation" / "checkpoints" / "checkpoint-2").mkdir()  # while the new run loads
+            (out / "eval-dev").mkdir()
+            (out / "eval-dev" / "eval_report.md").write_text("an rxf evaluate report")
+            if new_run != "trains":
+                raise RuntimeError("out of memory at step 1")
+            run_dir.drop_earlier_run()
+            run_dir.finish()
+    inner.release(failed=False)
+    assert sorted(str(p.relative_to(out / "ablation")) for p in (out / "ablation").rglob("*")) == [
+        "checkpoints", "checkpoints/checkpoint-1", "checkpoints/checkpoint-2", rundir.MANIFEST]
+    assert (out / "eval-dev" / "eval_report.md").is_file() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "predictions-test.jsonl").exists() == (new_run != "trains")
+
+
+def test_overwrite_refuses_a_run_output_that_links_to_something_and_keeps_a_link_to_an_empty_folder(tmp_path):
+    out, _ = earlier_run(tmp_path)
+    big = tmp_path / "bigger-disk"
+    (out / "checkpoints").rename(big)
+    (out / "checkpoints").symlink_to(big)  # the checkpoints on a bigger disk, linked in
+    before = snapshot(out)
+    with pytest.raises(RxfError, match=f"checkpoints is a symbolic link to {big}, .*: empty {big} yourself .the link can stay"):
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+    assert snapshot(out) == before and (big / "checkpoint-4").is_dir()
+    # Emptied, the link stays where it is; a new run that stops before its first step leaves the folder empty.
+    rundir._remove(big / "checkpoint-4")
+    with pytest.raises(RuntimeError):
+        with rundir.claim(out) as run_dir:
+            run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+            (out / "checkpoints" / "checkpoint-1").mkdir()
+            raise RuntimeError("out of memory")
+    assert (out / "checkpoints").is_symlink() and list(big.iterdir()) == []
+    assert json.loads((out / rundir.MANIFEST).read_text())["settings"] == SETTINGS
+    with rundir.claim(out) as run_dir:
+        run_dir.start({**SETTINGS, "seed": 9}, DEFAULTS, DATA, overwrite=True)
+        (out / "checkpoints" / "checkpoint-1").mkdir()
+        run_dir.drop_earlier_run()
+    assert (out / "checkpoints").is_symlink() and [p.name for p in big.iterdir()] == ["checkpoint-1"]
+
+
+# The SIGTERM handler of rxf.cli around a replacing run that is still loading.
+TERMINATED_OVERWRITE = """
+import pathlib, sys, time
+from rxf import cli, rundir
+
+out = pathlib.Path(sys.argv[1])
+try:
+    with cli.sigterm_stops_like_ctrl_c(), rundir.claim(out) as run_dir:
+        run_dir.start({"seed": 9}, {}, {"fingerprint": "new"}, overwrite=True)
+        (out / "history.jsonl").write_text("new history")
+        print("loading", flush=True)
+        time.sleep(60)
+except cli.Terminated:
+    sys.exit(143)
+"""
+
+
+def test_sigterm_before_the_first_training_step_puts_the_earlier_run_back(tmp_path):
+    out, before = earlier_run(tmp_path)
+    run = subprocess.Popen([sys.executable, "-c", TERMINATED_OVERWRITE, str(out)], stdout=subprocess.PIPE, text=True)
+    assert run.stdout.readline() == "loading\n"
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=30) == 143
+    assert snapshot(out) == before
 
 
 def test_outputs_without_a_manifest_are_refused(tmp_path):

@@ -4,6 +4,8 @@
     rxf methods
 
 A verb's mistakes (RxfError) end with a one-line message and exit status 2, never a traceback.
+SIGTERM (``kill``, SLURM's time limit, a launcher stopping its ranks) stops a verb as Ctrl-C does, so
+what it holds is released on the way out (rxf.rundir: the lock, an earlier run kept aside by --overwrite).
 To add a verb, write ``rxf/commands/<verb>.py`` with ``add_parser(subparsers)`` and list it in
 COMMANDS.
 """
@@ -13,8 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from rxf.errors import RxfError
 
@@ -60,14 +65,40 @@ def _below_error(record: logging.LogRecord) -> bool:
     return record.levelno < logging.ERROR
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
+
+
+@contextmanager
+def sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), so that ``finally`` and ``with`` blocks
+    run on the way out; the earlier handler is back afterwards. (Only the main thread may set one.)"""
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    earlier = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
-        return args.handler(args)
+        with sigterm_stops_like_ctrl_c():
+            return args.handler(args)
     except RxfError as error:
         print(f"rxf: error: {' '.join(str(error).splitlines())}", file=sys.stderr)  # one line, whatever the message
         return 2
+    except Terminated:
+        print("rxf: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("rxf: interrupted", file=sys.stderr)
         return 130

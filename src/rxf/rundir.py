@@ -20,15 +20,20 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    ``overwrite`` replaces the earlier run instead of refusing; see 4.
 3. :meth:`RunDirectory.finish` marks the manifest finished once the results are written.
 4. **Overwrite keeps the earlier run until the new one has truly begun.** :meth:`RunDirectory.start`
-   (once the new run's data and model have loaded) moves everything the folder holds, but the lock,
-   into the hidden folder ``.rxf-earlier-run-<pid>`` inside it: renames, so no copy and no extra
-   disk. The new run's first training step (:meth:`RunDirectory.drop_earlier_run`, called by a
-   trainer callback) or its finish deletes the earlier run's outputs there and moves anything else
-   back (files of the user's, which the new run has not rewritten). A run that ends before that
-   point, by an error or Ctrl-C, gets the earlier run back as it was; after a crash (SIGKILL,
-   power loss) the next claim of the folder does it. While entries move, the hidden folder's name
-   ends in ``.moving`` (the folder then holds nothing of the new run), and while the earlier run is
-   deleted in ``.deleting``, so a crash at any point is finished the right way.
+   (once the new run's data and model have loaded) moves what a run writes (``RUN_FILES``; nothing
+   else the folder holds) into the hidden folder ``.rxf-earlier-run-<pid>`` inside it, by renames.
+   Once the new run's first training step is done (:meth:`RunDirectory.drop_earlier_run`, called by
+   a trainer callback), or at its finish for a run that makes no step, that folder is renamed
+   ``.deleting`` (from then on the earlier run is gone for good) and deleted in a background thread,
+   so a slow file system does not hold up training; :meth:`RunDirectory.release` waits for it. A
+   failed delete is a warning naming the folder, never an error of the new run. A run that ends
+   before its first step, by an error, Ctrl-C or SIGTERM (rxf.cli), gets the earlier run back as it
+   was. After a SIGKILL or a power loss the next :func:`claim` of the folder (``rxf train``, ``sft``,
+   ``summarize``, and the verbs that run them) does it, or finishes the delete if the new run had
+   begun or finished; until then :func:`settled_folder` says where the run that claim will leave
+   is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
+   nothing of the new run), so a crash at any point is finished the right way. A run output that is
+   a symbolic link is not moved: one to an empty folder stays in place, any other is refused.
 
 A run that fails before writing anything leaves no trace: the folders it created and the
 manifest it wrote are removed again, and the lock is always released.
@@ -41,12 +46,14 @@ run". Only the main process of a multi-process launch takes the lock and writes 
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import json
 import os
 import re
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,8 +64,14 @@ from rxf.errors import RxfError
 
 MANIFEST = "run.json"
 LOCK = ".rxf.lock"
-# What a run writes whose presence says that a run happened here; `overwrite` deletes these.
+# What a run writes whose presence says that a run happened here (without a manifest: refused).
 RUN_OUTPUTS = ("checkpoints", "model", "adapter", "merged", "metrics.json")
+# Everything a run writes into its output_dir (rxf train, sft, summarize, and a probe stage's encoder/):
+# all that `overwrite` moves aside, puts back or deletes; anything else there is left alone.
+RUN_FILES = (
+    *RUN_OUTPUTS, MANIFEST, "config.yaml", "history.jsonl", "history.png", "tensorboard", "dev_report.md",
+    "dev_confusion_matrix.png", "predictions-*.jsonl", "encoder",
+)
 # Where `overwrite` keeps the earlier run (inside output_dir, + the pid), and the suffixes it has while
 # its entries move (in either direction) and while it is deleted (module docstring, 4).
 EARLIER_RUN = ".rxf-earlier-run-"
@@ -198,7 +211,8 @@ class RunDirectory:
         self.locked = False
         self.manifest: dict[str, Any] | None = None  # as found on disk, or as written
         self.wrote_new_manifest = False
-        self.earlier_run: Path | None = None  # where `overwrite` keeps the earlier run until the new one begins
+        self.earlier_run: Path | None = None  # where `overwrite` keeps the earlier run until it is deleted
+        self.deletion: threading.Thread | None = None  # deleting it (drop_earlier_run)
 
     @property
     def manifest_path(self) -> Path:
@@ -340,10 +354,11 @@ class RunDirectory:
             return False
         if overwrite and (manifest is not None or self._outputs()):
             replaced = ", ".join(self._outputs()) or MANIFEST
-            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced}); it is kept aside until this run's first training step")
+            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced}); it is kept aside in "
+                 f"{EARLIER_RUN}{os.getpid()} until this run's first training step (or its finish)")
             try:
                 self._set_aside_earlier_run()
-            except OSError as error:  # e.g. a mount point inside: what moved goes back on release
+            except OSError as error:  # e.g. a mount point, or no rename on a FUSE mount: what moved goes back on release
                 raise RxfError(
                     f"output_dir {self.path}: --overwrite cannot move the earlier run aside ({error.strerror}: "
                     f"{error.filename}), so it is left as it was: remove it yourself, or choose another output_dir"
@@ -374,46 +389,71 @@ class RunDirectory:
 
     # -- the earlier run, kept aside by `overwrite` (module docstring, 4)
 
-    def _contents(self) -> list[Path]:
-        """What the folder holds, but the lock and an earlier run kept aside."""
-        return [entry for entry in self.path.iterdir() if entry.name != LOCK and not entry.name.startswith(EARLIER_RUN)]
+    def _run_files(self) -> list[Path]:
+        """The entries of the folder that a run writes (``RUN_FILES``)."""
+        return [entry for entry in self.path.iterdir() if is_run_file(entry.name)]
 
     def _set_aside_earlier_run(self) -> None:
-        """Move everything the folder holds into ``.rxf-earlier-run-<pid>`` (named ``.moving`` until all is in)."""
+        """Move the earlier run's files into ``.rxf-earlier-run-<pid>`` (named ``.moving`` until all are in).
+        A symbolic link stays: one to an empty folder holds nothing of the earlier run; any other is refused."""
+        run_files = self._run_files()
+        for entry in run_files:
+            if entry.is_symlink() and not _empty_folder(entry):
+                target = os.readlink(entry)
+                advice = f"empty {target} yourself (the link can stay)" if entry.is_dir() else "remove the link yourself"
+                raise RxfError(
+                    f"output_dir {self.path}: {entry.name} is a symbolic link to {target}, and --overwrite does not "
+                    f"delete through a link: {advice}, or choose another output_dir"
+                )
         moving = self.path / f"{EARLIER_RUN}{os.getpid()}{MOVING}"
         moving.mkdir()
         self.earlier_run = moving
-        for entry in self._contents():
-            entry.rename(moving / entry.name)
+        for entry in run_files:
+            if not entry.is_symlink():
+                entry.rename(moving / entry.name)
         self.earlier_run = moving.rename(self.path / f"{EARLIER_RUN}{os.getpid()}")
 
     def _put_back(self, earlier: Path) -> None:
-        """Give the folder back to the earlier run in ``earlier``: what the new run wrote goes, then its entries move back."""
+        """Give the folder back to the earlier run in ``earlier``: what the new run wrote goes (what it wrote
+        into a linked folder too, which was empty), then the earlier run's files move back."""
         if not earlier.name.endswith(MOVING):
-            for entry in self._contents():
-                _remove(entry)
+            for entry in self._run_files():
+                for written in entry.iterdir() if entry.is_symlink() and entry.is_dir() else [entry]:
+                    _remove(written)
             earlier = earlier.rename(earlier.with_name(earlier.name + MOVING))
         for entry in earlier.iterdir():
             entry.rename(self.path / entry.name)
         earlier.rmdir()
 
     def _delete(self, earlier: Path) -> None:
-        """Delete the earlier run in ``earlier``: its outputs, and what the new run has written again; anything
-        else (files of the user's) moves back, as if ``overwrite`` had only deleted the earlier run's outputs."""
-        if not earlier.name.endswith(DELETING):
-            earlier = earlier.rename(earlier.with_name(earlier.name + DELETING))
-        for entry in earlier.iterdir():
-            if entry.name in (*RUN_OUTPUTS, MANIFEST) or (self.path / entry.name).exists():
-                _remove(entry)
-            else:
-                entry.rename(self.path / entry.name)
-        earlier.rmdir()
+        """Delete the earlier run in ``earlier``, renamed ``.deleting`` first (from then on it cannot come back).
+        Only a warning when that fails: the folder belongs to the new run, which goes on."""
+        try:
+            if not earlier.name.endswith(DELETING):
+                earlier = earlier.rename(earlier.with_name(earlier.name + DELETING))
+            for entry in earlier.iterdir():
+                if is_run_file(entry.name):
+                    _remove(entry)
+            earlier.rmdir()
+        except OSError as error:
+            warn(f"could not delete the replaced run kept in {earlier} ({error.strerror}: {error.filename}): "
+                 "delete that folder yourself")
 
     def drop_earlier_run(self) -> None:
-        """The new run has truly begun (its first training step is done, or it finished): delete the earlier run."""
-        if self.earlier_run is not None:
-            earlier, self.earlier_run = self.earlier_run, None
-            self._delete(earlier)
+        """The new run has truly begun (its first training step is done, or it finished): delete the earlier
+        run. The rename to ``.deleting`` decides it; the files go in a thread, so that deleting many GB on a
+        slow file system does not hold up this rank while the others wait for it; :meth:`release` waits."""
+        if self.earlier_run is None or self.earlier_run.name.endswith(DELETING):
+            return
+        try:
+            self.earlier_run = self.earlier_run.rename(self.earlier_run.with_name(self.earlier_run.name + DELETING))
+        except OSError:
+            self._delete(self.earlier_run)  # tries that rename again, and warns
+            self.earlier_run = None
+            return
+        deletion = threading.Thread(target=self._delete, args=(self.earlier_run,), daemon=True)
+        deletion.start()
+        self.deletion = deletion
 
     def drop_earlier_run_callback(self) -> Any:
         """A TrainerCallback that calls :meth:`drop_earlier_run` once the first training step is done."""
@@ -428,38 +468,45 @@ class RunDirectory:
         return DropEarlierRun()
 
     def _recover_earlier_run(self) -> None:
-        """Finish what an ``overwrite`` run killed while it kept an earlier run aside was doing: put that run
-        back (the killed run had not made its first step) or finish deleting it."""
-        for earlier in list(self.path.glob(f"{EARLIER_RUN}*")):
+        """Finish what an ``overwrite`` run that stopped while it kept an earlier run aside was doing: put that
+        run back (the stopped run had not made its first step) or delete it (:func:`_comes_back`)."""
+        for earlier in sorted(self.path.glob(f"{EARLIER_RUN}*")):
+            if not _comes_back(self.path, earlier):
+                self._delete(earlier)
+                continue
             try:
-                if earlier.name.endswith(DELETING):
-                    self._delete(earlier)
-                else:
-                    self._put_back(earlier)
-                    warn(f"put back the earlier run in {self.path}, which an --overwrite run that stopped before "
-                         f"its first training step had moved aside (into {earlier.name})")
+                self._put_back(earlier)
             except OSError as error:
                 where = next(self.path.glob(f"{EARLIER_RUN}*"), earlier)  # (renamed on the way)
+                written = [] if where.name.endswith(MOVING) else [entry.name for entry in self._run_files()]
+                first = f"delete {', '.join(written)} (the stopped run's), then " if written else ""
                 raise RxfError(
                     f"output_dir {self.path}: the earlier run that a stopped --overwrite run moved aside into "
-                    f"{where} cannot be put back ({error.strerror}: {error.filename}): move what that folder holds "
-                    f"back into {self.path}, then run again"
+                    f"{where} cannot be put back ({error.strerror}: {error.filename}): {first}move what that "
+                    f"folder holds back into {self.path}, then run again"
                 ) from None
+            warn(f"put back the earlier run in {self.path}, which an --overwrite run that stopped before "
+                 f"its first training step had moved aside (into {earlier.name})")
 
     # -- ending the claim
 
     def release(self, failed: bool) -> None:
-        """Release the lock; an earlier run still kept aside goes back; after a failure that wrote nothing,
-        remove what the claim itself created."""
+        """Release the lock; an earlier run still kept aside goes back, one being deleted is deleted to the end;
+        after a failure that wrote nothing, remove what the claim itself created."""
         if self.earlier_run is not None:
-            earlier, self.earlier_run = self.earlier_run, None
-            try:
-                self._put_back(earlier)
-                self.wrote_new_manifest = False  # the manifest there is the earlier run's again
-            except OSError as error:
-                where = next(self.path.glob(f"{EARLIER_RUN}*"), earlier)  # (renamed on the way)
-                warn(f"could not put the earlier run back into {self.path} ({error.strerror}: {error.filename}): it is "
-                     f"in {where}, and the next rxf run on {self.path} puts it back")
+            if self.deletion is not None:
+                self.deletion.join()
+            elif self.earlier_run.name.endswith(DELETING):  # stopped between the rename and the thread's start
+                self._delete(self.earlier_run)
+            else:
+                try:
+                    self._put_back(self.earlier_run)
+                    self.wrote_new_manifest = False  # the manifest there is the earlier run's again
+                except OSError as error:
+                    where = next(self.path.glob(f"{EARLIER_RUN}*"), self.earlier_run)  # (renamed on the way)
+                    warn(f"could not put the earlier run back into {self.path} ({error.strerror}: {error.filename}): "
+                         f"it is in {where}, and the next rxf train, sft or summarize on {self.path} puts it back")
+            self.earlier_run = None
         if failed and self.main_process:
             try:
                 leftovers = {child.name for child in self.path.iterdir()} - {LOCK, MANIFEST if self.wrote_new_manifest else ""}
@@ -499,6 +546,42 @@ def make_output_dir(output_dir: str | Path, main_process: bool = True, option: s
         cause, hint = write_cause(error, path)
         raise RxfError(f"{option} {path} cannot be written: {cause}: {hint}") from None
     return path, created
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` in a run's output_dir is something a run writes (``RUN_FILES``)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _says_finished(manifest: Path) -> bool:
+    try:
+        return json.loads(manifest.read_text()).get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _comes_back(output_dir: Path, earlier: Path) -> bool:
+    """Whether the next claim of ``output_dir`` puts back the earlier run kept in ``earlier`` (else deletes it):
+    yes unless the run that replaced it had begun (``.deleting``) or finished (killed before it deleted it)."""
+    if earlier.name.endswith(DELETING):
+        return False
+    if earlier.name.endswith(MOVING):  # moving in or out: the new run had not even written its manifest
+        return True
+    return not _says_finished(output_dir / MANIFEST)
+
+
+def settled_folder(output_dir: str | Path) -> Path:
+    """Where the run that the next claim of ``output_dir`` will leave there is now: ``output_dir``, or the
+    hidden folder of an earlier run that a stopped ``overwrite`` run left aside and that claim puts back."""
+    path = Path(output_dir)
+    for earlier in path.glob(f"{EARLIER_RUN}*"):
+        if _comes_back(path, earlier) and (earlier / MANIFEST).exists():
+            return earlier
+    return path
 
 
 def _remove(path: Path) -> None:
@@ -565,9 +648,5 @@ def overwrite_said_as(advice: str) -> Iterator[None]:
 
 
 def is_finished(output_dir: str | Path) -> bool:
-    """Whether ``output_dir`` holds a finished run (its manifest says so)."""
-    path = Path(output_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text()).get("status") == "finished"
-    except (OSError, ValueError, AttributeError):
-        return False
+    """Whether ``output_dir`` holds a finished run (its manifest says so), as the next claim will leave it."""
+    return _says_finished(settled_folder(output_dir) / MANIFEST)

@@ -190,16 +190,17 @@ def _finished(run_dir: Path, run: Any, data_fingerprint: Callable[[], str]) -> d
 
     A finished run of the same settings on other data (the data files changed) is refused, unless
     ``train_options.overwrite`` asks to train it again."""
-    from rxf.rundir import MANIFEST, differences, is_finished
+    from rxf.rundir import MANIFEST, differences, is_finished, settled_folder
     from rxf.train import run_settings
 
-    path = run_dir / "metrics.json"
+    folder = settled_folder(run_dir)  # the run as rxf train will find it (an --overwrite run stopped early: the earlier one)
+    path = folder / "metrics.json"
     if not path.is_file() or not is_finished(run_dir):
         return None
     settings, defaults = run_settings(run)
-    manifest = read_json(run_dir / MANIFEST, "run manifest", "delete that run folder to redo the run")
+    manifest = read_json(folder / MANIFEST, "run manifest", "delete that run folder to redo the run")
     if not isinstance(manifest, dict):
-        raise RxfError(f"run manifest {run_dir / MANIFEST}: expected a JSON object: delete that run folder to redo the run")
+        raise RxfError(f"run manifest {folder / MANIFEST}: expected a JSON object: delete that run folder to redo the run")
     before = manifest.get("settings")
     if not isinstance(before, dict) or differences(before, settings, defaults):
         return None
