@@ -211,6 +211,8 @@ def test_replace_files_when_a_rename_fails_the_files_before_it_are_new_and_the_r
     assert raised.value.errno == errno.EIO
     assert [path.read_text() for path in files] == ["new a.csv", "old b.md", "old c.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.md", "c.json"]  # no temporary file left
+
+
 def test_replace_files_removes_an_earlier_file_that_this_write_does_not_have(tmp_path):
     report, figure = tmp_path / "report.md", tmp_path / "figure.png"
     report.write_text("old report")
@@ -276,7 +278,7 @@ def test_check_writable_checks_a_link_where_it_points(tmp_path, monkeypatch):
     assert f"and {tmp_path}/gone does not exist" in message(io.check_writable, tmp_path / "dangling-dir", "--out", True)
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "data" and real_access(path, mode))
-    assert f"{tmp_path}/data is not writable" in message(io.check_writable, tmp_path / "link.csv", "--out")
+    assert f"{tmp_path}/data is not writable (permission denied or read-only): choose another --out" in message(io.check_writable, tmp_path / "link.csv", "--out")
 
 
 @pytest.mark.parametrize(
@@ -308,4 +310,4 @@ def test_check_writable_passes_what_can_be_written_and_creates_nothing(tmp_path)
 def test_check_writable_refuses_a_folder_it_cannot_write_into(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert "is not writable" in message(io.check_writable, locked / "x.csv", "--out")
+    assert message(io.check_writable, locked / "x.csv", "--out").endswith("is not writable (permission denied or read-only): choose another --out")

@@ -262,6 +262,16 @@ def test_the_output_directory_belongs_to_one_run(tiny_dirs, tmp_path):
     assert again["final"]["rougeL"] == first["final"]["rougeL"] and again["seed"] == first["seed"]
 
 
+def test_a_folder_where_a_result_file_goes_is_named_as_the_output_dirs(tmp_path):
+    from rxf.summarization import _check_result_paths
+
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(RxfError) as raised:
+        _check_result_paths(tmp_path, "validation", SummarizationConfig(model="x", task=None))
+    assert str(raised.value) == (f"output_dir's metrics.json {tmp_path}/metrics.json is a folder, not a file: "
+                                 "choose another output_dir, or move that folder away")
+
+
 def test_lengths_are_fitted_to_the_position_table(tiny_dirs, tmp_path, capsys):
     from rxf.models import load_generation_model
     from rxf.summarization import fit_lengths

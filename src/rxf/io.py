@@ -315,21 +315,23 @@ def write_cause(error: BaseException, folder: str | Path) -> tuple[str, str]:
     return f"{type(error).__name__}: {first}", "check the disk"
 
 
-def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+def check_writable(path: str | Path, option: str, folder: bool = False, what: str | None = None) -> Path:
     """``path`` as a Path, if a file (a folder with ``folder``) can be written there; checked before any
-    work, for outputs written late. An RxfError naming ``option`` when a folder is where the file goes (or
+    work, for outputs written late. ``what`` names ``path`` in messages (default: ``option``, the setting to
+    change: a file the run names inside an output_dir is "output_dir's metrics.json"). An RxfError when a folder is where the file goes (or
     a file where the folder goes), a file is where one of its folders goes, or the nearest folder that
     exists is not writable. Missing folders are not created here. A symbolic link is checked where it
     points, as :func:`replace_files` writes through it; a dangling one must point into a folder that exists."""
     path = Path(path).expanduser()
+    what = what or option
     wanted, found = ("folder", "file") if folder else ("file", "folder")
     if path.exists() and path.is_dir() != folder:
-        raise RxfError(f"{option} {path} is a {found}, not a {wanted}: choose another {option}, or move that {found} away")
+        raise RxfError(f"{what} {path} is a {found}, not a {wanted}: choose another {option}, or move that {found} away")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     needed = target if folder else target.parent
     if path.is_symlink() and not path.exists() and not needed.is_dir():
         raise RxfError(
-            f"{option} {path} is a symbolic link to {target}, and {needed} does not exist: "
+            f"{what} {path} is a symbolic link to {target}, and {needed} does not exist: "
             f"create that folder, or choose another {option}"
         )
     existing = target if target.is_dir() else target.parent
@@ -337,11 +339,14 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise RxfError(
-            f"{option} {path} cannot be created: {existing} is a file, not a folder: "
+            f"{what} {path} cannot be created: {existing} is a file, not a folder: "
             f"choose another {option}, or move that file away"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise RxfError(f"{option} {path} cannot be written: {existing} is not writable (permission denied or read-only)")
+        raise RxfError(
+            f"{what} {path} cannot be written: {existing} is not writable (permission denied or read-only): "
+            f"choose another {option}"
+        )
     return path
 
 

@@ -675,7 +675,7 @@ def _check_result_paths(out: Path, split: str, config: SummarizationConfig) -> N
     """Refuse, before any training, a result path that a folder (or a file) is in the way of (replace_files
     would refuse it too, but only once the run has trained)."""
     for path, kind in _result_paths(out, split, config).items():
-        check_writable(path, "output_dir", folder=kind == "folder")
+        check_writable(path, "output_dir", folder=kind == "folder", what=f"output_dir's {path.name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ def test_report_names_what_is_not_a_run(tmp_path, capsys):
     (tmp_path / "bad" / "metrics.json").write_text('{"loss": 1}')
     assert main(["report", "--runs", str(tmp_path / "bad")]) == 2
     assert "not the metrics.json of an rxf train run" in capsys.readouterr().err
+    # A train output_dir whose run --overwrite was moving aside when it crashed: the hidden folder is no run.
+    train_output(tmp_path / "moving" / ".rxf-earlier-run-7.moving", "glue/rte", "r3f", 1, [0.6], 0.5)
+    assert main(["report", "--runs", str(tmp_path / "moving")]) == 2
+    assert "holds no runs" in capsys.readouterr().err
 
 
 def test_report_over_real_train_runs(trained_runs, tmp_path, capsys):

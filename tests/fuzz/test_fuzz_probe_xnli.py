@@ -265,6 +265,10 @@ def test_probe_cache_dir_that_is_a_file_is_one_line(probe_done, run_in_process, 
     similarity = ["probe", "similarity", probe_done["model"], "--reference", probe_done["model"], "--task", "glue/sst2",
                   "--data-dir", probe_done["glue"], "--samples", "8", "--cache-dir", cache]
     assert_clean_failure(run_in_process(similarity), "--cache-dir", "not a folder")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "feature_cache").write_text("x")  # the default cache, of a user who gave no --cache-dir
+    args = [*probe_done["args"], "--output-dir", tmp_path / "out"]
+    assert_clean_failure(run_in_process(args), f"output_dir's feature_cache {tmp_path}/out/feature_cache is a file")
 
 
 def test_probe_that_fails_before_writing_anything_leaves_no_output_folder(probe_done, run_in_process, tmp_path):

@@ -290,7 +290,8 @@ def load_runs(runs: str | list[str]) -> dict[Path, dict[str, Any]]:
             raise RxfError(f"--runs {folder} is a file: pass the folder that holds it (a sweep's or an rxf train run's output_dir)")
         if not folder.is_dir():
             raise RxfError(f"runs folder {folder} does not exist: pass a sweep's or an rxf train run's output_dir")
-        train_runs = sorted(p.parent for p in folder.glob("*/metrics.json"))
+        # (not a hidden folder: an earlier run that --overwrite keeps aside, rxf.rundir)
+        train_runs = sorted(p.parent for p in folder.glob("*/metrics.json") if not p.parent.name.startswith("."))
         if (folder / "metrics.json").is_file():
             files, read = [folder / "metrics.json"], lambda path: train_run_record(path.parent)
         elif (folder / "records").is_dir() or any(folder.glob("*.json")):

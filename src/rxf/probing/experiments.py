@@ -225,7 +225,10 @@ class ProbeSession:
         self.command = command
         self.out, self.created = make_output_dir(config.output_dir)
         try:
-            self.extractor = FeatureExtractor(config.features, config.cache_dir or self.out / "feature_cache")
+            if config.cache_dir:
+                self.extractor = FeatureExtractor(config.features, config.cache_dir)
+            else:
+                self.extractor = FeatureExtractor(config.features, self.out / "feature_cache", "output_dir", "output_dir's feature_cache")
         except BaseException:
             remove_empty(self.created)  # a refused --cache-dir leaves no output folder behind either
             raise

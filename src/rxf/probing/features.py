@@ -156,9 +156,10 @@ class FeatureExtractor:
     One encoder is kept loaded at a time: experiments encode several splits of one checkpoint in a row.
     """
 
-    def __init__(self, config: FeatureConfig, cache_dir: str | Path | None = None):
+    def __init__(self, config: FeatureConfig, cache_dir: str | Path | None = None, option: str = "--cache-dir", what: str | None = None):
+        """``option`` (and ``what``, see :func:`rxf.io.check_writable`) name ``cache_dir`` in a refusal."""
         self.config = config
-        self.cache_dir = check_writable(cache_dir, "--cache-dir", folder=True) if cache_dir is not None else None
+        self.cache_dir = check_writable(cache_dir, option, folder=True, what=what) if cache_dir is not None else None
         self._loaded: tuple[str, nn.Module, Any] | None = None
         self.hits = 0
         self.misses = 0
