@@ -354,8 +354,6 @@ class RunDirectory:
             return False
         if overwrite and (manifest is not None or self._outputs()):
             replaced = ", ".join(self._outputs()) or MANIFEST
-            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced}); it is kept aside in "
-                 f"{EARLIER_RUN}{os.getpid()} until this run's first training step (or its finish)")
             try:
                 self._set_aside_earlier_run()
             except OSError as error:  # e.g. a mount point, or no rename on a FUSE mount: what moved goes back on release
@@ -363,6 +361,8 @@ class RunDirectory:
                     f"output_dir {self.path}: --overwrite cannot move the earlier run aside ({error.strerror}: "
                     f"{error.filename}), so it is left as it was: remove it yourself, or choose another output_dir"
                 ) from None
+            warn(f"overwrite: replacing the earlier run in {self.path} ({replaced}); it is kept aside in "
+                 f"{self.earlier_run.name} until this run's first training step (or its finish)")
         self.manifest = {
             "status": "running",
             "started": _now(),
