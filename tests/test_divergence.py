@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
+from rxf import RxfError
 from rxf.divergence import js_divergence, squared_error, symmetric_bernoulli_kl, symmetric_kl
+from rxf.vocab_losses import chunked_symmetric_kl
 
 
 def kl_by_definition(p_logits, q_logits):
@@ -69,3 +72,38 @@ def test_empty_selection_is_zero_not_nan():
     p = torch.randn(2, 3, 5)
     mask = torch.zeros(2, 3, dtype=torch.bool)
     assert symmetric_kl(p, p + 1, mask).item() == 0.0
+
+
+@pytest.mark.parametrize("divergence", [symmetric_kl, js_divergence, symmetric_bernoulli_kl])
+@pytest.mark.parametrize("shapes", [((4, 3), (1, 3)), ((2, 6, 3), (6, 2, 3))])
+def test_logit_shapes_must_be_equal(divergence, shapes):
+    """Broadcasting would compare unrelated positions and still give a number."""
+    with pytest.raises(ValueError, match=r"logit shapes differ: \(\d+, .*\) and \(\d+, .*\)"):
+        divergence(torch.zeros(shapes[0]), torch.zeros(shapes[1]))
+
+
+def test_squared_error_shapes_must_be_equal():
+    with pytest.raises(ValueError, match=r"logit shapes differ: \(4, 1\) and \(1, 1\)"):
+        squared_error(torch.zeros(4), torch.zeros(1))
+    assert squared_error(torch.zeros(4), torch.ones(4)).item() == 1.0
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "avg", "MEAN"])
+def test_unknown_reduction_is_refused(reduction):
+    with pytest.raises(RxfError, match=f"reduction '{reduction}' must be one of mean, sum, none"):
+        symmetric_kl(torch.zeros(4, 3), torch.ones(4, 3), reduction=reduction)
+    with pytest.raises(RxfError, match="reduction"):
+        chunked_symmetric_kl(torch.zeros(4, 3), torch.ones(4, 3), reduction=reduction)
+
+
+@pytest.mark.parametrize("normalizer", [0, -5.0, float("nan"), float("inf"), "12", True, torch.tensor([1.0, 2.0]), torch.tensor(True)])
+def test_normalizer_must_be_positive_and_finite(normalizer):
+    with pytest.raises(RxfError, match="normalizer .* must be a positive finite number"):
+        symmetric_kl(torch.zeros(4, 3), torch.ones(4, 3), normalizer=normalizer)
+    with pytest.raises(RxfError, match="normalizer"):
+        chunked_symmetric_kl(torch.zeros(4, 3), torch.ones(4, 3), normalizer=normalizer)
+
+
+@pytest.mark.parametrize("normalizer", [2, 2.0, np.float32(2.0), torch.tensor(2), torch.tensor(2.0)])
+def test_valid_normalizers(normalizer):
+    assert symmetric_kl(torch.zeros(4, 3), torch.zeros(4, 3), normalizer=normalizer).item() == 0.0

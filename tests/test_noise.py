@@ -3,6 +3,8 @@ import warnings
 import pytest
 import torch
 
+import rxf.functional as F
+from rxf import RxfError
 from rxf.methods.base import model_inputs, infer_task_type, output_logits
 from rxf.noise import NoisePrecisionWarning, embedding_noise, half_ulp, sample_noise
 from tiny_models import ARCHITECTURES, tiny_bart, tiny_bert, tiny_t5
@@ -141,3 +143,36 @@ def test_noise_on_some_rows_leaves_the_other_rows_bit_exact_in_fp64():
     assert noised.dtype == torch.float64
     assert torch.equal(noised[0], clean[0])
     assert not torch.equal(noised[1], clean[1])
+
+
+@pytest.mark.parametrize("method", ["r3f", "smart", "neftune"])
+def test_a_compiled_model_is_refused_up_front(method):
+    """A compiled model runs without the hooks added since compilation: no noise, silently, or a Dynamo failure."""
+    model, batch = tiny_bert()
+    compiled = torch.compile(model, backend="eager")  # compiles lazily, at its first call: never, here
+    with pytest.raises(RxfError, match=r"the model is torch.compile'd \(OptimizedModule\).*pass the uncompiled model.*torch_compile"):
+        F.method(method).compute_loss(compiled, batch)
+
+
+def test_r3f_says_when_its_noise_did_not_reach_the_model():
+    model, batch = tiny_bert()
+    unused = torch.nn.Embedding(100, 32)
+    model.get_input_embeddings = lambda: unused  # hooks land on a module the forward never calls
+    with pytest.raises(RxfError, match="r3f: the model neither called its token embeddings.*torch.compile'd"):
+        F.method("r3f").compute_loss(model, batch)
+
+
+@pytest.mark.parametrize(
+    "sigma, noise_type, message",
+    [
+        (float("nan"), "normal", "sigma: nan must be a number >= 0"),
+        (-1.0, "normal", "sigma: -1.0 must be a number >= 0"),
+        ("1e-5", "normal", "sigma: '1e-5' must be a number >= 0"),
+        (1e-5, "gaussian", "noise_type: 'gaussian' must be one of normal, uniform"),
+    ],
+)
+def test_embedding_noise_checks_its_arguments_on_entry(sigma, noise_type, message):
+    model, _ = tiny_bert()
+    with pytest.raises(RxfError, match=message):
+        with embedding_noise(model, sigma, noise_type):
+            pass

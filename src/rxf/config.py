@@ -38,6 +38,7 @@ import dataclasses
 import inspect
 import io
 import math
+import numbers
 import re
 import textwrap
 import tokenize
@@ -253,8 +254,8 @@ _KINDS: dict[Any, tuple[str, str]] = {  # type -> (a value of it, values of it)
 
 
 def is_finite_number(value: Any) -> bool:
-    """An int or float (not a bool) that is neither NaN nor ±inf."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A real number (not a bool; numpy scalars count) that is neither NaN nor ±inf."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     try:
         return math.isfinite(value)
@@ -263,8 +264,21 @@ def is_finite_number(value: Any) -> bool:
 
 
 def is_whole_number(value: Any) -> bool:
-    """An int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (numpy's count) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def store_plain_numbers(config: Any) -> None:
+    """Replace the numpy scalars (``np.float32(1e-5)``, ``np.int64(2)`` from ``np.arange``) among the fields of the
+    dataclass ``config`` by Python's float and int, which the rest of rxf (and YAML) expects."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool) or type(value) in (int, float):
+            continue
+        if isinstance(value, numbers.Integral):
+            setattr(config, field.name, int(value))
+        elif isinstance(value, numbers.Real):
+            setattr(config, field.name, float(value))
 
 
 def matches(value: Any, annotation: Any) -> bool:

@@ -15,14 +15,50 @@ The last dimension of logits is the distribution (classes or vocabulary).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from rxf.errors import RxfError
+
 Reduction = Literal["mean", "sum", "none"]
 Normalizer = int | float | torch.Tensor | None
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise RxfError(f"reduction {reduction!r} must be one of {', '.join(REDUCTIONS)}")
+
+
+def check_normalizer(normalizer: Normalizer) -> None:
+    """RxfError unless ``normalizer`` is None, a positive finite number, or a one-element numeric tensor.
+
+    A tensor's value is not read: it is Trainer's count of the accumulated batch's items, and reading
+    it from a GPU would stall every step (a batch without a counted item gives 0/0, as in transformers).
+    """
+    if normalizer is None:
+        return
+    if torch.is_tensor(normalizer):
+        valid = normalizer.numel() == 1 and normalizer.dtype != torch.bool
+    else:
+        valid = isinstance(normalizer, numbers.Real) and not isinstance(normalizer, bool)
+        valid = valid and math.isfinite(normalizer) and normalizer > 0
+    if not valid:
+        shown = f"tensor of shape {tuple(normalizer.shape)} ({normalizer.dtype})" if torch.is_tensor(normalizer) else repr(normalizer)
+        raise RxfError(
+            f"normalizer {shown} must be a positive finite number or a one-element tensor (the count of items the loss "
+            "is averaged over)"
+        )
+
+
+def check_same_shape(logits_p: torch.Tensor, logits_q: torch.Tensor) -> None:
+    # Broadcasting two different shapes would compare unrelated positions and still give a number.
+    if logits_p.shape != logits_q.shape:
+        raise ValueError(f"logit shapes differ: {tuple(logits_p.shape)} and {tuple(logits_q.shape)}")
 
 
 def _select(x: torch.Tensor, mask: torch.Tensor | None, event_dims: int) -> torch.Tensor:
@@ -37,6 +73,8 @@ def _select(x: torch.Tensor, mask: torch.Tensor | None, event_dims: int) -> torc
 
 def reduce_positions(per_position: torch.Tensor, reduction: Reduction, normalizer: Normalizer) -> torch.Tensor:
     """Per-position values reduced as the module docstring says (``"mean"``, ``"sum"``, ``"none"``)."""
+    check_reduction(reduction)
+    check_normalizer(normalizer)
     if reduction == "none":
         return per_position
     total = per_position.sum()
@@ -60,6 +98,7 @@ def symmetric_kl(
     Uses the identity KL(P‖Q) + KL(Q‖P) = Σ (p − q)(log p − log q), which needs one softmax
     per side and no division.
     """
+    check_same_shape(logits_p, logits_q)
     log_p = F.log_softmax(_select(logits_p, mask, 1), dim=-1)
     log_q = F.log_softmax(_select(logits_q, mask, 1), dim=-1)
     per_position = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1)
@@ -74,6 +113,7 @@ def js_divergence(
     normalizer: Normalizer = None,
 ) -> torch.Tensor:
     """Jensen–Shannon divergence ½ KL(P‖M) + ½ KL(Q‖M), M = ½(P + Q)."""
+    check_same_shape(logits_p, logits_q)
     log_p = F.log_softmax(_select(logits_p, mask, 1), dim=-1)
     log_q = F.log_softmax(_select(logits_q, mask, 1), dim=-1)
     log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
@@ -91,6 +131,7 @@ def symmetric_bernoulli_kl(
     normalizer: Normalizer = None,
 ) -> torch.Tensor:
     """Symmetric KL between independent Bernoullis (multi-label heads), summed over labels."""
+    check_same_shape(logits_p, logits_q)
     p, q = _select(logits_p, mask, 1), _select(logits_q, mask, 1)
     # For a Bernoulli, log p − log(1−p) = logit, so Σ (p − q)(log p − log q) over {1, 0} is (p − q)(logit_p − logit_q).
     per_position = ((torch.sigmoid(p) - torch.sigmoid(q)) * (p - q)).sum(-1)
@@ -111,6 +152,7 @@ def squared_error(
     """
     if scores_p.dim() == 1:  # (batch,) scores: one output dimension
         scores_p, scores_q = scores_p.unsqueeze(-1), scores_q.unsqueeze(-1)
+    check_same_shape(scores_p, scores_q)
     p, q = _select(scores_p, mask, 1), _select(scores_q, mask, 1)
     per_position = (p - q).pow(2).sum(-1)
     return reduce_positions(per_position, reduction, normalizer)

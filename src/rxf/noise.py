@@ -30,7 +30,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rxf.errors import RxfError
+from rxf.config import is_finite_number
+from rxf.errors import RxfError, closest
 
 NoiseType = Literal["normal", "uniform"]
 NOISE_TYPES: tuple[str, ...] = ("normal", "uniform")
@@ -49,8 +50,32 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
+COMPILED_MODEL_HINT = (
+    "pass the uncompiled model (under a Trainer, leave TrainingArguments(torch_compile=...) off: "
+    "it hands a compiled model to compute_loss)"
+)
+
+
+def refuse_compiled(model: nn.Module) -> None:
+    """RxfError if ``model``, or a wrapper around it, is torch.compile'd.
+
+    A compiled model runs the graph it traced, without the hooks added to it since: the
+    perturbation would silently not be applied, or Dynamo would fail deep inside its tracing.
+    ``torch.compile`` wraps a module in an OptimizedModule, which keeps the original as ``_orig_mod``.
+    """
+    wrapper: Any = model
+    while isinstance(wrapper, nn.Module):
+        if isinstance(getattr(wrapper, "_orig_mod", None), nn.Module):
+            raise RxfError(
+                f"the model is torch.compile'd ({type(wrapper).__name__}), and rxf's embedding perturbations "
+                f"(r3f, r4f, smart, freelb, neftune) use hooks a compiled model does not run: {COMPILED_MODEL_HINT}"
+            )
+        wrapper = getattr(wrapper, "module", None)
+
+
 def token_embedding(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
     """The module whose output gets noise, and the encoder to arm it with (encoder-decoder models only)."""
+    refuse_compiled(model)
     model = unwrap_model(model)
     config = getattr(model, "config", None)
     if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
@@ -121,7 +146,8 @@ class AppliedDelta:
         if self.calls == 0:
             raise RxfError(
                 f"{method}: the model neither called its token embeddings nor received inputs_embeds, so the "
-                "perturbation was not applied; pass input_ids or inputs_embeds in the batch"
+                "perturbation was not applied; pass input_ids or inputs_embeds in the batch, or, if the model "
+                f"is torch.compile'd (which does not run hooks added after compilation), {COMPILED_MODEL_HINT}"
             )
 
 
@@ -204,14 +230,19 @@ def embedding_noise(
     *,
     rows: slice | None = None,
     generator: torch.Generator | Callable[[torch.device], torch.Generator | None] | None = None,
-) -> Iterator[None]:
+) -> Iterator[AppliedDelta]:
     """While active, add fresh noise (:func:`sample_noise`) to the token embeddings of ``model``'s forward passes.
 
     ``rows`` restricts the noise to a slice of the batch dimension (R3F runs the clean and the
     noised copy of a batch as one forward pass of twice the batch size). ``generator`` is a
     torch.Generator, or a function of the device giving one (``Method.noise_generator``);
-    None uses torch's global RNG.
+    None uses torch's global RNG. Yields the :class:`AppliedDelta`, whose ``check`` says whether
+    the noise reached the model.
     """
+    if not (is_finite_number(sigma) and sigma >= 0):
+        raise RxfError(f"sigma: {sigma!r} must be a number >= 0")
+    if noise_type not in NOISE_TYPES:
+        raise RxfError(f"noise_type: {noise_type!r} must be one of {', '.join(NOISE_TYPES)}{closest(str(noise_type), NOISE_TYPES)}")
 
     def sample(output: torch.Tensor) -> torch.Tensor:
         rng = generator(output.device) if callable(generator) else generator
@@ -221,5 +252,5 @@ def embedding_noise(
         noise[rows] = sample_noise(noise[rows].shape, sigma, noise_type, device=output.device, generator=rng)
         return noise
 
-    with embedding_delta(model, sample, magnitude=sigma):
-        yield
+    with embedding_delta(model, sample, magnitude=sigma) as applied:
+        yield applied

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from rxf.divergence import Normalizer, Reduction
+from rxf.divergence import Normalizer, Reduction, check_normalizer, check_reduction
 
 # fp32 values per chunk: 2^18 = 1 MiB (2 positions of a 128,256-token vocabulary), so that a chunk's
 # few buffers stay in the CPU's cache (measured faster than 2^21 and 2^16).
@@ -366,6 +366,8 @@ def _selected(mask: torch.Tensor | None, positions: int, device: torch.device) -
 def _position_weights(coefficients, reduction: Reduction, normalizer: Normalizer, count: int, device) -> torch.Tensor:
     """Per-position weights (3,) of c₁·CE₁ + c₂·CE₂ + c₃·divergence, each term reduced as ``reduction`` says
     over ``count`` positions (rxf.divergence.reduce_positions: a sum, divided by the normalizer or the count)."""
+    check_reduction(reduction)
+    check_normalizer(normalizer)
     if reduction == "sum":
         denominator = 1.0
     elif normalizer is not None:

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rxf.config import check_fields, describe_setting, is_finite_number, note_requirement
+from rxf.config import check_fields, describe_setting, is_finite_number, is_whole_number, note_requirement, store_plain_numbers
 from rxf.errors import RxfError, closest
 from rxf.noise import unwrap_model
-from rxf.divergence import reduce_positions, js_divergence, symmetric_kl
+from rxf.divergence import check_normalizer, reduce_positions, js_divergence, symmetric_kl
 from rxf.vocab_losses import IGNORE_INDEX, chunked_version, paired_token_losses, token_cross_entropy
 
 TaskType = Literal["classification", "regression", "multi_label", "seq2seq", "causal_lm"]
@@ -66,8 +66,11 @@ def prediction_labels(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor
 
 
 def target_mask(labels: torch.Tensor, task_type: TaskType) -> torch.Tensor | None:
-    """Positions that count, for token-level tasks: labels ≠ −100 (prompt and padding excluded)."""
-    if task_type in GENERATION_TASKS:
+    """Positions that count, for token-level tasks: labels ≠ −100 (prompt and padding excluded).
+
+    Token classification (classification labels of shape (batch, length)) counts as token-level.
+    """
+    if task_type in GENERATION_TASKS or (task_type == "classification" and labels.dim() > 1):
         return prediction_labels(labels, task_type) != -100
     return None
 
@@ -160,6 +163,7 @@ def task_loss(
     Token-level tasks use the chunked cross-entropy of rxf.vocab_losses (the values and
     gradients of :func:`reference_task_loss`, without [positions, vocabulary] fp32 temporaries).
     """
+    check_task_loss_arguments(logits, labels, task_type, label_smoothing)
     if task_type in GENERATION_TASKS:
         return token_cross_entropy(
             logits, token_targets(labels, task_type), label_smoothing=label_smoothing, normalizer=normalizer
@@ -176,6 +180,7 @@ def reference_task_loss(
     normalizer: int | float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`task_loss` in plain PyTorch: what sequence-level tasks use, and the reference the chunked kernels are tested against."""
+    check_normalizer(normalizer)
     logits = prediction_logits(logits, task_type).float()
     labels = prediction_labels(labels, task_type)
     if task_type == "regression":
@@ -196,6 +201,36 @@ def reference_task_loss(
     return per_item.sum() / max(per_item.numel(), 1)
 
 
+def dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def check_task_loss_arguments(logits: torch.Tensor, labels: torch.Tensor, task_type: str, label_smoothing: float) -> None:
+    """RxfError unless the task type is known, label smoothing in range and used, and the labels fit the logits."""
+    check_choice("task_type", task_type, TASK_TYPES)
+    check_number("label_smoothing", label_smoothing, minimum=0.0, below=1.0)
+    if label_smoothing > 0 and task_type in ("regression", "multi_label"):
+        raise RxfError(
+            f"label_smoothing: {label_smoothing:g} applies to cross-entropy tasks only, not {task_type}: set it to 0"
+        )
+    cross_entropy = task_type in ("classification", *GENERATION_TASKS)
+    if cross_entropy:
+        fits, expected = labels.shape == logits.shape[:-1], f"{tuple(logits.shape[:-1])} integer class ids"
+        fits = fits and not labels.is_floating_point()
+    elif task_type == "multi_label":
+        fits, expected = labels.shape == logits.shape, f"{tuple(logits.shape)} 0/1 targets"
+    else:  # regression: one score per output, (batch,) labels for a (batch, 1) head
+        fits = labels.dim() > 0 and labels.size(0) == logits.size(0) and labels.numel() == logits.numel()
+        one_output = f" or ({logits.size(0)},)" if logits.numel() == logits.size(0) else ""
+        expected = f"{tuple(logits.shape)}{one_output} scores"
+    if not fits:
+        hint = "; for multi-hot labels use task_type='multi_label'" if cross_entropy and labels.shape == logits.shape else ""
+        raise RxfError(
+            f"labels of shape {tuple(labels.shape)} ({dtype_name(labels)}) do not fit {task_type} "
+            f"logits of shape {tuple(logits.shape)}: expected {expected}{hint}"
+        )
+
+
 @dataclass
 class LossOutput:
     """What a method computed on one batch: the loss to back-propagate and its parts, for logging."""
@@ -212,10 +247,16 @@ def model_inputs(model: nn.Module, batch: Batch, task_type: TaskType) -> tuple[d
     Labels are kept out of the forward pass so the model does not compute a loss we don't use.
     Encoder-decoder models then need ``decoder_input_ids``, which they make from the labels.
     """
+    if "labels" not in batch and ("start_positions" in batch or "end_positions" in batch):
+        raise RxfError(
+            "question answering (start_positions/end_positions in the batch) is not supported by rxf methods: "
+            "they need classification, regression or token labels"
+        )
     if "labels" not in batch:
         raise RxfError("the batch has no 'labels': rxf methods need labels to compute the task loss")
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     labels = batch["labels"]
+    check_batch(model, inputs, labels, task_type)
     if task_type in GENERATION_TASKS and hasattr(getattr(unwrap_model(model), "config", None), "use_cache"):
         # A training pass needs no KV cache, and with one transformers does not look for packed
         # sequences in position_ids: the sequences of a padding-free batch would attend to each other.
@@ -229,6 +270,40 @@ def model_inputs(model: nn.Module, batch: Batch, task_type: TaskType) -> tuple[d
             )
         inputs["decoder_input_ids"] = inner.prepare_decoder_input_ids_from_labels(labels=labels)
     return inputs, labels
+
+
+def check_batch(model: nn.Module, inputs: dict[str, Any], labels: Any, task_type: TaskType) -> None:
+    """RxfError for a batch the model would fail on deep inside, or silently misread: empty, a mask of the wrong
+    shape, labels that do not fit the task type."""
+    if torch.is_tensor(labels) and labels.numel() == 0:
+        raise RxfError(f"the batch is empty (labels of shape {tuple(labels.shape)})")
+    tokens = inputs.get("input_ids")
+    tokens_shape = tokens.shape if torch.is_tensor(tokens) else None
+    if tokens_shape is None and torch.is_tensor(inputs.get("inputs_embeds")):
+        tokens_shape = inputs["inputs_embeds"].shape[:2]
+    mask = inputs.get("attention_mask")
+    # A 2-D mask is one flag per token; 4-D masks (custom attention patterns) are the model's business.
+    if tokens_shape is not None and torch.is_tensor(mask) and mask.dim() == 2 and mask.shape != tokens_shape:
+        raise RxfError(f"attention_mask of shape {tuple(mask.shape)} does not match input_ids {tuple(tokens_shape)}")
+    if not torch.is_tensor(labels):
+        return
+    name = type(unwrap_model(model)).__name__
+    if task_type in GENERATION_TASKS and labels.dim() != 2:
+        raise RxfError(
+            f"labels of shape {tuple(labels.shape)} do not fit task_type {task_type!r} ({name}): "
+            "token-level tasks need (batch, length) token ids"
+        )
+    if task_type == "classification" and labels.is_floating_point():
+        num_labels = getattr(getattr(unwrap_model(model), "config", None), "num_labels", None)
+        multi_hot = labels.dim() == 2 and num_labels is not None and num_labels > 1 and labels.size(1) == num_labels
+        hint = (
+            "; for multi-hot labels set task_type='multi_label' (or the model's config.problem_type="
+            "'multi_label_classification')" if multi_hot else ""
+        )
+        raise RxfError(
+            f"{dtype_name(labels)} labels of shape {tuple(labels.shape)} do not fit task_type 'classification' ({name}): "
+            f"it needs integer class ids{hint}"
+        )
 
 
 def output_logits(outputs: Any) -> torch.Tensor:
@@ -265,7 +340,7 @@ def check_number(
         return
     in_range = (
         is_finite_number(value)
-        and (not integer or isinstance(value, int))
+        and (not integer or is_whole_number(value))
         and not (positive and value <= 0)
         and not (minimum is not None and value < minimum)
         and not (below is not None and value >= below)
@@ -316,6 +391,7 @@ class MethodConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        store_plain_numbers(self)
         check_fields(self)
         check_choice("task_type", self.task_type, TASK_TYPES, optional=True)
         check_number("label_smoothing", self.label_smoothing, minimum=0.0, below=1.0)
@@ -336,6 +412,8 @@ class Method:
     regularizer_name: ClassVar[str] = "regularizer"
 
     def __init__(self, config: MethodConfig):
+        # Validated again: its fields may have been assigned since it was created.
+        config.__post_init__()
         self.config = config
         # Seed of this process's noise generators; None draws noise from torch's global RNG. The
         # Trainer integration sets a different seed on every rank (noise independent across
@@ -368,7 +446,18 @@ class Method:
         return model
 
     def task_type(self, model: nn.Module) -> TaskType:
-        return self.config.task_type or infer_task_type(model)  # type: ignore[return-value]
+        """The config's task type, else the model's; RxfError when the config's contradicts what the model is built for."""
+        inferred = infer_task_type(model)
+        chosen = self.config.task_type or inferred
+        name = type(unwrap_model(model)).__name__
+        # Only contradictions certain from the model say so: a generation model (infer_task_type knows those by
+        # their class) set to a sequence-level task, or a classifier set to generation.
+        builds_classifier = "ForSequenceClassification" in name or "ForTokenClassification" in name
+        if (inferred in GENERATION_TASKS and chosen not in GENERATION_TASKS) or (
+            builds_classifier and chosen in GENERATION_TASKS
+        ):
+            raise RxfError(f"task_type {chosen!r} does not fit {name}, which is built for {inferred}")
+        return chosen  # type: ignore[return-value]
 
     def clean_loss(
         self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
@@ -412,13 +501,15 @@ def register(config_class: type[MethodConfig]) -> type[MethodConfig]:
 
 
 def method_config(name: str | MethodConfig, **options: Any) -> MethodConfig:
-    """A method's config by name, with options; an RxfError names any unknown method or option."""
+    """A method's config by name (or a config, copied with the options), with options; an RxfError names any
+    unknown method or option."""
     if isinstance(name, MethodConfig):
-        return dataclasses.replace(name, **options) if options else name
-    key = str(name).lower()
-    if key not in METHODS:
-        raise RxfError(f"unknown method {name!r}{closest(key, METHODS)}; available: {', '.join(sorted(METHODS))}")
-    config_class = METHODS[key]
+        key, config_class = name.name, type(name)
+    else:
+        key = str(name).lower()
+        if key not in METHODS:
+            raise RxfError(f"unknown method {name!r}{closest(key, METHODS)}; available: {', '.join(sorted(METHODS))}")
+        config_class = METHODS[key]
     fields = {f.name for f in dataclasses.fields(config_class)}
     for option in options:
         if option not in fields:
@@ -426,10 +517,18 @@ def method_config(name: str | MethodConfig, **options: Any) -> MethodConfig:
                 f"{describe_setting(option, options[option])}: method {key!r} has no option {option!r}"
                 f"{closest(option, fields)}; its options: {', '.join(sorted(fields))}"
             )
+    if isinstance(name, MethodConfig):
+        return dataclasses.replace(name, **options) if options else name
     return config_class(**options)
 
 
 def build_method(method: str | MethodConfig | Method | None, **options: Any) -> Method:
+    """A method from its name (None: standard), its config, or itself; options only with a name or a config."""
     if isinstance(method, Method):
+        if options:
+            raise RxfError(
+                f"options {', '.join(sorted(options))} cannot be applied to a built method ({method.config.name}): "
+                "pass its name or its config instead"
+            )
         return method
-    return method_config(method or "standard", **options).build()
+    return method_config("standard" if method is None else method, **options).build()

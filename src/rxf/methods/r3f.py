@@ -164,8 +164,10 @@ class R3F(Method):
 
     def noised_logits(self, model: nn.Module, inputs: dict[str, Any], rows: slice | None = None) -> torch.Tensor:
         config = self.config
-        with embedding_noise(model, config.sigma, config.noise_type, rows=rows, generator=self.noise_generator):  # type: ignore[arg-type]
-            return output_logits(model(**inputs))
+        with embedding_noise(model, config.sigma, config.noise_type, rows=rows, generator=self.noise_generator) as applied:  # type: ignore[arg-type]
+            logits = output_logits(model(**inputs))
+        applied.check(self.config.name)
+        return logits
 
     def compute_loss(
         self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
