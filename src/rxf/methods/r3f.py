@@ -25,6 +25,8 @@ For token-level tasks ``divergence_reduction`` says how the token divergences ar
   counts by its share of the accumulated batch's tokens, as in fairseq.
 
 Classification reduces over one position per sequence, where the two agree.
+
+R4F's ``compute_loss`` refuses a model whose head ``prepare_model`` has not normalised.
 """
 
 from __future__ import annotations
@@ -232,3 +234,15 @@ class R4F(R3F):
             )
         apply_spectral_norm(model, self.config.spectral_norm_scope, self.config.n_power_iterations)  # type: ignore[arg-type]
         return model
+
+    def compute_loss(
+        self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
+    ) -> LossOutput:
+        from rxf.spectral import has_spectral_norm
+
+        if not has_spectral_norm(model):  # R3F, silently, otherwise
+            raise RxfError(
+                "r4f: the model's classification head is not spectrally normalised: call "
+                "model = method.prepare_model(model) before training (RxfTrainer does)"
+            )
+        return super().compute_loss(model, batch, normalizer=normalizer)
