@@ -15,6 +15,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture
+def without_dropout_check(monkeypatch):
+    """Lets R-Drop (and R3F at σ = 0) run on the tiny models, whose dropout is 0, for tests of their
+    arithmetic: the passes are deterministic and the divergence is 0. What the check refuses is
+    tested in tests/methods/test_rdrop.py."""
+    import rxf.methods.r3f
+    import rxf.methods.rdrop
+
+    for module in (rxf.methods.r3f, rxf.methods.rdrop):
+        monkeypatch.setattr(module, "require_dropout", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
 def full_disk():
     """``with full_disk(name_part):`` the disk fills up during a write: ``Path.write_text`` of a file whose
     name contains ``name_part`` (any file when it is empty) writes half its text, then fails with ENOSPC.

@@ -14,6 +14,7 @@ def _counted(name, **options):
     model, batch = tiny_bert(dropout=0.1)
     model.train()
     method = method_config(name, **options).build()
+    model = method.prepare_model(model)
     with count_passes(model, batch_size=batch["labels"].size(0)) as counts:
         method.training_step(model, batch, lambda loss: loss.backward())
     return counts

@@ -105,6 +105,7 @@ def test_r4f_lora_resumes_its_spectral_norm_state(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["r3f", "r4f", "smart", "freelb", "neftune", "rdrop"])
+@pytest.mark.usefixtures("without_dropout_check")
 def test_only_lora_and_head_parameters_train(tmp_path, name):
     model, batch = lora_classifier(tmp_path)
     method = method_config(name).build()
@@ -118,6 +119,7 @@ def test_only_lora_and_head_parameters_train(tmp_path, name):
 
 
 @pytest.mark.parametrize("mode", ["both", "clean"])
+@pytest.mark.usefixtures("without_dropout_check")
 def test_r3f_noise_reaches_a_lora_causal_lm(mode):
     model, batch = tiny_gpt2()
     model = peft.get_peft_model(model, peft.LoraConfig(task_type=peft.TaskType.CAUSAL_LM, r=4, target_modules=["c_attn"]))

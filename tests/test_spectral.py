@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from transformers import BertForSequenceClassification
@@ -6,6 +8,7 @@ from rxf import RxfError, method_config
 from rxf.spectral import (
     classification_head,
     folded_state_dict,
+    has_spectral_norm,
     head_linears,
     largest_singular_value,
     refresh_spectral_norm,
@@ -97,3 +100,54 @@ def test_saved_r4f_model_loads_in_plain_transformers(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(**inputs).logits, expected, atol=1e-6)
     assert "classifier.weight" in model.state_dict()
+
+
+def trained_r4f_bert(**options):
+    model, batch = tiny_bert()
+    method = method_config("r4f", sigma=1e-2, **options).build()
+    model = method.prepare_model(model)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        method.compute_loss(model, batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model, {k: v for k, v in batch.items() if k != "labels"}
+
+
+def test_save_pretrained_of_a_prepared_model_saves_the_folded_head(tmp_path):
+    """A custom loop's model.save_pretrained() reloads in plain transformers with the trained head."""
+    model, inputs = trained_r4f_bert()
+    model.save_pretrained(tmp_path)  # brings the spectral-norm estimate up to date, as RxfTrainer's save does
+    assert has_spectral_norm(model)  # still training-ready
+    model.eval()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    reloaded = BertForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert "classifier.weight" in reloaded.state_dict() and not any("parametrizations" in k for k in reloaded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, expected, rtol=0, atol=0)
+
+
+def test_a_prepared_model_can_still_be_copied():
+    model, _ = trained_r4f_bert()
+    copied = copy.deepcopy(model)
+    assert copied.save_pretrained.model is copied  # saves itself, not the original
+
+
+def test_r4f_without_prepare_model_is_refused():
+    model, batch = tiny_bert()
+    with pytest.raises(RxfError, match=r"r4f: .*not spectrally normalised: call model = method.prepare_model\(model\)"):
+        method_config("r4f").build().compute_loss(model, batch)
+
+
+def test_preparing_again_with_other_settings_is_refused():
+    model, _ = tiny_distilbert()  # two head layers: pre_classifier, classifier
+    method_config("r4f").build().prepare_model(model)
+    method_config("r4f").build().prepare_model(model)  # the same settings: nothing changes
+    for options in ({"n_power_iterations": 5}, {"spectral_norm_scope": "head"}):
+        with pytest.raises(RxfError, match="already spectrally normalised .*remove_spectral_norm"):
+            method_config("r4f", **options).build().prepare_model(model)
+    remove_spectral_norm(model)
+    method_config("r4f", n_power_iterations=5).build().prepare_model(model)
+    assert model.classifier.parametrizations.weight[0].n_power_iterations == 5

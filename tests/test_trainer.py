@@ -6,7 +6,7 @@ from datasets import Dataset
 from transformers import BertForSequenceClassification, Seq2SeqTrainingArguments, TrainerCallback, TrainingArguments
 
 from rxf import R3FConfig, R4FConfig, RxfSeq2SeqTrainer, RxfTrainer
-from rxf.spectral import largest_singular_value
+from rxf.spectral import has_spectral_norm, largest_singular_value
 from tiny_models import tiny_bart, tiny_bert
 
 
@@ -62,6 +62,7 @@ def test_trainer_accepts_a_method_name_and_evaluates_with_the_models_loss(tmp_pa
     assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.usefixtures("without_dropout_check")
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     """With dropout off, 2×2 accumulated equals one batch of 4 (R3F with σ = 0, so the update is deterministic)."""
     results = []
@@ -91,6 +92,35 @@ def test_r4f_trainer_saves_plain_transformers_weights(tmp_path):
     with torch.no_grad():
         assert torch.allclose(reloaded(**inputs).logits, expected, atol=1e-5)
     assert largest_singular_value(reloaded.classifier.weight) <= 1 + 1e-3
+
+
+def test_r4f_trainer_prepares_the_model_of_model_init(tmp_path):
+    """model_init= (also hyperparameter_search's path): the model Trainer builds gets the normalised head."""
+    _, batch = tiny_bert()
+    trainer = RxfTrainer(model_init=lambda: tiny_bert()[0], args=arguments(tmp_path, max_steps=1), train_dataset=rows(batch), method="r4f")
+    trainer.train()
+    assert has_spectral_norm(trainer.model)
+
+
+@pytest.mark.parametrize("trainer_class,kind", [(RxfTrainer, TrainingArguments), (RxfSeq2SeqTrainer, Seq2SeqTrainingArguments)])
+@pytest.mark.parametrize("option", ["label_smoothing_factor", "compute_loss_func"])
+def test_trainer_losses_that_the_method_would_replace_are_refused_before_anything_is_prepared(
+    tmp_path, monkeypatch, trainer_class, kind, option
+):
+    import rxf.trainer
+    from rxf import RxfError
+
+    def built(*args, **kwargs):
+        raise AssertionError("the method was being built before the refusal")
+
+    monkeypatch.setattr(rxf.trainer, "build_method", built)
+    model, batch = tiny_bart() if trainer_class is RxfSeq2SeqTrainer else tiny_bert()
+    settings = {"label_smoothing_factor": 0.1} if option == "label_smoothing_factor" else {}
+    loss = (lambda outputs, labels, num_items_in_batch=None: outputs.loss) if option == "compute_loss_func" else None
+    fix = "set the method's label_smoothing" if option == "label_smoothing_factor" else "leave it unset"
+    with pytest.raises(RxfError, match=f"{trainer_class.__name__} trains with the method's loss, which ignores {option}.*: {fix}"):
+        trainer_class(model, arguments(tmp_path, kind, **settings), train_dataset=rows(batch), compute_loss_func=loss, method="r3f")
+    assert not (tmp_path / "out").exists()
 
 
 def test_seq2seq_trainer_runs_r3f(tmp_path):

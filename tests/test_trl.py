@@ -130,6 +130,7 @@ def test_token_metrics_in_chunks_equal_the_whole(monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["r3f", "smart", "freelb", "rdrop", "neftune"])
+@pytest.mark.usefixtures("without_dropout_check")  # the tiny Llama's dropout is 0
 def test_every_method_trains_in_sft_with_packing(tmp_path, method):
     trainer = sft_trainer(tmp_path, "text", method=method, packing=True, per_device_train_batch_size=2)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -161,6 +162,7 @@ def test_neftune_noise_alpha_is_refused_with_perturbation_methods(tmp_path, meth
         sft_trainer(tmp_path, method=method, neftune_noise_alpha=5.0)
 
 
+@pytest.mark.usefixtures("without_dropout_check")
 def test_neftune_noise_alpha_composes_with_rdrop(tmp_path):
     trainer = sft_trainer(tmp_path, method="rdrop", neftune_noise_alpha=5.0)
     trainer.train()
@@ -198,12 +200,12 @@ def test_other_sft_losses_are_refused_not_silently_replaced(tmp_path, options, n
 @pytest.mark.parametrize("option", ["loss_type", "label_smoothing_factor", "compute_loss_func"])
 def test_other_sft_losses_are_refused_before_anything_is_prepared(tmp_path, monkeypatch, option):
     """Before the method prepares the model and SFTTrainer the data, and before output_dir is created."""
-    from rxf.trainer import RxfTrainerMixin
+    import rxf.trainer
 
     def prepared(*args, **kwargs):
         raise AssertionError("the trainer was being built before the refusal")
 
-    monkeypatch.setattr(RxfTrainerMixin, "__init__", prepared)
+    monkeypatch.setattr(rxf.trainer, "build_method", prepared)  # the mixin builds the method before anything else
     settings = {"loss_type": {"loss_type": "dft"}, "label_smoothing_factor": {"label_smoothing_factor": 0.1}}.get(option, {})
     loss = (lambda outputs, labels, num_items_in_batch=None: outputs.loss) if option == "compute_loss_func" else None
     tok = tokenizer()

@@ -9,23 +9,30 @@ are set, and so is the config (so that a saved model says what it was trained wi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+
+
+def dropout_places(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, str]]:
+    """(module, attribute) of every dropout rate the model reads: ``nn.Dropout.p`` and float attributes named ``*dropout*``."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            yield module, "p"
+            continue
+        for name, value in vars(module).items():
+            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool):
+                yield module, name
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> int:
     """Set every dropout rate of ``model`` to ``p``; return how many places were set."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {p}")
-    changed = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = p
-            changed += 1
-            continue
-        for name, value in vars(module).items():
-            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool):
-                setattr(module, name, p)
-                changed += 1
+    places = list(dropout_places(model))
+    for module, name in places:
+        setattr(module, name, p)
+    changed = len(places)
     config = getattr(model, "config", None)
     if config is not None:
         for name, value in config.to_dict().items():

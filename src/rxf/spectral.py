@@ -14,7 +14,8 @@ saved or evaluated, so that the saved head has σ_max ≤ 1 up to float error.
 
 Checkpoints never carry the parametrisation: :func:`folded_state_dict` gives the plain
 ``…weight`` tensors (``W / σ`` as the model uses them), so a saved R4F model loads into the plain
-transformers class, without rxf, and gives the same logits.
+transformers class, without rxf, and gives the same logits. :func:`apply_spectral_norm` makes the
+model's own ``save_pretrained`` (and so ``push_to_hub``) save that way too.
 
 With a peft model (LoRA …), the head is the trainable copy peft keeps in ``modules_to_save``
 (``task_type="SEQ_CLS"`` puts the classifier there): that copy is normalised, not the frozen
@@ -104,13 +105,51 @@ def is_parametrized(module: nn.Module) -> bool:
 
 
 def apply_spectral_norm(model: nn.Module, scope: SpectralScope = "final", n_power_iterations: int = 1) -> list[str]:
-    """Spectrally normalise the head in place; returns the names of the normalised layers."""
-    names = []
-    for name, module in classification_head(model, scope):
+    """Spectrally normalise the head in place; returns the names of the normalised layers.
+
+    Applying it again with the same settings changes nothing; with other settings it raises an
+    RxfError rather than keep the first ones silently. The model's ``save_pretrained`` (which
+    ``push_to_hub`` calls) saves the folded weights from then on (:class:`FoldedSave`).
+    """
+    head = classification_head(model, scope)
+    check_same_settings(model, [name for name, _ in head], scope, n_power_iterations)
+    for _, module in head:
         if not parametrize.is_parametrized(module, "weight"):
             spectral_norm(module, n_power_iterations=n_power_iterations)
-        names.append(name)
-    return names
+    for saver in {id(m): m for m in (unwrap_model(model), transformers_model(model))}.values():
+        if callable(getattr(saver, "save_pretrained", None)) and not isinstance(saver.__dict__.get("save_pretrained"), FoldedSave):
+            saver.save_pretrained = FoldedSave(saver)
+    return [name for name, _ in head]
+
+
+def check_same_settings(model: nn.Module, names: list[str], scope: SpectralScope, n_power_iterations: int) -> None:
+    """RxfError if the head is already normalised otherwise than ``scope`` and ``n_power_iterations`` ask."""
+    normalised = {name: m for name, m in head_linears(model) if is_parametrized(m)}
+    if not normalised:
+        return
+    iterations = {p.n_power_iterations for m in normalised.values() for p in m.parametrizations.weight if hasattr(p, "n_power_iterations")}
+    if set(normalised) != set(names) or iterations != {n_power_iterations}:
+        raise RxfError(
+            f"the head is already spectrally normalised ({', '.join(normalised)}, n_power_iterations="
+            f"{', '.join(map(str, sorted(iterations)))}), not as spectral_norm_scope={scope!r}, n_power_iterations="
+            f"{n_power_iterations} ask: prepare the model with the same settings, or call remove_spectral_norm(model) first"
+        )
+
+
+class FoldedSave:
+    """A model's ``save_pretrained`` that saves the spectral norm folded in (plain ``W / σ``, see
+    :func:`spectral_norm_folded`), so that plain transformers (or peft) reloads the trained head.
+
+    Set on the model instance by :func:`apply_spectral_norm`; a class rather than a closure so that
+    the model can still be pickled and deep-copied.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        with spectral_norm_folded(self.model):
+            return type(self.model).save_pretrained(self.model, *args, **kwargs)
 
 
 def refresh_spectral_norm(model: nn.Module) -> None:

@@ -9,7 +9,10 @@ bases). What the mixin changes:
 * the training loss is the method's (evaluation keeps the model's own loss);
 * the task loss and the regulariser are logged beside ``loss`` (e.g. ``task_loss`` and
   ``r3f_divergence``), averaged over the logging interval;
-* the method prepares the model before training (R4F: spectral norm on the head);
+* the method prepares the model before training (R4F: spectral norm on the head), also one that
+  ``model_init`` builds;
+* Trainer's own training losses, which the method's would replace, are refused when the trainer
+  is built: ``label_smoothing_factor`` (set the method's ``label_smoothing``) and ``compute_loss_func``;
 * saved checkpoints carry plain weights (spectral norm folded in), loadable without rxf, plus
   the raw spectral-norm state in ``rxf_spectral_norm.safetensors`` so that a resumed run goes on
   exactly where it stopped;
@@ -31,6 +34,7 @@ bases). What the mixin changes:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -124,6 +128,20 @@ def refuse_neftune_argument(method: Method, args: Any) -> None:
         )
 
 
+def trainer_arguments(trainer_class: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments given to the Trainer class the mixin is mixed into, by name, as it reads them."""
+    bases = trainer_class.__mro__
+    trainer = bases[bases.index(RxfTrainerMixin) + 1]
+    try:
+        return inspect.signature(trainer).bind_partial(*args, **kwargs).arguments
+    except TypeError:  # arguments it does not take: the Trainer says so
+        return {}
+
+
+def other_loss_error(trainer: Any, ignored: str, instead: str) -> RxfError:
+    return RxfError(f"{type(trainer).__name__} trains with the method's loss, which ignores {ignored}: {instead}")
+
+
 class RxfTrainerMixin:
     """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
 
@@ -136,6 +154,10 @@ class RxfTrainerMixin:
     ):
         if on_nonfinite not in NONFINITE_POLICIES:
             raise RxfError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {on_nonfinite!r}")
+        # Refused before the Trainer prepares the model and the data and creates output_dir.
+        for is_set, ignored, instead in self._rxf_other_losses(trainer_arguments(type(self), args, kwargs)):
+            if is_set:
+                raise other_loss_error(self, ignored, instead)
         self.rxf_method = build_method(method)
         self.rxf_on_nonfinite = on_nonfinite
         self.rxf_skipped_steps = 0
@@ -163,6 +185,26 @@ class RxfTrainerMixin:
         self._rxf_first_step = 0  # the step the loss sum counts from: 0, or a restart without totals
         self._rxf_unlogged_loss: torch.Tensor | None = None
         self.add_callback(_NonfiniteGuard(self))
+
+    def _rxf_other_losses(self, given: dict[str, Any]) -> list[tuple[bool, str, str]]:
+        """The Trainer's own training losses that the method's loss would silently replace, from the
+        arguments given by name: (whether set, what, what to do instead)."""
+        smoothing = getattr(given.get("args"), "label_smoothing_factor", 0.0)
+        return [
+            (
+                smoothing > 0, f"label_smoothing_factor={smoothing}",
+                f"set the method's label_smoothing instead (e.g. R3FConfig(label_smoothing={smoothing})) and leave "
+                "label_smoothing_factor at 0",
+            ),
+            (
+                given.get("compute_loss_func") is not None, "compute_loss_func",
+                "leave it unset: the method's options set the loss (a loss of your own needs a Method of its own)",
+            ),
+        ]
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        # With model_init=, Trainer builds the model here (again on each hyperparameter_search trial).
+        return self.rxf_method.prepare_model(super().call_model_init(trial))
 
     # ---- loss ---------------------------------------------------------------------------------
 
@@ -328,8 +370,6 @@ class RxfTrainerMixin:
 
         # Methods that take an `accelerator` get ours: under DDP, FreeLB runs all but its last
         # backward under accelerator.no_sync(model), so gradients are all-reduced once per step.
-        import inspect
-
         options: dict[str, Any] = {}
         if "accelerator" in inspect.signature(self.rxf_method.training_step).parameters:
             options["accelerator"] = self.accelerator

@@ -23,16 +23,14 @@ Everything SFTTrainer does still happens — datasets of plain text, chat ``mess
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch import nn
 from trl import SFTTrainer
 
-from rxf.errors import RxfError
 from rxf.methods.base import LossOutput, prediction_labels, prediction_logits
-from rxf.trainer import RxfTrainerMixin
+from rxf.trainer import RxfTrainerMixin, other_loss_error
 
 
 METRICS_CHUNK_ELEMENTS = 1 << 22
@@ -59,31 +57,21 @@ def token_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return entropy, correct, counted.sum()
 
 
-def _other_loss(what: str) -> RxfError:
-    return RxfError(f"RxfSFTTrainer trains with the method's loss, token cross-entropy: {what} is not supported")
-
-
 class RxfSFTTrainer(RxfTrainerMixin, SFTTrainer):
     """``trl.SFTTrainer`` training with an rxf method (``method=`` a name or config)."""
 
     def __init__(self, *args: Any, method: Any = None, on_nonfinite: str = "stop", **kwargs: Any):
-        # SFTTrainer's arguments, read as it reads them, are refused before it prepares the model and the
-        # data and creates output_dir; the router loss only once the model is loaded (it may be a name).
-        given = inspect.signature(SFTTrainer).bind_partial(*args, **kwargs).arguments
-        config = given.get("args")  # None: SFTTrainer's defaults
-        loss_type = getattr(config, "loss_type", "nll")  # (older TRL has fewer options)
-        smoothing = getattr(config, "label_smoothing_factor", 0.0)
-        replaced = {
-            f"loss_type={loss_type!r}": loss_type != "nll",
-            f"label_smoothing_factor={smoothing} (set the method's label_smoothing)": smoothing > 0,
-            "compute_loss_func": given.get("compute_loss_func") is not None,
-        }
-        for what, is_set in replaced.items():
-            if is_set:
-                raise _other_loss(what)
         super().__init__(*args, method=method, on_nonfinite=on_nonfinite, **kwargs)
+        # Known once the model is loaded (it may be a name).
         if getattr(self, "aux_loss_enabled", False):
-            raise _other_loss("the router loss of a Mixture-of-Experts model (set router_aux_loss_coef=0.0)")
+            raise other_loss_error(
+                self, "the router loss of a Mixture-of-Experts model", "set router_aux_loss_coef=0.0 to train without it"
+            )
+
+    def _rxf_other_losses(self, given: dict[str, Any]) -> list[tuple[bool, str, str]]:
+        loss_type = getattr(given.get("args"), "loss_type", "nll")  # args None: SFTConfig's default (older TRL: no option)
+        dft = (loss_type != "nll", f"loss_type={loss_type!r}", "leave loss_type at 'nll' (token cross-entropy)")
+        return [dft, *super()._rxf_other_losses(given)]
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None

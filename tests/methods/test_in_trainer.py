@@ -76,6 +76,7 @@ ACCUMULATION_CASES = [(arch, name) for arch in ("bert", "gpt2", "bart") for name
 
 
 @pytest.mark.parametrize("arch,name", ACCUMULATION_CASES)
+@pytest.mark.usefixtures("without_dropout_check")
 def test_gradient_accumulation_logs_the_unaccumulated_parts(tmp_path, arch, name):
     """Batch 8 × GA 1 and batch 4 × GA 2 see the same 8 rows (and noise): every logged part agrees."""
     from rxf import method_config

@@ -82,6 +82,7 @@ def test_inputs_embeds_gives_the_input_ids_result(arch, name):
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("mode", ["both", "clean"])
+@pytest.mark.usefixtures("without_dropout_check")
 def test_r3f_noise_reaches_inputs_embeds(arch, mode):
     """σ > 0 changes the logits (the divergence is > 0), σ = 0 does not (it is 0)."""
     model, batch = ARCHS[arch]()

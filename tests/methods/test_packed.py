@@ -124,6 +124,7 @@ def test_packed_sequences_stay_apart_in_the_reference_attention():
 
 
 @pytest.mark.parametrize("name", ["standard", "r3f", "rdrop", "smart", "freelb", "neftune"])
+@pytest.mark.usefixtures("without_dropout_check")
 def test_packed_sequences_stay_apart_with_the_models_kv_cache_setting(name):
     """A causal LM's config says use_cache=True (as Llama's does): the methods' training passes still
     keep packed sequences apart (sdpa, positions only: transformers finds the sequences only without a cache)."""
@@ -145,6 +146,7 @@ def test_packed_sequences_stay_apart_with_the_models_kv_cache_setting(name):
 
 
 @pytest.mark.parametrize("name", ["r3f", "rdrop"])
+@pytest.mark.usefixtures("without_dropout_check")
 def test_doubled_packed_batch_in_rxf_trainer(tmp_path, name):
     """Under RxfTrainer with TRL's padding-free collator: finite losses, and R3F's divergence is > 0."""
     pytest.importorskip("trl")

@@ -8,6 +8,7 @@ from tiny_models import ARCHITECTURES, tiny_bert, tiny_gpt2
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.usefixtures("without_dropout_check")
 def test_r3f_divergence_is_zero_without_noise_and_positive_with_it(arch):
     """With dropout off, the noised pass differs from the clean one only through the noise."""
     model, batch = ARCHITECTURES[arch]()

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from rxf import RxfError, method_config
+from rxf.dropout import set_dropout
 from tiny_models import ARCHITECTURES, tiny_bert
 
 
@@ -19,13 +20,29 @@ def test_rdrop_changes_the_loss_with_dropout_on():
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_rdrop_divergence_is_zero_with_dropout_off(arch):
-    model, batch = ARCHITECTURES[arch]()
-    model.train()  # every dropout probability is 0: the two copies are the same function
-    out = method_config("rdrop").build().compute_loss(model, batch)
-    assert out.regularizer.item() == pytest.approx(0.0, abs=1e-9)
-    standard = method_config("standard").build().compute_loss(model, batch)
-    assert out.task_loss.item() == pytest.approx(standard.task_loss.item(), rel=1e-5)
+def test_rdrop_without_dropout_is_refused(arch):
+    """Every dropout rate 0, or eval mode: the two copies are the same function, the divergence 0 (Standard at 2× cost)."""
+    model, batch = ARCHITECTURES[arch]()  # every dropout probability is 0
+    model.train()
+    with pytest.raises(RxfError, match=r"rdrop .* every dropout rate of \w+ is 0.*set_dropout\(model, 0.1\)$"):
+        method_config("rdrop").build().compute_loss(model, batch)
+    set_dropout(model, 0.1)
+    model.eval()
+    with pytest.raises(RxfError, match=r"rdrop .* the model is in eval mode: call model.train\(\)"):
+        method_config("rdrop").build().compute_loss(model, batch)
+    model.train()
+    assert method_config("rdrop").build().compute_loss(model, batch).regularizer.item() > 0
+
+
+def test_r3f_with_sigma_zero_is_rdrop_and_needs_dropout_too():
+    """The GLUE sweep's r3f-sigma0 row; with σ > 0 and dropout 0 (the r3f-nodrop row) R3F trains on the noise."""
+    model, batch = tiny_bert()
+    model.train()
+    with pytest.raises(RxfError, match=r"r3f with sigma=0 .* every dropout rate .*, or set sigma > 0"):
+        method_config("r3f", sigma=0.0).build().compute_loss(model, batch)
+    assert method_config("r3f", sigma=0.1).build().compute_loss(model, batch).regularizer.item() > 0
+    set_dropout(model, 0.1)
+    assert method_config("r3f", sigma=0.0).build().compute_loss(model, batch).regularizer.item() > 0
 
 
 def test_rdrop_is_half_the_symmetric_kl_of_two_independent_dropout_passes():

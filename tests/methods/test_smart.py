@@ -131,6 +131,31 @@ def test_bregman_term_is_zero_at_start_and_changes_the_loss_after_an_update():
     assert all(not p.requires_grad for p in smart.teacher.parameters())
 
 
+def test_bregman_teacher_is_rebuilt_for_another_model():
+    """One method object used for two models (CV folds, seeds): the second is not pulled toward the first."""
+    smart = method_config("smart", lambda_=0.0, bregman_mu=1.0).build()
+    first, batch = tiny_bert()
+    first.train()
+    smart.compute_loss(first, batch)
+    second, _ = tiny_bert()
+    with torch.no_grad():
+        second.classifier.weight.add_(1.0)  # another model, with other weights
+    second.train()
+    smart.compute_loss(second, batch)
+    assert smart.last_bregman.item() == pytest.approx(0.0, abs=1e-10)  # a fresh teacher: a copy of the second
+    torch.testing.assert_close(smart.teacher.classifier.weight, second.classifier.weight)
+
+
+def test_reentrant_gradient_checkpointing_is_a_clear_error():
+    model, batch = tiny_bert()
+    model.train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(RxfError, match=r"^smart takes gradients .* gradient_checkpointing_kwargs=\{'use_reentrant': False\}"):
+        method_config("smart", **OPTIONS).build().compute_loss(model, batch)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert method_config("smart", **OPTIONS).build().compute_loss(model, batch).regularizer.item() > 0
+
+
 def test_bregman_term_gets_gradient_through_the_student_only():
     model, batch = tiny_bert()
     model.train()

@@ -25,6 +25,10 @@ For token-level tasks ``divergence_reduction`` says how the token divergences ar
   counts by its share of the accumulated batch's tokens, as in fairseq.
 
 Classification reduces over one position per sequence, where the two agree.
+
+At σ = 0 the two passes differ only by their dropout masks (R-Drop, as the GLUE sweep's
+``r3f-sigma0`` row runs it): ``compute_loss`` then refuses a model in eval mode or without dropout.
+R4F's ``compute_loss`` refuses a model whose head ``prepare_model`` has not normalised.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ from rxf.methods.base import (
     target_mask,
     task_loss,
 )
-from rxf.noise import NOISE_TYPES, embedding_noise
+from rxf.dropout import dropout_places
+from rxf.noise import NOISE_TYPES, embedding_noise, unwrap_model
 
 GRADIENT_MODES = ("both", "clean")
 DEFAULT_DIVERGENCE: dict[str, str] = {
@@ -102,6 +107,21 @@ def divergence_scale(labels: torch.Tensor, task_type: TaskType, reduction: str, 
     if reduction == "token_mean" or mask is None:
         return 1.0
     return mask.sum() / sequence_count(inputs, labels.size(0))
+
+
+def require_dropout(model: nn.Module, what: str, otherwise: str = "") -> None:
+    """RxfError unless dropout is active: two passes that differ only by their dropout masks agree without it.
+
+    ``what`` names the method; ``otherwise`` adds another way out (R3F: noise).
+    """
+    if not model.training:
+        raise RxfError(f"{what} compares two passes that differ by their dropout masks, and the model is in eval mode: call model.train()")
+    if not any(getattr(module, name) > 0 for module, name in dropout_places(model)):
+        raise RxfError(
+            f"{what} compares two passes that differ by their dropout masks, and every dropout rate of "
+            f"{type(unwrap_model(model)).__name__} is 0, so the divergence is 0: set one with "
+            f"rxf.dropout.set_dropout(model, 0.1){otherwise}"
+        )
 
 
 # Varlen-attention metadata of packed (padding-free) batches: offsets of the sequences in the
@@ -175,6 +195,8 @@ class R3F(Method):
         config = self.config
         if config.lambda_ == 0:
             return self.clean_loss(model, batch, normalizer=normalizer)
+        if config.sigma == 0:  # R-Drop, as the GLUE sweep's r3f-sigma0 row runs it
+            require_dropout(model, f"{config.name} with sigma=0", ", or set sigma > 0")
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
         divergence = divergence_for(config.divergence, task_type)
@@ -234,3 +256,15 @@ class R4F(R3F):
             )
         apply_spectral_norm(model, self.config.spectral_norm_scope, self.config.n_power_iterations)  # type: ignore[arg-type]
         return model
+
+    def compute_loss(
+        self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
+    ) -> LossOutput:
+        from rxf.spectral import has_spectral_norm
+
+        if not has_spectral_norm(model):  # R3F, silently, otherwise
+            raise RxfError(
+                "r4f: the model's classification head is not spectrally normalised: call "
+                "model = method.prepare_model(model) before training (RxfTrainer does)"
+            )
+        return super().compute_loss(model, batch, normalizer=normalizer)

@@ -6,7 +6,8 @@ losses averaged, symmetric KL halved).
 
 The two passes run as one forward over the batch stacked on itself (dropout masks are drawn
 per element, so the copies get independent masks), which costs less than two passes. With
-dropout off (or in eval mode) both copies agree and the divergence is 0: R-Drop needs dropout.
+dropout off (or in eval mode) both copies agree and the divergence is 0: R-Drop needs dropout, and
+``compute_loss`` refuses a model in eval mode or with every dropout rate 0 (RxfError).
 The divergence follows the task type as for R3F (symmetric KL; squared error for regression),
 in fp32, over labels ≠ −100 for token-level tasks.
 
@@ -35,7 +36,7 @@ from rxf.methods.base import (
     register,
     task_loss,
 )
-from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, divergence_scale, doubled
+from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, divergence_scale, doubled, require_dropout
 
 
 @register
@@ -71,6 +72,7 @@ class RDrop(Method):
         config = self.config
         if config.alpha == 0:
             return self.clean_loss(model, batch, normalizer=normalizer)
+        require_dropout(model, "rdrop")
         task_type = self.task_type(model)
         inputs, labels = model_inputs(model, batch, task_type)
         n = labels.size(0)

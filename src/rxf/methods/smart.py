@@ -19,7 +19,8 @@
   exponential moving average of the parameters: ``θ̃ ← β θ̃ + (1 − β) θ`` once per optimizer
   step (detected from the parameters' version counters, so gradient accumulation does not
   update it twice). The teacher is a full copy of the model, in eval mode, without gradients;
-  it is not checkpointed (a resumed run restarts it from the resumed weights).
+  it is not checkpointed (a resumed run restarts it from the resumed weights). Used with another
+  model (CV folds, seeds), the method builds a new teacher from that model.
 * Half precision: δ of ε = 1e-5 rounds away in bf16/fp16 activations (the precision warning of
   :mod:`rxf.noise` says so) and the inner gradient may underflow; train SMART in fp32.
 
@@ -32,6 +33,7 @@ either the clean pass or the final one. The teacher adds one no-grad forward whe
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ import torch
 from torch import nn
 
 from rxf.divergence import DIVERGENCES
+from rxf.errors import RxfError
 from rxf.methods.base import (
     Batch,
     LossOutput,
@@ -67,6 +70,19 @@ from rxf.methods.perturb import (
 )
 from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, reduced
 from rxf.noise import unwrap_model
+
+
+def inner_gradient(inner: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad(inner, delta)``, with torch's error about reentrant checkpointing made an RxfError."""
+    try:
+        return torch.autograd.grad(inner, delta)
+    except RuntimeError as error:
+        if "use_reentrant" not in str(error):
+            raise
+        raise RxfError(
+            "smart takes gradients with respect to δ, which reentrant gradient checkpointing cannot give: use "
+            "gradient_checkpointing_kwargs={'use_reentrant': False} (TrainingArguments or gradient_checkpointing_enable)"
+        ) from None
 
 
 @register
@@ -123,6 +139,7 @@ class Smart(Method):
     def __init__(self, config: SmartConfig):
         super().__init__(config)
         self.teacher: nn.Module | None = None
+        self._teacher_source: weakref.ref[nn.Module] | None = None  # the model the teacher averages
         self._teacher_version: int | None = None
         #: The Bregman term of the last step (detached), for logging; None when off.
         self.last_bregman: torch.Tensor | None = None
@@ -151,7 +168,7 @@ class Smart(Method):
             applied.check("smart")
             # Sum, not mean: the step is normalised, and a sum keeps tiny divergences away from underflow.
             inner = divergence(prediction_logits(perturbed, task_type), target, positions, reduction="sum")
-            (grad,) = torch.autograd.grad(inner, delta)
+            (grad,) = inner_gradient(inner, delta)
             step = normalized(grad, config.norm, config.granularity, mask, sequences)
             delta = project(
                 delta.detach() + config.step_size * step, config.epsilon, config.norm, config.granularity, mask, sequences
@@ -167,10 +184,12 @@ class Smart(Method):
 
     @torch.no_grad()
     def update_teacher(self, model: nn.Module) -> nn.Module:
-        """Create the teacher on first use; fold the current parameters into its average once per update of them."""
+        """Create the teacher on first use, and anew for another model (CV folds, seeds); fold the current
+        parameters into its average once per update of them."""
         inner = unwrap_model(model)
-        if self.teacher is None:
+        if self.teacher is None or self._teacher_source is None or self._teacher_source() is not inner:
             self.teacher = copy.deepcopy(inner).eval().requires_grad_(False)
+            self._teacher_source = weakref.ref(inner)
             self._teacher_version = self._version(inner)
             return self.teacher
         version = self._version(inner)
