@@ -123,6 +123,22 @@ def test_trainer_losses_that_the_method_would_replace_are_refused_before_anythin
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("method", ["r3f", "r4f", "smart", "freelb", "neftune"])
+def test_torch_compile_is_refused_before_anything_with_a_method_that_hooks_the_embeddings(tmp_path, method):
+    from rxf import RxfError
+
+    model, batch = tiny_bert()
+    with pytest.raises(RxfError, match=f"torch_compile=True\\) cannot be combined with method '{method}'.*leave torch_compile off"):
+        RxfTrainer(model, arguments(tmp_path, torch_compile=True), train_dataset=rows(batch), method=method)
+    assert not (tmp_path / "out").exists()
+
+
+def test_torch_compile_is_left_to_the_trainer_with_a_method_without_hooks(tmp_path):
+    model, batch = tiny_bert()
+    trainer = RxfTrainer(model, arguments(tmp_path, torch_compile=True), train_dataset=rows(batch), method="standard")
+    assert trainer.args.torch_compile
+
+
 def test_seq2seq_trainer_runs_r3f(tmp_path):
     model, batch = tiny_bart()
     trainer = RxfSeq2SeqTrainer(

@@ -13,6 +13,7 @@ bases). What the mixin changes:
   ``model_init`` builds;
 * Trainer's own training losses, which the method's would replace, are refused when the trainer
   is built: ``label_smoothing_factor`` (set the method's ``label_smoothing``) and ``compute_loss_func``;
+  so is ``torch_compile`` with a method that hooks the embeddings (a compiled model runs no hooks);
 * saved checkpoints carry plain weights (spectral norm folded in), loadable without rxf, plus
   the raw spectral-norm state in ``rxf_spectral_norm.safetensors`` so that a resumed run goes on
   exactly where it stopped;
@@ -110,6 +111,12 @@ class _NonfiniteGuard(TrainerCallback):
             )
 
 
+def perturbs_embeddings(method: Method) -> bool:
+    """Whether ``method`` perturbs the token embeddings through a hook on the model (rxf.noise)."""
+    from rxf.methods import R3F, FreeLB, NEFTune, Smart
+
+    return isinstance(method, (R3F, Smart, FreeLB, NEFTune))
+
 
 def refuse_neftune_argument(method: Method, args: Any) -> None:
     """RxfError if ``neftune_noise_alpha`` is set with a method that perturbs the embeddings itself.
@@ -117,14 +124,23 @@ def refuse_neftune_argument(method: Method, args: Any) -> None:
     transformers' NEFTune hook noises every training forward pass, so R3F's and SMART's clean pass
     would not be clean, and NEFTune would be applied twice. Standard and R-Drop compose with it.
     """
-    from rxf.methods import R3F, FreeLB, NEFTune, Smart
-
     alpha = getattr(args, "neftune_noise_alpha", None)
-    if alpha is not None and isinstance(method, (R3F, Smart, FreeLB, NEFTune)):
+    if alpha is not None and perturbs_embeddings(method):
         raise RxfError(
             f"neftune_noise_alpha={alpha} cannot be combined with method {method.config.name!r}, which perturbs the "
             "embeddings itself (the NEFTune hook would noise its clean pass too): unset neftune_noise_alpha, or use "
             "method='neftune' (alpha=...) instead of the argument"
+        )
+
+
+def refuse_torch_compile_argument(method: Method, args: Any) -> None:
+    """RxfError if ``torch_compile`` is set with a method that perturbs the embeddings: the compiled model
+    would not run its hooks (rxf.noise.refuse_compiled says so at the first step; this says it before any work)."""
+    if getattr(args, "torch_compile", False) and perturbs_embeddings(method):
+        raise RxfError(
+            f"TrainingArguments(torch_compile=True) cannot be combined with method {method.config.name!r}: it perturbs "
+            "the token embeddings through hooks, which a compiled model does not run; leave torch_compile off "
+            "(standard and rdrop compile)"
         )
 
 
@@ -155,10 +171,12 @@ class RxfTrainerMixin:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise RxfError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {on_nonfinite!r}")
         # Refused before the Trainer prepares the model and the data and creates output_dir.
-        for is_set, ignored, instead in self._rxf_other_losses(trainer_arguments(type(self), args, kwargs)):
+        given = trainer_arguments(type(self), args, kwargs)
+        for is_set, ignored, instead in self._rxf_other_losses(given):
             if is_set:
                 raise other_loss_error(self, ignored, instead)
         self.rxf_method = build_method(method)
+        refuse_torch_compile_argument(self.rxf_method, given.get("args"))
         self.rxf_on_nonfinite = on_nonfinite
         self.rxf_skipped_steps = 0
         model = kwargs.get("model", args[0] if args else None)
