@@ -142,7 +142,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="metrics, per-class report and confusion matrix of a trained model on labelled data",
-        description="Evaluate a trained classifier on a labelled file, a task, or (for an rxf train run) its own dev set.",
+        description="Evaluate a trained classifier on a labelled file, a task, or (for an rxf train run) its own dev set. "
+        "--text-column, --text-pair-column, --delimiter, --label-separator and --label-column say how to read "
+        "--eval-file; a task or the run's dev set is read with its own columns and format.",
     )
     add_data_flags(evaluate)
     evaluate.add_argument("--eval-file", metavar="FILE", help="labelled .csv, .tsv, .txt (with --delimiter), .json or .jsonl")
