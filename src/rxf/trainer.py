@@ -359,7 +359,7 @@ class RxfTrainerMixin:
         if "labels" not in inputs:
             outputs = model(**inputs)
             return (None, outputs) if return_outputs else None
-        task_type = self.rxf_method.task_type(model)
+        task_type = self.rxf_method.task_type(model, inputs)
         model_in, labels = model_inputs(model, inputs, task_type)
         outputs = model(**model_in)
         loss = task_loss(output_logits(outputs), labels, task_type, label_smoothing=self.rxf_method.config.label_smoothing)

@@ -1,5 +1,7 @@
 """The method API refuses, in one line, the inputs it would otherwise misread or fail on deep inside torch."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -23,13 +25,53 @@ def tiny_bert_config(**options):
 # ---- the batch --------------------------------------------------------------------------------
 
 
-def test_multi_hot_float_labels_name_problem_type_and_task_type():
+MULTI_HOT = [[1.0, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("name", ["r3f", "smart", "rdrop"])
+def test_multi_hot_float_labels_train_multi_label_as_transformers_infers_it(name):
+    # problem_type unset: transformers' forward takes float (batch, num_labels) labels as multi-label (BCE).
+    model, batch = tiny_bert(dropout=0.1)
+    batch["labels"] = torch.tensor(MULTI_HOT)
+    if name == "rdrop":  # its task loss is the mean over two dropout passes: transformers' on the batch twice, same seed
+        reference_batch = {key: torch.cat([value, value]) for key, value in batch.items()}
+    else:  # R3F's and SMART's task loss is that of the clean pass
+        reference_batch = batch
+        model.eval()
+    reference = copy.deepcopy(model)
+    torch.manual_seed(1)
+    expected = reference(**reference_batch).loss
+    torch.manual_seed(1)
+    out = method_config(name).build().compute_loss(model, batch)
+    assert reference.config.problem_type == model.config.problem_type == "multi_label_classification"
+    assert out.task_loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert out.regularizer is not None
+
+
+def test_integer_labels_stay_single_label_classification():
     model, batch = tiny_bert()
-    batch["labels"] = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
-    with pytest.raises(RxfError, match=r"float32 labels of shape \(4, 3\).*task_type='multi_label'.*problem_type"):
+    model.eval()
+    reference = copy.deepcopy(model)
+    expected = reference(**batch).loss
+    out = method_config("r3f").build().compute_loss(model, batch)
+    assert reference.config.problem_type == model.config.problem_type == "single_label_classification"
+    assert out.task_loss.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_float_labels_of_neither_kind_are_named_and_leave_problem_type_unset():
+    model, batch = tiny_bert()
+    batch["labels"] = torch.zeros(4, 2)
+    with pytest.raises(RxfError, match=r"float32 labels of shape \(4, 2\) fit neither single-label classification nor multi-label.*\(4,\) or 0/1 targets of shape \(4, 3\)"):
         method_config("r3f").build().compute_loss(model, batch)
-    model.config.problem_type = "multi_label_classification"  # as transformers sets it: then multi-label trains
-    assert method_config("r3f").build().compute_loss(model, batch).regularizer is not None
+    assert model.config.problem_type is None
+
+
+def test_a_task_type_given_is_not_overridden_by_the_labels():
+    model, batch = tiny_bert()
+    batch["labels"] = torch.tensor(MULTI_HOT)
+    with pytest.raises(RxfError, match=r"float32 labels of shape \(4, 3\) do not fit task_type 'classification'.*task_type='multi_label'"):
+        method_config("r3f", task_type="classification").build().compute_loss(model, batch)
+    assert model.config.problem_type is None
 
 
 def test_attention_mask_of_another_shape_than_input_ids():

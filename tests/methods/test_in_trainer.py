@@ -1,5 +1,7 @@
 """Every registered method trains a few steps inside RxfTrainer on a tiny model."""
 
+import copy
+
 import pytest
 import torch
 from datasets import Dataset
@@ -12,15 +14,19 @@ from tiny_models import tiny_bert
 OPTIONS = {"smart": {"epsilon": 1e-2, "bregman_mu": 1.0}, "freelb": {"adv_steps": 2}}
 
 
-def _trainer(tmp_path, method, **overrides):
+def _trainer(tmp_path, method, labels=None, **overrides):
     model, batch = tiny_bert(dropout=0.1)
+    if labels is not None:
+        batch["labels"] = labels
     values = dict(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3,
         logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
     )
     values.update(overrides)
     data = Dataset.from_dict({k: v.tolist() * 4 for k, v in batch.items()})
-    return model, RxfTrainer(model=model, args=TrainingArguments(**values), train_dataset=data, method=method)
+    return model, RxfTrainer(
+        model=model, args=TrainingArguments(**values), train_dataset=data, eval_dataset=data, method=method
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -37,6 +43,20 @@ def test_each_method_trains_in_rxf_trainer(name, tmp_path):
     assert not torch.allclose(before, after)
     losses = [entry for entry in logs if "loss" in entry]
     assert losses and all("task_loss" in entry and torch.isfinite(torch.tensor(entry["loss"])) for entry in losses)
+
+
+@pytest.mark.parametrize("name", ["r3f", "smart"])
+def test_multi_hot_float_labels_evaluate_and_train_multi_label(name, tmp_path):
+    # problem_type unset, as transformers leaves it: the labels make it multi-label, in evaluation as in training.
+    labels = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    model, trainer = _trainer(tmp_path, name, labels=labels, max_steps=1, per_device_eval_batch_size=4)
+    reference = copy.deepcopy(model).eval()
+    _, batch = tiny_bert()
+    expected = reference(**{**batch, "labels": labels}).loss.item()
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, abs=1e-5)
+    assert model.config.problem_type == "multi_label_classification"
+    trainer.train()
+    assert trainer.state.global_step == 1
 
 
 def test_trainer_hands_freelb_its_accelerator_with_gradient_accumulation(tmp_path, monkeypatch):

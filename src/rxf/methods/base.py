@@ -56,6 +56,37 @@ def infer_task_type(model: nn.Module) -> TaskType:
     return "classification"
 
 
+def settle_problem_type(model: nn.Module, labels: Any) -> None:
+    """Set a sequence classifier's unset ``config.problem_type`` from its labels, by the rule of transformers' forward.
+
+    One output is regression; int64/int32 labels are single-label classification; any other labels (float
+    multi-hot rows) are multi-label. rxf computes the task loss itself, so it applies the rule before
+    reading the task type: every later :func:`infer_task_type` then sees what the model's own loss would
+    be. RxfError, the config left unset, for labels that fit neither kind.
+    """
+    model = unwrap_model(model)
+    config = getattr(model, "config", None)
+    # As transformers: sequence classifiers only, and once (a problem_type set, by anyone, stays).
+    if "ForSequenceClassification" not in type(model).__name__ or getattr(config, "problem_type", "") is not None:
+        return
+    if not torch.is_tensor(labels) or labels.numel() == 0:
+        return  # check_batch names an empty batch
+    num_labels = config.num_labels
+    if num_labels == 1:
+        config.problem_type = "regression"
+    elif labels.dtype in (torch.int64, torch.int32):
+        config.problem_type = "single_label_classification"
+    elif labels.dim() == 2 and labels.size(1) == num_labels:
+        config.problem_type = "multi_label_classification"
+    else:
+        batch = labels.size(0) if labels.dim() > 0 else 1
+        raise RxfError(
+            f"{dtype_name(labels)} labels of shape {tuple(labels.shape)} fit neither single-label classification nor "
+            f"multi-label for {type(model).__name__} (num_labels={num_labels}): pass int64 class ids of shape "
+            f"({batch},) or 0/1 targets of shape ({batch}, {num_labels})"
+        )
+
+
 def prediction_logits(logits: torch.Tensor, task_type: TaskType) -> torch.Tensor:
     """Logits aligned with the labels: causal LMs predict token t+1 at position t."""
     return logits[:, :-1] if task_type == "causal_lm" else logits
@@ -445,8 +476,14 @@ class Method:
         """Changes the method makes to the model before training (R4F: spectral norm). Default: none."""
         return model
 
-    def task_type(self, model: nn.Module) -> TaskType:
-        """The config's task type, else the model's; RxfError when the config's contradicts what the model is built for."""
+    def task_type(self, model: nn.Module, batch: Batch | None = None) -> TaskType:
+        """The config's task type, else the model's; RxfError when the config's contradicts what the model is built for.
+
+        With ``batch`` and no task type in the config, a sequence classifier without ``problem_type`` first gets
+        one from the batch's labels, as its forward would set it (:func:`settle_problem_type`).
+        """
+        if batch is not None and self.config.task_type is None and isinstance(batch, Mapping):
+            settle_problem_type(model, batch.get("labels"))
         inferred = infer_task_type(model)
         chosen = self.config.task_type or inferred
         name = type(unwrap_model(model)).__name__
@@ -463,7 +500,7 @@ class Method:
         self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
     ) -> LossOutput:
         """One ordinary forward pass and the task loss: Standard fine-tuning."""
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         logits = output_logits(model(**inputs))
         loss = task_loss(logits, labels, task_type, label_smoothing=self.config.label_smoothing, normalizer=normalizer)

@@ -162,7 +162,7 @@ class FreeLB(Method):
     ) -> LossOutput:
         """K forward/backward pairs; ``backward`` is called K times with loss/K (gradients accumulate)."""
         config = self.config
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         mask = token_mask(inputs)
         sequences = packed_sequences(inputs, mask)

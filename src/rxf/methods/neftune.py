@@ -99,7 +99,7 @@ class NEFTune(Method):
         config = self.config
         if not model.training or config.alpha == 0:
             return self.clean_loss(model, batch, normalizer=normalizer)
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         mask = token_mask(inputs)
         lengths = sequence_lengths(inputs)

@@ -197,7 +197,7 @@ class R3F(Method):
             return self.clean_loss(model, batch, normalizer=normalizer)
         if config.sigma == 0:  # R-Drop, as the GLUE sweep's r3f-sigma0 row runs it
             require_dropout(model, f"{config.name} with sigma=0", ", or set sigma > 0")
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         divergence = divergence_for(config.divergence, task_type)
         scale = divergence_scale(labels, task_type, config.divergence_reduction, inputs)

@@ -73,7 +73,7 @@ class RDrop(Method):
         if config.alpha == 0:
             return self.clean_loss(model, batch, normalizer=normalizer)
         require_dropout(model, "rdrop")
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         n = labels.size(0)
         logits = output_logits(model(**doubled(inputs, n)))

@@ -208,7 +208,7 @@ class Smart(Method):
         self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
     ) -> LossOutput:
         config = self.config
-        task_type = self.task_type(model)
+        task_type = self.task_type(model, batch)
         inputs, labels = model_inputs(model, batch, task_type)
         teacher = self.update_teacher(model) if config.bregman_mu > 0 else None
         clean = output_logits(model(**inputs))
