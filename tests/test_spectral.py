@@ -75,19 +75,23 @@ def test_head_spectral_norm_stays_at_most_one_during_training(scope, lr, refresh
         assert largest_singular_value(model.classifier.dense.weight) > 10
 
 
-def test_saved_r4f_model_loads_in_plain_transformers(tmp_path):
+def trained_r4f_bert(**options):
     model, batch = tiny_bert()
-    method = method_config("r4f", sigma=1e-2).build()
-    method.prepare_model(model)
+    method = method_config("r4f", sigma=1e-2, **options).build()
+    model = method.prepare_model(model)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(3):
         method.compute_loss(model, batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    return model, {k: v for k, v in batch.items() if k != "labels"}
+
+
+def test_saved_r4f_model_loads_in_plain_transformers(tmp_path):
+    model, inputs = trained_r4f_bert()
     state = folded_state_dict(model)  # brings the spectral-norm estimate up to date, as saving does
     model.eval()
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
         expected = model(**inputs).logits
     model.save_pretrained(tmp_path, state_dict=state)
@@ -100,19 +104,6 @@ def test_saved_r4f_model_loads_in_plain_transformers(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(**inputs).logits, expected, atol=1e-6)
     assert "classifier.weight" in model.state_dict()
-
-
-def trained_r4f_bert(**options):
-    model, batch = tiny_bert()
-    method = method_config("r4f", sigma=1e-2, **options).build()
-    model = method.prepare_model(model)
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(3):
-        method.compute_loss(model, batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model, {k: v for k, v in batch.items() if k != "labels"}
 
 
 def test_save_pretrained_of_a_prepared_model_saves_the_folded_head(tmp_path):
