@@ -58,6 +58,17 @@ def test_integer_labels_stay_single_label_classification():
     assert out.task_loss.item() == pytest.approx(expected.item(), abs=1e-6)
 
 
+def test_int32_class_ids_train_as_int64_ones():
+    """torch's cross_entropy takes int64 targets only (transformers fails here: "expected ... Long"); numpy on
+    some platforms and hand-made tensors give int32. (int16/int8 labels count as multi-label, as in transformers.)"""
+    model, batch = tiny_bert()
+    model.eval()
+    method = method_config("r3f").build()
+    expected = method.compute_loss(copy.deepcopy(model), batch).task_loss
+    batch["labels"] = batch["labels"].to(torch.int32)
+    assert method.compute_loss(model, batch).task_loss.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
 def test_float_labels_of_neither_kind_are_named_and_leave_problem_type_unset():
     model, batch = tiny_bert()
     batch["labels"] = torch.zeros(4, 2)

@@ -219,6 +219,7 @@ def reference_task_loss(
     elif task_type == "multi_label":
         per_item = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(-1)
     else:
+        labels = labels.long()  # int32/int16 class ids (e.g. from numpy) are class ids too; cross_entropy takes int64 only
         per_item = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)),
             labels.reshape(-1),
