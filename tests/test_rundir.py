@@ -433,8 +433,11 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path, ca
     try:
         lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "then"}
         (out / rundir.LOCK).write_text(json.dumps(lock))
-        text = refusal(out)
+        with pytest.raises(rundir.RunInUse) as caught:  # (rxf sweep leaves such a run to its holder)
+            rundir.claim(out)
+        text = str(caught.value)
         assert "in use by another rxf run" in text and f"pid {holder.pid}" in text
+        assert caught.value.holder.startswith(f"pid {holder.pid} on host") and caught.value.lock == out / rundir.LOCK
         assert json.loads((out / rundir.LOCK).read_text()) == lock  # the owner's lock is left alone
     finally:
         holder.kill()
@@ -459,8 +462,10 @@ def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / rundir.LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "then"}))
-    text = refusal(out)
-    assert "another machine" in text and "delete" in text
+    with pytest.raises(rundir.RunInUse) as caught:
+        rundir.claim(out)
+    assert "another machine" in str(caught.value) and "delete" in str(caught.value)
+    assert caught.value.holder.startswith("pid 1 on host elsewhere")
 
 
 def test_only_the_main_process_locks_and_writes(tmp_path):

@@ -3,7 +3,8 @@
 A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one process:
 
 1. **The lock**, ``.rxf.lock``, holds the owner's pid, host and start time and is created
-   atomically, so a second process on the same directory stops with one line naming the owner.
+   atomically, so a second process on the same directory stops with one line naming the owner
+   (a :class:`RunInUse` error, which ``rxf sweep`` catches to leave that run to its owner).
    A lock whose process is gone (same host, and the pid is dead or now belongs to another
    process) is stale: it is taken over with a warning. A lock written on another host cannot be
    checked from here; the message says how to remove it once that process is gone.
@@ -198,6 +199,15 @@ def run_owned(output_dir: str | Path, settings: dict[str, Any], defaults: dict[s
             raise output_write_failure(error, run_dir.path) from None
 
 
+class RunInUse(RxfError):
+    """The run directory is locked by a live process (this host's, or any process of another host)."""
+
+    def __init__(self, message: str, holder: str, lock: Path):
+        super().__init__(message)
+        self.holder = holder  # "pid N on host H, since T"
+        self.lock = lock
+
+
 # ---- the directory ---------------------------------------------------------------------------
 
 
@@ -250,13 +260,15 @@ class RunDirectory:
                     warn(f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over")
                 elif _owner_alive(owner):
                     if owner.get("host", socket.gethostname()) != socket.gethostname():
-                        raise RxfError(
+                        raise RunInUse(
                             f"output_dir {self.path} is locked by an rxf run on another machine ({_describe(owner)}): "
-                            f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}"
+                            f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}",
+                            _describe(owner), self.lock_path,
                         )
-                    raise RxfError(
+                    raise RunInUse(
                         f"output_dir {self.path} is in use by another rxf run ({_describe(owner)}): "
-                        "wait for it to finish, or choose another output_dir"
+                        "wait for it to finish, or choose another output_dir",
+                        _describe(owner), self.lock_path,
                     )
                 else:
                     warn(f"taking over the lock of {self.path} from a run that is gone ({_describe(owner)})")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
+import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score
 
+from rxf import rundir
 from rxf.errors import RxfError
 from rxf.experiments.sweep import SEARCH_SPACES, Sweep, SweepConfig, check_space, load_records
 from rxf.methods import METHODS
@@ -132,6 +137,72 @@ def test_resume_runs_continues_an_interrupted_run_from_its_checkpoint(tiny, tmp_
     resumed = records[0]["metrics"]["resumed_from"]
     assert (resumed is not None and resumed.endswith("checkpoint-2")) if resume_runs else resumed is None
     assert not (tmp_path / "sweep" / "runs").exists()  # a finished run's folder goes, checkpoints and all
+
+
+def claiming_train(config) -> dict:
+    """fake_train inside the run directory's lock, taken as run_training takes it."""
+    with rundir.claim(config.output_dir):
+        return fake_train(config)
+
+
+def test_a_seed_run_another_process_trains_is_left_to_it(tiny, tmp_path):
+    """Two processes on one sweep: the run the other one holds is skipped, not an error that ends the sweep."""
+    config = sweep_config(tiny, tmp_path / "sweep", seeds=[1, 2])
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lines: list[str] = []
+
+    def the_other_process_takes_r3f_seed_1(run_config):
+        if run_config.method == "r3f" and run_config.seed == 1:  # it locked the run just before this process
+            out = Path(run_config.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / rundir.LOCK).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "then"}))
+        return claiming_train(run_config)
+
+    try:
+        sweep = Sweep(config, train=the_other_process_takes_r3f_seed_1, log=lines.append)
+        records = sweep.run()
+    finally:
+        holder.kill()
+        holder.wait()
+    (left,) = sweep.left_to_others
+    assert left not in sweep.trained and not (tmp_path / "sweep" / "records" / f"{left}.json").exists()
+    assert len(records) == 2 * 2 + 2 * 2 - 1  # the search and every other seed run, r3f's seed 2 included
+    assert [r["seed"] for r in records if r["method"] == "r3f" and r["phase"] == "seeds"] == [2]
+    assert any(f"pid {holder.pid} on host" in line and "left to that process" in line for line in lines)
+    # That process is gone without finishing: the same command trains the one run left (its stale lock taken over).
+    again = Sweep(config, train=claiming_train, log=quiet)
+    again.run()
+    assert again.trained == [left] and again.left_to_others == []
+
+
+@pytest.mark.parametrize("other_process", ["finishes it", "is gone"])
+def test_a_search_trial_another_process_trains_is_waited_for(tiny, tmp_path, other_process):
+    """The seeds need every search score: a trial held elsewhere is waited for, or taken over once its holder is gone."""
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["r3f"], seeds=[1])
+    reference = Sweep(sweep_config(tiny, tmp_path / "reference", methods=["r3f"], seeds=[1]), train=fake_train, log=quiet)
+    expected = reference.run()
+    (first_trial,) = [r for r in expected if r["phase"] == "search" and r["trial"] == 0]
+    attempts: list[str] = []
+
+    def held_at_first(run_config):
+        attempts.append(run_config.output_dir)
+        if len(attempts) == 1:
+            if other_process == "finishes it":  # while this process waits, the other one writes the record
+                shutil.copy(tmp_path / "reference" / "records" / f"{first_trial['run_id']}.json", tmp_path / "sweep" / "records")
+            raise rundir.RunInUse("in use", "pid 99 on host h, since then", tmp_path / "lock")
+        return fake_train(run_config)
+
+    lines: list[str] = []
+    sweep = Sweep(config, train=held_at_first, log=lines.append, wait_s=0)
+    records = sweep.run()
+    assert [r["run_id"] for r in records] == [r["run_id"] for r in expected]  # the same sweep, best setting included
+    assert sum("pid 99 on host h, since then is training it: waiting for its record" in line for line in lines) == 1
+    if other_process == "finishes it":
+        assert first_trial["run_id"] not in sweep.trained and len(attempts) == 3
+        assert any("done by the other process" in line for line in lines)
+    else:
+        assert sweep.trained[0] == first_trial["run_id"] and len(attempts) == 4
+    assert sweep.left_to_others == []
 
 
 def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):

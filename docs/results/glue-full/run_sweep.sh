@@ -10,13 +10,15 @@
 # Resumable: every finished run is a record in docs/results/glue-full/cpu/records/, so the same
 # command continues where it stopped (a killed run resumes from its last epoch while its
 # uncommitted checkpoints in cpu/runs/ survive; on a fresh checkout it starts again). Two processes
-# must not hold the same part at once (a run locked by the other process stops this one).
+# may work on the same part: a seed run the other one is training is left to it (rxf sweep), and
+# a search trial it is training is waited for.
 #
 #   bash docs/results/glue-full/run_sweep.sh mrpc:main cola stsb:sn mrpc:nodrop rte:nodrop > runs/logs/sweep-1.log 2>&1 &
-#   bash docs/results/glue-full/run_sweep.sh stsb:main rte:main > runs/logs/sweep-2.log 2>&1 &
+#   bash docs/results/glue-full/run_sweep.sh stsb:main rte:main rte:nodrop > runs/logs/sweep-2.log 2>&1 &
 # (The split balances the two processes: RTE's runs are the longest, so its dropout-0 rows go to
-# the process with the shorter tasks. CoLA's main rows come before MRPC's dropout-0 rows: the
-# issue's four-task table first, the noise-or-dropout question second.)
+# the process with the shorter tasks, and the other joins in on them when its own parts are done.
+# CoLA's main rows come before MRPC's dropout-0 rows: the issue's four-task table first, the
+# noise-or-dropout question second.)
 #   .venv/bin/rxf report --runs docs/results/glue-full/cpu --output-dir docs/results/glue-full
 set -euo pipefail
 cd "$(dirname "$0")/../../.."

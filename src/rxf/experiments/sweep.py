@@ -21,6 +21,11 @@ records are written atomically (write, then rename), so a sweep that is killed a
 skips every run whose record exists. The search is replayed from the records with the same sampler
 seed, so a resumed sweep asks for the same trials as one that was never interrupted. Sweep runs
 keep no model weights unless ``keep_models`` is set.
+
+Several processes may work on one sweep at once (the same command started twice, on one machine or
+on several sharing the output directory): a run another live process is training is locked
+(rxf.rundir), so a seed run held elsewhere is left to that process and this one goes on to the
+next; a search trial held elsewhere is waited for, since the seeds need the search's best setting.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from rxf.config import (
 )
 from rxf.history import NOT_LOSSES, NOT_SCORES
 from rxf.io import read_json, write_failure
-from rxf.rundir import make_output_dir
+from rxf.rundir import RunInUse, make_output_dir
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -328,6 +333,10 @@ class Sweep:
     trained: list[str] = field(default_factory=list)
     #: The TrainConfig fields that identify a run of the current recipe (see run_id).
     identity_keys: set[str] = field(default_factory=set)
+    #: Seed runs left to the other processes training them (their records come when those finish).
+    left_to_others: list[str] = field(default_factory=list)
+    #: Seconds between looks at a search trial another process is training.
+    wait_s: float = 60.0
 
     @property
     def records_dir(self) -> Path:
@@ -387,7 +396,9 @@ class Sweep:
                     for method in self.config.methods:
                         row = self.config.row_values(values, method)
                         config = run_config(row, self.config.base_method(method), best[method], seed)
-                        records.append(self.run_once(config, "seeds", None, best[method], baseline, label=method))
+                        record = self.run_once(config, "seeds", None, best[method], baseline, label=method)
+                        if record is not None:
+                            records.append(record)
         return records
 
     def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]]:
@@ -426,8 +437,9 @@ class Sweep:
     def run_once(
         self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float],
         label: str | None = None,
-    ) -> dict[str, Any]:
-        """One run, or its record if an earlier sweep finished it. ``label``: the row (a variant), if not the method."""
+    ) -> dict[str, Any] | None:
+        """One run, or its record if an earlier sweep finished it; None for a seed run that another process is
+        training (left to it). ``label``: the row (a variant), if not the method."""
         keys = self.identity_keys | set(params)
         if label in self.config.variants:
             keys |= set(self.config.variants[label].get("overrides", {}))
@@ -438,18 +450,35 @@ class Sweep:
         task = config.task or (Path(config.train_file).name if config.train_file else "files")
         where = f"[{task} {label or config.method} {phase}{'' if trial is None else f' {trial + 1}'} seed={config.seed}]"
         settings = " ".join(f"{k}={v}" for k, v in params.items())
-        if path.is_file():
-            record = read_record(path)
-            self.log(f"{where} {settings}: done before ({rid})")
-            return record
         run_dir = Path(self.config.output_dir) / "runs" / rid
         keep = {"output_dir": str(run_dir), "save_model": self.config.keep_models}
         if hasattr(config, "keep_checkpoints") and not self.config.keep_models:
             keep["keep_checkpoints"] = 1 if self.config.resume_runs else 0
         config = dataclasses.replace(config, **keep)
-        self.log(f"{where} {settings}: training ({rid})")
-        started = time.perf_counter()
-        metrics = self.train(config)
+        waiting = False
+        while True:
+            if path.is_file():
+                record = read_record(path)
+                self.log(f"{where} {settings}: {'done by the other process' if waiting else 'done before'} ({rid})")
+                return record
+            if not waiting:  # (once: a retry after waiting either finds the record or takes the run over, saying so)
+                self.log(f"{where} {settings}: training ({rid})")
+            started = time.perf_counter()
+            try:
+                metrics = self.train(config)
+                break
+            except RunInUse as error:
+                if phase == "seeds":
+                    self.log(f"{where} {settings}: {error.holder} is training it: left to that process")
+                    self.left_to_others.append(rid)
+                    return None
+                # The seeds need this trial's score: wait for its record, or for its process to be gone
+                # (then the next try takes the run over and resumes it from its checkpoints).
+                if not waiting:
+                    self.log(f"{where} {settings}: {error.holder} is training it: waiting for its record, which the "
+                             f"seeds need (if that process is gone on another machine, delete {error.lock})")
+                    waiting = True
+                time.sleep(self.wait_s)
         wall = time.perf_counter() - started
         record = {
             "run_id": rid,
