@@ -36,3 +36,11 @@ def test_out_of_range_is_refused():
     model, _ = tiny_bert()
     with pytest.raises(ValueError, match="dropout must be in"):
         set_dropout(model, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"])
+def test_every_kind_of_dropout_module_is_set(kind):
+    """Not only nn.Dropout: the other torch.nn dropout modules (no common public class) are set too."""
+    dropout = getattr(torch.nn, kind)(0.3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), dropout)
+    assert set_dropout(model, 0.0) == 1 and dropout.p == 0.0

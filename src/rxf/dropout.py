@@ -1,8 +1,8 @@
 """Set a model's dropout everywhere, for runs that switch it off (or change it) at fine-tuning time.
 
-    set_dropout(model, 0.0)   # every nn.Dropout and every float dropout rate a module reads
+    set_dropout(model, 0.0)   # every dropout module and every float dropout rate a module reads
 
-Models read dropout in two ways: ``nn.Dropout`` modules (BERT's attention passes ``self.dropout.p``
+Models read dropout in two ways: dropout modules (``nn.Dropout``, ``nn.Dropout2d``, ...; BERT's attention passes ``self.dropout.p``
 to the attention kernel too) and plain float attributes such as Llama's ``attention_dropout``. Both
 are set, and so is the config (so that a saved model says what it was trained with).
 """
@@ -14,10 +14,17 @@ from collections.abc import Iterator
 import torch
 
 
+# Every dropout module of torch.nn (they share no public base class): their rate is ``p``.
+DROPOUT_MODULES = (
+    torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
+
+
 def dropout_places(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, str]]:
-    """(module, attribute) of every dropout rate the model reads: ``nn.Dropout.p`` and float attributes named ``*dropout*``."""
+    """(module, attribute) of every dropout rate the model reads: ``p`` of its dropout modules and float attributes named ``*dropout*``."""
     for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
+        if isinstance(module, DROPOUT_MODULES):
             yield module, "p"
             continue
         for name, value in vars(module).items():
