@@ -205,3 +205,26 @@ def test_a_record_field_error_names_the_file_the_field_what_it_must_be_and_is():
     assert str(whole) == "run metrics m.json must be a mapping (it is [1, 2]): fix it"
     long = field_error("probe result", "r.json", "probes", "a list", {"k" * 50: 1}, "redo")
     assert "(it is a mapping)" in str(long)  # a long value: its kind, so the line stays one short line
+
+
+def test_numpy_numbers_are_stored_as_python_numbers_before_the_checks():
+    """np.arange seeds and np.float32 rates pass the type checks and leave as int/float (YAML and JSON take them)."""
+    import json
+
+    import numpy as np
+    import yaml
+
+    from rxf.experiments.sweep import SweepConfig
+    from rxf.train import TrainConfig
+
+    config = TrainConfig.from_dict({"task": "glue/rte", "learning_rate": np.float32(2e-5), "max_steps": np.int64(3),
+                                    "method_options": {"lambda_": np.float64(0.5), "sigma": np.float32(1e-5)}})
+    assert type(config.learning_rate) is float and type(config.max_steps) is int
+    assert config.learning_rate == pytest.approx(2e-5) and config.max_steps == 3
+    assert all(type(value) is float for value in config.method_options.values())
+    assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["max_steps"] == 3 and json.dumps(config.to_dict())
+    sweep = SweepConfig(recipes=["configs/glue/rte.yaml"], methods=["standard"], seeds=list(np.arange(1, 4)))
+    sweep.validate()
+    assert sweep.seeds == [1, 2, 3] and all(type(seed) is int for seed in sweep.seeds)
+    unchanged = {"lambda_": 1.0}
+    assert TrainConfig.from_dict({"method_options": unchanged}).method_options is unchanged

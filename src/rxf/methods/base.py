@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rxf.config import check_fields, describe_setting, is_finite_number, is_whole_number, note_requirement, store_plain_numbers
+from rxf.config import check_fields, describe_setting, is_finite_number, is_whole_number, note_requirement
 from rxf.errors import RxfError, closest
 from rxf.noise import unwrap_model
 from rxf.divergence import check_normalizer, reduce_positions, js_divergence, symmetric_kl
@@ -423,7 +423,6 @@ class MethodConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        store_plain_numbers(self)
         check_fields(self)
         check_choice("task_type", self.task_type, TASK_TYPES, optional=True)
         check_number("label_smoothing", self.label_smoothing, minimum=0.0, below=1.0)
