@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -446,6 +448,26 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path, ca
     assert started(out) is True
     assert "taking over the lock" in capsys.readouterr().err
     assert not (out / rundir.LOCK).exists()
+
+
+def test_a_process_that_exited_unreaped_holds_no_lock(tmp_path, capsys):
+    """A zombie (exited, its parent has not waited for it yet) still answers kill(pid, 0): it is not taken for alive."""
+    out = tmp_path / "run"
+    out.mkdir()
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):
+            if Path(f"/proc/{exited.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child did not exit")
+        (out / rundir.LOCK).write_text(json.dumps({"pid": exited.pid, "host": socket.gethostname(), "started": "then"}))
+        assert not rundir.is_locked(out / rundir.LOCK)
+        started(out)
+        assert "taking over the lock" in capsys.readouterr().err
+    finally:
+        exited.wait()
 
 
 def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path, capsys):

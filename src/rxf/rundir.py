@@ -138,13 +138,19 @@ def _summary(found: list[str]) -> str:
 # ---- the lock --------------------------------------------------------------------------------
 
 
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid; None if unknown."""
+def _process_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None where there is no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[-1].split()[19]
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid; None if unknown."""
+    stat = _process_stat(pid)
+    return None if stat is None else stat[19]
 
 
 def _owner_alive(owner: dict[str, Any]) -> bool:
@@ -159,8 +165,11 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         pass  # alive, another user's
+    stat = _process_stat(pid)
+    if stat is not None and stat[0] == "Z":
+        return False  # exited, not yet reaped by its parent: it holds nothing any more
     started = owner.get("process_start")
-    return started is None or _process_start(pid) in (None, started)
+    return started is None or stat is None or stat[19] == started
 
 
 def _read_lock(lock: Path) -> dict[str, Any] | None:
@@ -169,6 +178,12 @@ def _read_lock(lock: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return owner if isinstance(owner, dict) else None
+
+
+def is_locked(lock: Path) -> bool:
+    """Whether a live process holds the lock file ``lock`` (False for a missing, unreadable or stale one)."""
+    owner = _read_lock(lock)
+    return owner is not None and _owner_alive(owner)
 
 
 def _describe(owner: dict[str, Any]) -> str:

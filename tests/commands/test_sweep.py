@@ -104,3 +104,27 @@ def test_an_output_dir_that_is_a_file_is_one_line(sweep_file, tmp_path, capsys):
     assert main(["sweep", "--config", str(sweep_file), "--output-dir", str(tmp_path / "afile")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file, not a folder" in err and "afile" in err
+
+
+def test_two_processes_share_one_sweep_and_train_each_run_once(tmp_path):
+    """The same `rxf sweep` started twice at once: each run trained by one of them, the sweep complete."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    recipe = write_recipe(tmp_path / "rte.yaml", tiny_bert_dir(tmp_path / "model"), tiny_rte_dir(tmp_path / "glue"),
+                          max_steps=40, eval_steps=20)  # runs of a second or two, so that the processes overlap
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"recipes: [{recipe.name}]\nmethods: [standard, r3f]\ntrials: 2\nseeds: [1, 2, 3]\n"
+                     f"learning_rates: [1.0e-3, 3.0e-3]\noutput_dir: {tmp_path / 'out'}\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "rxf.cli", "sweep", "--config", str(sweep)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    trained = [re.findall(r"^\[glue/rte .*\] accuracy=\S+ in \d+s$", output, re.M) for output in outputs]
+    assert len(trained[0]) + len(trained[1]) == 2 * 2 + 2 * 3  # every run trained once, by one process
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 10
+    assert not (tmp_path / "out" / "runs").exists()

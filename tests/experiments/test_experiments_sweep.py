@@ -176,33 +176,61 @@ def test_a_seed_run_another_process_trains_is_left_to_it(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("other_process", ["finishes it", "is gone"])
-def test_a_search_trial_another_process_trains_is_waited_for(tiny, tmp_path, other_process):
-    """The seeds need every search score: a trial held elsewhere is waited for, or taken over once its holder is gone."""
-    config = sweep_config(tiny, tmp_path / "sweep", methods=["r3f"], seeds=[1])
-    reference = Sweep(sweep_config(tiny, tmp_path / "reference", methods=["r3f"], seeds=[1]), train=fake_train, log=quiet)
+def test_a_search_trial_another_process_trains_is_come_back_to(tiny, tmp_path, other_process):
+    """The seeds need every search score: a trial held elsewhere waits while this process searches the other
+    methods, then is read from the record that process wrote, or trained here once that process is gone."""
+    config = sweep_config(tiny, tmp_path / "sweep")
+    reference = Sweep(sweep_config(tiny, tmp_path / "reference"), train=fake_train, log=quiet)
     expected = reference.run()
-    (first_trial,) = [r for r in expected if r["phase"] == "search" and r["trial"] == 0]
+    (held,) = [r for r in expected if r["method"] == "standard" and r["phase"] == "search" and r["trial"] == 0]
     attempts: list[str] = []
 
-    def held_at_first(run_config):
-        attempts.append(run_config.output_dir)
+    def standard_first_trial_held(run_config):
+        attempts.append(Path(run_config.output_dir).name)
         if len(attempts) == 1:
-            if other_process == "finishes it":  # while this process waits, the other one writes the record
-                shutil.copy(tmp_path / "reference" / "records" / f"{first_trial['run_id']}.json", tmp_path / "sweep" / "records")
-            raise rundir.RunInUse("in use", "pid 99 on host h, since then", tmp_path / "lock")
+            if other_process == "finishes it":  # it writes the record while this process searches r3f
+                shutil.copy(tmp_path / "reference" / "records" / f"{held['run_id']}.json", tmp_path / "sweep" / "records")
+            raise rundir.RunInUse("in use", "pid 99 on host h, since then", tmp_path / "no-lock")
         return fake_train(run_config)
 
     lines: list[str] = []
-    sweep = Sweep(config, train=held_at_first, log=lines.append, wait_s=0)
+    sweep = Sweep(config, train=standard_first_trial_held, log=lines.append, wait_s=0)
     records = sweep.run()
-    assert [r["run_id"] for r in records] == [r["run_id"] for r in expected]  # the same sweep, best setting included
-    assert sum("pid 99 on host h, since then is training it: waiting for its record" in line for line in lines) == 1
+    assert sorted(r["run_id"] for r in records) == sorted(r["run_id"] for r in expected)  # the same sweep
+    r3f_search = [r["run_id"] for r in expected if r["method"] == "r3f" and r["phase"] == "search"]
+    assert sweep.trained[:2] == r3f_search  # r3f's search went on while standard's trial was held
+    assert sum("pid 99 on host h, since then is training it: the seeds need its score" in line for line in lines) == 1
+    assert not any("waiting for the search trials" in line for line in lines)  # there was other work
     if other_process == "finishes it":
-        assert first_trial["run_id"] not in sweep.trained and len(attempts) == 3
-        assert any("done by the other process" in line for line in lines)
+        assert held["run_id"] not in sweep.trained and len(attempts) == 1 + 2 + 1 + 2  # no 2nd try of the held trial
     else:
-        assert sweep.trained[0] == first_trial["run_id"] and len(attempts) == 4
+        assert sweep.trained[2] == held["run_id"] and len(attempts) == 1 + 2 + 2 + 2
     assert sweep.left_to_others == []
+
+
+def test_with_only_held_search_trials_left_the_sweep_waits_for_their_locks(tiny, tmp_path):
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], seeds=[1])
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    lock = tmp_path / "lock"
+    lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "then"}))
+    attempts: list[float] = []
+
+    def first_trial_held_for_two_seconds(run_config):
+        attempts.append(holder.poll())
+        if len(attempts) == 1:
+            raise rundir.RunInUse("in use", f"pid {holder.pid}", lock)
+        return fake_train(run_config)
+
+    lines: list[str] = []
+    try:
+        sweep = Sweep(config, train=first_trial_held_for_two_seconds, log=lines.append, wait_s=0.1)
+        sweep.run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sum("waiting for the search trials other processes are training (standard)" in line for line in lines) == 1
+    assert attempts[0] is None and attempts[1] == 0  # the second try came once the holder had exited
+    assert len(sweep.trained) == 3  # its process gone without a record, the trial was trained here
 
 
 def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):

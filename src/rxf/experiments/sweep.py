@@ -25,7 +25,10 @@ keep no model weights unless ``keep_models`` is set.
 Several processes may work on one sweep at once (the same command started twice, on one machine or
 on several sharing the output directory): a run another live process is training is locked
 (rxf.rundir), so a seed run held elsewhere is left to that process and this one goes on to the
-next; a search trial held elsewhere is waited for, since the seeds need the search's best setting.
+next. A search trial held elsewhere is come back to once this process has searched the other
+methods (waiting, if nothing else is left, until its lock is released), since the seeds need the
+search's best setting: its record is then read, or, if its process died without one, it is trained
+here, resuming from that process's checkpoints.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from rxf.config import (
 )
 from rxf.history import NOT_LOSSES, NOT_SCORES
 from rxf.io import read_json, write_failure
-from rxf.rundir import RunInUse, make_output_dir
+from rxf.rundir import RunInUse, is_locked, make_output_dir
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -335,7 +338,9 @@ class Sweep:
     identity_keys: set[str] = field(default_factory=set)
     #: Seed runs left to the other processes training them (their records come when those finish).
     left_to_others: list[str] = field(default_factory=list)
-    #: Seconds between looks at a search trial another process is training.
+    #: The search trials other processes were training at the last look (RunInUse errors: holder, lock).
+    held_trials: list[RunInUse] = field(default_factory=list)
+    #: Seconds between looks at the locks of those trials, while there is nothing else to do.
     wait_s: float = 60.0
 
     @property
@@ -381,16 +386,28 @@ class Sweep:
             self.identity_keys = self.config.recipe_keys(recipe)
             baseline = majority_class_scores(TrainConfig.from_dict(values))
             best: dict[str, dict[str, Any]] = {}
-            for method in self.config.methods:
-                space = self.config.space(method)
-                if all(len(choices) == 1 for choices in space.values()):
-                    best[method] = {name: choices[0] for name, choices in space.items()}  # nothing to choose
-                    self.log(f"[{recipe}] {method}: one setting, no search")
-                    continue
-                searched = self.search(values, method, baseline)
-                records += searched
-                if searched:
-                    best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
+            pending = list(self.config.methods)
+            while pending:
+                trained_before, held, self.held_trials = len(self.trained), [], []
+                for method in pending:
+                    space = self.config.space(method)
+                    if all(len(choices) == 1 for choices in space.values()):
+                        best[method] = {name: choices[0] for name, choices in space.items()}  # nothing to choose
+                        self.log(f"[{recipe}] {method}: one setting, no search")
+                        continue
+                    searched = self.search(values, method, baseline)
+                    if searched is None:  # a trial another process is training: the other methods first
+                        held.append(method)
+                        continue
+                    records += searched
+                    if searched:
+                        best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
+                if held and len(self.trained) == trained_before:
+                    # Nothing left to do here but the trials the other processes hold: the seeds need them.
+                    self.log(f"[{recipe}] waiting for the search trials other processes are training ({', '.join(held)})")
+                    while all(is_locked(error.lock) for error in self.held_trials):
+                        time.sleep(self.wait_s)
+                pending = held
             if not search_only:
                 for seed in self.config.seeds:  # methods take turns: any prefix of the sweep is balanced
                     for method in self.config.methods:
@@ -401,8 +418,9 @@ class Sweep:
                             records.append(record)
         return records
 
-    def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]]:
-        """The search trials of one method, replayed from the records where they exist."""
+    def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]] | None:
+        """The search trials of one method, replayed from the records where they exist; None when another process
+        is training one of them (the next call replays this one's trials up to it)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -415,12 +433,18 @@ class Sweep:
             self.log(f"{method}: its grid has {grid_size} settings, fewer than trials={self.config.trials}: running all of them")
         records: list[dict[str, Any]] = []
         failed: list[BaseException] = []
+        held: list[RunInUse] = []
 
         def trial_objective(trial: optuna.Trial) -> float:
             params = {name: trial.suggest_categorical(name, choices) for name, choices in space.items()}
             try:
                 config = run_config(search_values, base, params, self.config.search_seed)
                 records.append(self.run_once(config, "search", len(records), params, baseline, label=method))
+            except RunInUse as error:
+                self.held_trials.append(error)
+                held.append(error)
+                trial.study.stop()
+                raise optuna.TrialPruned() from None
             except BaseException as error:  # noqa: BLE001 -- raised below, after optuna, which would log its traceback
                 failed.append(error)
                 trial.study.stop()
@@ -432,14 +456,14 @@ class Sweep:
         study.optimize(trial_objective, n_trials=trials)
         if failed:
             raise failed[0]
-        return records
+        return None if held else records
 
     def run_once(
         self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float],
         label: str | None = None,
     ) -> dict[str, Any] | None:
-        """One run, or its record if an earlier sweep finished it; None for a seed run that another process is
-        training (left to it). ``label``: the row (a variant), if not the method."""
+        """One run, or its record if an earlier sweep finished it. A run another process is training: a seed run
+        is left to it (None), a search trial raises :class:`RunInUse`. ``label``: the row (a variant), if not the method."""
         keys = self.identity_keys | set(params)
         if label in self.config.variants:
             keys |= set(self.config.variants[label].get("overrides", {}))
@@ -455,30 +479,22 @@ class Sweep:
         if hasattr(config, "keep_checkpoints") and not self.config.keep_models:
             keep["keep_checkpoints"] = 1 if self.config.resume_runs else 0
         config = dataclasses.replace(config, **keep)
-        waiting = False
-        while True:
-            if path.is_file():
-                record = read_record(path)
-                self.log(f"{where} {settings}: {'done by the other process' if waiting else 'done before'} ({rid})")
-                return record
-            if not waiting:  # (once: a retry after waiting either finds the record or takes the run over, saying so)
-                self.log(f"{where} {settings}: training ({rid})")
-            started = time.perf_counter()
-            try:
-                metrics = self.train(config)
-                break
-            except RunInUse as error:
-                if phase == "seeds":
-                    self.log(f"{where} {settings}: {error.holder} is training it: left to that process")
-                    self.left_to_others.append(rid)
-                    return None
-                # The seeds need this trial's score: wait for its record, or for its process to be gone
-                # (then the next try takes the run over and resumes it from its checkpoints).
-                if not waiting:
-                    self.log(f"{where} {settings}: {error.holder} is training it: waiting for its record, which the "
-                             f"seeds need (if that process is gone on another machine, delete {error.lock})")
-                    waiting = True
-                time.sleep(self.wait_s)
+        if path.is_file():
+            record = read_record(path)
+            self.log(f"{where} {settings}: done before ({rid})")
+            return record
+        self.log(f"{where} {settings}: training ({rid})")
+        started = time.perf_counter()
+        try:
+            metrics = self.train(config)
+        except RunInUse as error:
+            if phase == "search":
+                self.log(f"{where} {settings}: {error.holder} is training it: the seeds need its score, so this "
+                         f"process comes back to it (if that process is gone on another machine, delete {error.lock})")
+                raise
+            self.log(f"{where} {settings}: {error.holder} is training it: left to that process")
+            self.left_to_others.append(rid)
+            return None
         wall = time.perf_counter() - started
         record = {
             "run_id": rid,
