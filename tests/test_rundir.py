@@ -226,6 +226,7 @@ def test_overwrite_killed_while_the_earlier_run_is_aside_loses_nothing(tmp_path,
         manifest = json.loads((out / rundir.MANIFEST).read_text())
         assert manifest["settings"] == {"seed": 9}
         assert manifest["status"] == ("finished" if point == "after finishing" else "running")
+        assert f"deleted the earlier run in {out}, which an --overwrite run that stopped" in capsys.readouterr().err
     else:
         assert snapshot(out) == before
         assert "put back the earlier run" in capsys.readouterr().err

@@ -30,8 +30,8 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    failed delete is a warning naming the folder, never an error of the new run. A run that ends
    before its first step, by an error, Ctrl-C or SIGTERM (rxf.cli), gets the earlier run back as it
    was. After a SIGKILL or a power loss the next :func:`claim` of the folder (``rxf train``, ``sft``,
-   ``summarize``, and the verbs that run them) does it, or finishes the delete if the new run had
-   begun or finished; until then :func:`settled_folder` says where the run that claim will leave
+   ``summarize``, and the verbs that run them) does it, or finishes the delete (with a warning) if the
+   new run had begun or finished; until then :func:`settled_folder` says where the run that claim will leave
    is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
    nothing of the new run), so a crash at any point is finished the right way. A run output that is
    a symbolic link is not moved: one to an empty folder stays in place, any other is refused.
@@ -452,9 +452,9 @@ class RunDirectory:
             entry.rename(self.path / entry.name)
         earlier.rmdir()
 
-    def _delete(self, earlier: Path) -> None:
-        """Delete the earlier run in ``earlier``, renamed ``.deleting`` first (from then on it cannot come back).
-        Only a warning when that fails: the folder belongs to the new run, which goes on."""
+    def _delete(self, earlier: Path) -> bool:
+        """Delete the earlier run in ``earlier``, renamed ``.deleting`` first (from then on it cannot come back);
+        whether it is gone. Only a warning when that fails: the folder belongs to the new run, which goes on."""
         try:
             if not earlier.name.endswith(DELETING):
                 earlier = earlier.rename(earlier.with_name(earlier.name + DELETING))
@@ -465,6 +465,8 @@ class RunDirectory:
         except OSError as error:
             warn(f"could not delete the replaced run kept in {earlier} ({error.strerror}: {error.filename}): "
                  "delete that folder yourself")
+            return False
+        return True
 
     def drop_earlier_run(self) -> None:
         """The new run has truly begun (its first training step is done, or it finished): delete the earlier
@@ -499,7 +501,9 @@ class RunDirectory:
         run back (the stopped run had not made its first step) or delete it (:func:`_comes_back`)."""
         for earlier in sorted(self.path.glob(f"{EARLIER_RUN}*")):
             if not _comes_back(self.path, earlier):
-                self._delete(earlier)
+                if self._delete(earlier):
+                    warn(f"deleted the earlier run in {self.path}, which an --overwrite run that stopped after its "
+                         f"first training step had replaced (kept aside in {earlier.name} until then)")
                 continue
             try:
                 self._put_back(earlier)
