@@ -28,22 +28,24 @@ def without_dropout_check(monkeypatch):
 
 @pytest.fixture
 def full_disk():
-    """``with full_disk(name_part):`` the disk fills up during a write: ``Path.write_text`` of a file whose
-    name contains ``name_part`` (any file when it is empty) writes half its text, then fails with ENOSPC.
-    Writes are as usual again after the block."""
+    """``with full_disk(name_part):`` the disk fills up during a write: ``Path.write_text`` or ``write_bytes``
+    of a file whose name contains ``name_part`` (any file when it is empty) writes half its content, then
+    fails with ENOSPC. Writes are as usual again after the block."""
 
-    @contextlib.contextmanager
-    def filled(name_part: str = ""):
-        real_write = Path.write_text
-
-        def write_text(self, data, *args, **kwargs):
+    def half_then_full(real_write, name_part: str):
+        def write(self, data, *args, **kwargs):
             if name_part not in self.name:
                 return real_write(self, data, *args, **kwargs)
             real_write(self, data[: len(data) // 2], *args, **kwargs)
             raise OSError(errno.ENOSPC, "No space left on device", str(self))
 
+        return write
+
+    @contextlib.contextmanager
+    def filled(name_part: str = ""):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(Path, "write_text", write_text)
+            patch.setattr(Path, "write_text", half_then_full(Path.write_text, name_part))
+            patch.setattr(Path, "write_bytes", half_then_full(Path.write_bytes, name_part))
             yield
 
     return filled

@@ -289,9 +289,10 @@ def _train_and_report(config: XnliConfig, out: Path) -> dict[str, Any]:
 
 
 def write_report(out: Path, records: list[dict[str, Any]], languages: list[str], context: dict[str, Any]) -> dict[str, Any]:
-    """results.csv, summary.csv, results.md, summary.json (all together: a failed write leaves the earlier
-    ones as they were) and xnli.png from the runs so far."""
+    """results.csv, summary.csv, results.md, summary.json and xnli.png from the runs so far, all together: a
+    failed write leaves the earlier ones as they were."""
     from rxf.io import replace_files, write_failure
+    from rxf.plots import render_png
 
     config = context["config"]
     methods = [m for m in config["methods"] if any(r["method"] == m for r in records)]
@@ -309,13 +310,15 @@ def write_report(out: Path, records: list[dict[str, Any]], languages: list[str],
         out / "summary.csv": summary_csv(summary, languages),
         out / "results.md": header + markdown_table(summary, languages) + "\n" + wins_text(summary, languages),
         out / "summary.json": json.dumps(payload, indent=2, default=str),
+        # Grouped bars: mean accuracy per language (and the average) for each method, with std error bars.
+        out / "xnli.png": render_png(out / "xnli.png", lambda plt: _draw(plt, summary, languages, f"XNLI zero-shot, {config['model']}")),
     }
     try:
         replace_files(files)
     except OSError as error:
         then = "then run the same command again (the finished runs are reused)"
-        raise write_failure(error, out, "the XNLI report (results.csv, summary.csv, results.md, summary.json)", then) from None
-    plot(summary, languages, out / "xnli.png", title=f"XNLI zero-shot, {config['model']}")
+        what = "the XNLI report (results.csv, summary.csv, results.md, summary.json, xnli.png)"
+        raise write_failure(error, out, what, then) from None
     return payload
 
 
@@ -393,13 +396,6 @@ def wins_text(summary: dict[str, Any], languages: list[str]) -> str:
             f"{100 * (summary[method]['avg']['mean'] - summary[baseline]['avg']['mean']):+.1f} points.\n"
         )
     return "".join(lines)
-
-
-def plot(summary: dict[str, Any], languages: list[str], path: Path, title: str) -> None:
-    """Grouped bars: mean accuracy per language (and the average) for each method, with std error bars."""
-    from rxf.plots import save_figure
-
-    save_figure(path, lambda plt: _draw(plt, summary, languages, title))
 
 
 def _draw(plt: Any, summary: dict[str, Any], languages: list[str], title: str) -> Any:

@@ -97,10 +97,12 @@ def test_xnli_a_finished_run_with_a_bad_metrics_file_is_one_line(xnli_done, run_
     assert_clean_failure(result, str(path), "delete it", *words)
 
 
-def test_xnli_a_failed_report_write_leaves_the_earlier_report(xnli_done, run_in_process, tmp_path, full_disk):
+@pytest.mark.parametrize("failing", ["results.md", "xnli.png"])
+def test_xnli_a_failed_report_write_leaves_the_earlier_report(xnli_done, run_in_process, tmp_path, full_disk, failing):
+    """Tables and figure are one write: the disk filling up on any of them leaves the earlier report whole."""
     out, data = _xnli_copy(xnli_done, tmp_path)
     before = snapshot(out)
-    with full_disk("results.md"):
+    with full_disk(failing):
         result = run_in_process([*xnli_done["args"], "--data-dir", data, "--output-dir", out])
     assert_clean_failure(result, "could not write the xnli report", str(out), "no space left")
     assert snapshot(out) == before
@@ -240,10 +242,11 @@ def test_probe_a_result_file_missing_its_probes_is_one_line(probe_done, run_in_p
     assert_clean_failure(run_in_process([*probe_done["args"], "--output-dir", out]), str(path), "'probes' must be a list (it is missing)")
 
 
-def test_probe_a_failed_report_write_leaves_the_earlier_report(probe_done, run_in_process, tmp_path, full_disk):
+@pytest.mark.parametrize("failing", ["results.json", "generalization.png"])
+def test_probe_a_failed_report_write_leaves_the_earlier_report(probe_done, run_in_process, tmp_path, full_disk, failing):
     out = _probe_copy(probe_done, tmp_path)
     before = snapshot(out)
-    with full_disk("results.json"):
+    with full_disk(failing):
         result = run_in_process([*probe_done["args"], "--output-dir", out])
     assert_clean_failure(result, "could not write the report", str(out), "no space left")
     assert snapshot(out) == before

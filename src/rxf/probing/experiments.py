@@ -509,9 +509,12 @@ class ProbeSession:
         ]
         return "\n".join(lines)
 
-    def write(self, kind: str, payload: dict[str, Any], rows: list[dict[str, Any]], summary: str, figure: Callable[[Path], None]) -> dict[str, Any]:
-        """results.json, results.csv, summary.md and config.yaml, all together (a failed write leaves the earlier
-        ones as they were), then the figure."""
+    def write(
+        self, kind: str, payload: dict[str, Any], rows: list[dict[str, Any]], summary: str,
+        figure: Callable[[Path], bytes | None],
+    ) -> dict[str, Any]:
+        """results.json, results.csv, summary.md, config.yaml and the figure ``<kind>.png`` (``figure(path)`` draws
+        it; None removes an earlier one), all together: a failed write leaves the earlier ones as they were."""
         import yaml
 
         from rxf.io import replace_files, write_failure
@@ -523,13 +526,14 @@ class ProbeSession:
             self.out / "results.csv": report.csv_text(rows),
             self.out / "summary.md": summary,
             self.out / "config.yaml": yaml.safe_dump(self.config.to_dict(), sort_keys=False),
+            self.out / f"{kind}.png": figure(self.out / f"{kind}.png"),
         }
         try:
             replace_files(files)
         except OSError as error:
             then = "then run the same command again (the finished runs are reused)"
-            raise write_failure(error, self.out, "the report (results.json, results.csv, summary.md, config.yaml)", then) from None
-        figure(self.out / f"{kind}.png")
+            what = f"the report (results.json, results.csv, summary.md, config.yaml, {kind}.png)"
+            raise write_failure(error, self.out, what, then) from None
         return payload
 
 

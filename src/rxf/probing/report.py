@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rxf.plots import save_figure
+from rxf.plots import render_png
 
 Row = dict[str, Any]
 
@@ -72,9 +72,10 @@ def markdown_table(table: dict[str, dict[str, list[float]]], corner: str) -> str
     return "\n".join(lines)
 
 
-def bar_chart(path: Path, table: dict[str, dict[str, list[float]]], title: str, ylabel: str) -> None:
-    """Grouped bars (Figure 3): x = column (target task), one bar per row (method), error bar = std, dots = seeds."""
-    save_figure(path, lambda plt: _draw_bars(plt, table, title, ylabel), dpi=130)
+def bar_chart(path: Path, table: dict[str, dict[str, list[float]]], title: str, ylabel: str) -> bytes | None:
+    """Grouped bars (Figure 3): x = column (target task), one bar per row (method), error bar = std, dots = seeds.
+    The PNG for the file ``path`` (rxf.plots.render_png: None if it cannot be drawn)."""
+    return render_png(path, lambda plt: _draw_bars(plt, table, title, ylabel), dpi=130)
 
 
 def _draw_bars(plt: Any, table: dict[str, dict[str, list[float]]], title: str, ylabel: str) -> Any:
@@ -106,9 +107,10 @@ def line_chart(
     title: str,
     xlabel: str,
     ylabel: str,
-) -> None:
-    """One panel per key of ``panels`` (Figure 5: per task; Figure 4: one panel), one line per method, ±std band."""
-    save_figure(path, lambda plt: _draw_lines(plt, panels, title, xlabel, ylabel), dpi=130)
+) -> bytes | None:
+    """One panel per key of ``panels`` (Figure 5: per task; Figure 4: one panel), one line per method, ±std band.
+    The PNG for the file ``path`` (rxf.plots.render_png: None if it cannot be drawn)."""
+    return render_png(path, lambda plt: _draw_lines(plt, panels, title, xlabel, ylabel), dpi=130)
 
 
 def _draw_lines(plt: Any, panels: dict[str, dict[str, dict[str, list[float]]]], title: str, xlabel: str, ylabel: str) -> Any:
