@@ -217,10 +217,13 @@ def test_numpy_numbers_are_stored_as_python_numbers_before_the_checks():
     from rxf.experiments.sweep import SweepConfig
     from rxf.train import TrainConfig
 
-    config = TrainConfig.from_dict({"task": "glue/rte", "learning_rate": np.float32(2e-5), "max_steps": np.int64(3),
+    config = TrainConfig.from_dict({"task": np.str_("glue/rte"), "learning_rate": np.float32(2e-5), "max_steps": np.int64(3),
+                                    "bf16": np.bool_(False),
                                     "method_options": {"lambda_": np.float64(0.5), "sigma": np.float32(1e-5)}})
-    assert type(config.learning_rate) is float and type(config.max_steps) is int
-    assert config.learning_rate == pytest.approx(2e-5) and config.max_steps == 3
+    assert type(config.learning_rate) is float and type(config.max_steps) is int and config.bf16 is False
+    assert type(config.task) is str
+    assert config.learning_rate == 2e-5 and config.max_steps == 3  # the float32 as written, not 1.9999999494757503e-05
+    assert config.method_options == {"lambda_": 0.5, "sigma": 1e-5}
     assert all(type(value) is float for value in config.method_options.values())
     assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["max_steps"] == 3 and json.dumps(config.to_dict())
     sweep = SweepConfig(recipes=["configs/glue/rte.yaml"], methods=["standard"], seeds=list(np.arange(1, 4)))

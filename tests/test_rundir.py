@@ -471,6 +471,40 @@ def test_a_process_that_exited_unreaped_holds_no_lock(tmp_path, capsys):
         exited.wait()
 
 
+def dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_two_processes_taking_over_one_stale_lock_do_not_delete_each_others(tmp_path, capsys):
+    """B found the lock stale, then A took it over first: B's delete must not remove A's fresh lock."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "started": "then"}).encode()
+    (out / rundir.LOCK).write_bytes(stale)
+    with rundir.claim(out):  # A
+        assert "taking over the lock" in capsys.readouterr().err
+        b = rundir.RunDirectory(out, [], main_process=True)
+        assert b._remove_stale_lock(stale) is False
+        assert json.loads((out / rundir.LOCK).read_text())["pid"] == os.getpid()  # A's lock stays
+        with pytest.raises(rundir.RunInUse):
+            b.lock()
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_takeover_file_left_by_a_crash_does_not_block_the_lock(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / rundir.LOCK).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "started": "then"}))
+    takeover = out / (rundir.LOCK + rundir.TAKEOVER)
+    takeover.write_text("")
+    os.utime(takeover, (time.time() - 60, time.time() - 60))  # its process died while deleting a stale lock
+    with rundir.claim(out):
+        assert json.loads((out / rundir.LOCK).read_text())["pid"] == os.getpid()
+    assert not takeover.exists()
+
+
 def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

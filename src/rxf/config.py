@@ -268,31 +268,21 @@ def is_whole_number(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def plain_number(value: Any) -> Any:
-    """``value`` with numpy scalars (``np.float32(1e-5)``, ``np.int64(2)`` from ``np.arange``) made Python's float and
-    int, in lists, tuples and mappings too: what the rest of rxf, YAML and JSON expect."""
-    if isinstance(value, bool) or type(value) in (int, float, str) or value is None:
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars made Python's (``np.float32(1e-5)`` → 1e-05, as written rather than widened;
+    ``np.int64(2)`` from ``np.arange`` → 2; ``np.bool_``, ``np.str_``), in plain lists, tuples and dicts too:
+    what the rest of rxf, YAML and JSON take. Anything else is returned as it is."""
     if type(value) in (list, tuple):
-        items = [plain_number(item) for item in value]
+        items = [plain_value(item) for item in value]
         return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     if type(value) is dict:
-        items = {key: plain_number(item) for key, item in value.items()}
+        items = {key: plain_value(item) for key, item in value.items()}
         return value if all(items[key] is item for key, item in value.items()) else items
-    return value
-
-
-def store_plain_numbers(config: Any) -> None:
-    """Replace the numpy scalars among the fields of the dataclass ``config`` by Python numbers (:func:`plain_number`)."""
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        plain = plain_number(value)
-        if plain is not value:
-            setattr(config, field.name, plain)
+    if type(value).__module__ != "numpy" or getattr(value, "ndim", None) != 0:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return float(str(value))  # str: the shortest text that reads back as this float32/float64
+    return value.item()
 
 
 def matches(value: Any, annotation: Any) -> bool:
@@ -352,8 +342,12 @@ def field_types(config_class: type) -> dict[str, Any]:
 
 def check_fields(config: Any) -> None:
     """Every field of the dataclass ``config`` against its declared type; RxfError naming the first that is not.
-    Numpy scalars are stored as Python numbers first (:func:`store_plain_numbers`)."""
-    store_plain_numbers(config)
+    Numpy scalars are stored as Python values first (:func:`plain_value`)."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        plain = plain_value(value)
+        if plain is not value:
+            setattr(config, field.name, plain)
     declared = field_types(type(config))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)

@@ -5,8 +5,9 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
 1. **The lock**, ``.rxf.lock``, holds the owner's pid, host and start time and is created
    atomically, so a second process on the same directory stops with one line naming the owner
    (a :class:`RunInUse` error, which ``rxf sweep`` catches to leave that run to its owner).
-   A lock whose process is gone (same host, and the pid is dead or now belongs to another
-   process) is stale: it is taken over with a warning. A lock written on another host cannot be
+   A lock whose process is gone (same host, and the pid is dead, a zombie, or now belongs to
+   another process) is stale: it is taken over with a warning, by one process only when several
+   find it stale at once. A lock written on another host cannot be
    checked from here; the message says how to remove it once that process is gone.
 2. **The manifest**, ``run.json``, records what defines the run: its settings (model, data
    files, task, method and options, seed, steps, recipe, ...) and a fingerprint of the data as
@@ -65,6 +66,7 @@ from rxf.errors import RxfError
 
 MANIFEST = "run.json"
 LOCK = ".rxf.lock"
+TAKEOVER = ".takeover"  # LOCK + TAKEOVER: held while a stale lock is deleted (RunDirectory._remove_stale_lock)
 # What a run writes whose presence says that a run happened here (without a manifest: refused).
 RUN_OUTPUTS = ("checkpoints", "model", "adapter", "merged", "metrics.json")
 # Everything a run writes into its output_dir (rxf train, sft, summarize, and a probe stage's encoder/):
@@ -174,8 +176,16 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
 
 def _read_lock(lock: Path) -> dict[str, Any] | None:
     try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+        return _parse_lock(lock.read_bytes())
+    except OSError:
+        return None
+
+
+def _parse_lock(content: bytes) -> dict[str, Any] | None:
+    """The owner a lock file's content names; None if it is not a lock rxf wrote whole."""
+    try:
+        owner = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
         return None
     return owner if isinstance(owner, dict) else None
 
@@ -217,10 +227,11 @@ def run_owned(output_dir: str | Path, settings: dict[str, Any], defaults: dict[s
 class RunInUse(RxfError):
     """The run directory is locked by a live process (this host's, or any process of another host)."""
 
-    def __init__(self, message: str, holder: str, lock: Path):
+    def __init__(self, message: str, holder: str, lock: Path, elsewhere: bool):
         super().__init__(message)
         self.holder = holder  # "pid N on host H, since T"
         self.lock = lock
+        self.elsewhere = elsewhere  # held from another host: whether it is alive cannot be checked from here
 
 
 # ---- the directory ---------------------------------------------------------------------------
@@ -258,45 +269,74 @@ class RunDirectory:
             "process_start": _process_start(os.getpid()),
             "command": sys.argv,
         }
-        for _ in range(5):
+        for _ in range(20):
             try:
                 descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = _read_lock(self.lock_path)
+                try:
+                    seen = self.lock_path.read_bytes()
+                    age = datetime.datetime.now().timestamp() - self.lock_path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # released meanwhile: try again
+                owner = _parse_lock(seen)
                 if owner is None:
                     # Being written by the process that just created it, or left empty by a crash.
-                    try:
-                        age = datetime.datetime.now().timestamp() - self.lock_path.stat().st_mtime
-                    except FileNotFoundError:
-                        continue
                     if age < 5:
                         time.sleep(0.5)
                         continue
-                    warn(f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over")
+                    stale = f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over"
                 elif _owner_alive(owner):
                     if owner.get("host", socket.gethostname()) != socket.gethostname():
                         raise RunInUse(
                             f"output_dir {self.path} is locked by an rxf run on another machine ({_describe(owner)}): "
                             f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}",
-                            _describe(owner), self.lock_path,
+                            _describe(owner), self.lock_path, elsewhere=True,
                         )
                     raise RunInUse(
                         f"output_dir {self.path} is in use by another rxf run ({_describe(owner)}): "
                         "wait for it to finish, or choose another output_dir",
-                        _describe(owner), self.lock_path,
+                        _describe(owner), self.lock_path, elsewhere=False,
                     )
                 else:
-                    warn(f"taking over the lock of {self.path} from a run that is gone ({_describe(owner)})")
-                try:
-                    self.lock_path.unlink()
-                except FileNotFoundError:
-                    pass
+                    stale = f"taking over the lock of {self.path} from a run that is gone ({_describe(owner)})"
+                if self._remove_stale_lock(seen):
+                    warn(stale)
                 continue
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(json.dumps(me, indent=1))
             self.locked = True
             return
         raise RxfError(f"could not take the lock {self.lock_path}: another process keeps replacing it")
+
+    def _remove_stale_lock(self, seen: bytes) -> bool:
+        """Delete the lock file if it still holds ``seen`` (found stale); whether this process deleted it.
+
+        Two processes can find the same stale lock: the first deletes it and creates its own, and the
+        second must not then delete that fresh one. So the check and the delete happen while holding
+        ``.rxf.lock.takeover``, created exclusively; one left by a process that died holding it (it is
+        held for microseconds) is removed once it is a few seconds old.
+        """
+        takeover = self.lock_path.with_name(LOCK + TAKEOVER)
+        try:
+            descriptor = os.open(takeover, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if datetime.datetime.now().timestamp() - takeover.stat().st_mtime > 5:
+                    takeover.unlink()
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+            return False
+        try:
+            if self.lock_path.read_bytes() != seen:
+                return False  # another process took it over first
+            self.lock_path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(descriptor)
+            takeover.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self.locked:

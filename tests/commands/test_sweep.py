@@ -126,5 +126,6 @@ def test_two_processes_share_one_sweep_and_train_each_run_once(tmp_path):
     assert [process.returncode for process in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     trained = [re.findall(r"^\[glue/rte .*\] accuracy=\S+ in \d+s$", output, re.M) for output in outputs]
     assert len(trained[0]) + len(trained[1]) == 2 * 2 + 2 * 3  # every run trained once, by one process
+    assert trained[0] and trained[1]  # both worked (they overlap: each starts in a second, the sweep takes ~20 s)
     assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 10
     assert not (tmp_path / "out" / "runs").exists()

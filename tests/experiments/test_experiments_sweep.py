@@ -190,7 +190,7 @@ def test_a_search_trial_another_process_trains_is_come_back_to(tiny, tmp_path, o
         if len(attempts) == 1:
             if other_process == "finishes it":  # it writes the record while this process searches r3f
                 shutil.copy(tmp_path / "reference" / "records" / f"{held['run_id']}.json", tmp_path / "sweep" / "records")
-            raise rundir.RunInUse("in use", "pid 99 on host h, since then", tmp_path / "no-lock")
+            raise rundir.RunInUse("in use", "pid 99 on host h, since then", tmp_path / "no-lock", elsewhere=False)
         return fake_train(run_config)
 
     lines: list[str] = []
@@ -218,7 +218,7 @@ def test_with_only_held_search_trials_left_the_sweep_waits_for_their_locks(tiny,
     def first_trial_held_for_two_seconds(run_config):
         attempts.append(holder.poll())
         if len(attempts) == 1:
-            raise rundir.RunInUse("in use", f"pid {holder.pid}", lock)
+            raise rundir.RunInUse("in use", f"pid {holder.pid}", lock, elsewhere=False)
         return fake_train(run_config)
 
     lines: list[str] = []
@@ -231,6 +231,63 @@ def test_with_only_held_search_trials_left_the_sweep_waits_for_their_locks(tiny,
     assert sum("waiting for the search trials other processes are training (standard)" in line for line in lines) == 1
     assert attempts[0] is None and attempts[1] == 0  # the second try came once the holder had exited
     assert len(sweep.trained) == 3  # its process gone without a record, the trial was trained here
+
+
+def test_while_a_search_trial_is_held_seed_runs_of_searched_methods_go_on(tiny, tmp_path):
+    """Rather than wait for the other process's trial, train the seeds whose best setting is known, one per look."""
+    config = sweep_config(tiny, tmp_path / "sweep", seeds=[1, 2])
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    lock = tmp_path / "lock"
+    lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "then"}))
+    order: list[tuple[str, str]] = []
+
+    def r3f_first_trial_held(run_config):
+        phase = "search" if run_config.seed == 0 else "seeds"
+        if run_config.method == "r3f" and phase == "search" and not order.count(("r3f", "search")) and holder.poll() is None:
+            raise rundir.RunInUse("in use", f"pid {holder.pid}", lock, elsewhere=False)
+        order.append((run_config.method, phase))
+        return fake_train(run_config)
+
+    lines: list[str] = []
+    try:
+        sweep = Sweep(config, train=r3f_first_trial_held, log=lines.append, wait_s=0.1)
+        records = sweep.run()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Standard's search, then its two seeds while r3f's trial was held, then (the holder gone) r3f's search and seeds.
+    assert order == [("standard", "search")] * 2 + [("standard", "seeds")] * 2 + [("r3f", "search")] * 2 + [("r3f", "seeds")] * 2
+    assert sum("waiting for the search trials other processes are training (r3f)" in line for line in lines) == 1
+    assert len(records) == 8 and len({r["run_id"] for r in records}) == 8  # each once, the early seeds included
+
+
+@pytest.mark.parametrize("when", ["found at the start", "refused as finished by the claim"])
+def test_a_run_finished_without_its_record_is_not_trained_again(tiny, tmp_path, monkeypatch, when):
+    """A process stopped between a run's end and its record (or another process about to write it): the record
+    is made from the run's metrics.json."""
+    from rxf.experiments import sweep as sweep_module
+    from rxf.train import run_training
+
+    config = sweep_config(tiny, tmp_path / "sweep", methods=["standard"], learning_rates=[1e-3], seeds=[1])
+
+    def stopped_before_the_record(run_config):
+        run_training(run_config)
+        raise Interrupted("killed")
+
+    with pytest.raises(Interrupted):
+        Sweep(config, train=stopped_before_the_record, log=quiet).run()
+    (run_dir,) = (tmp_path / "sweep" / "runs").iterdir()
+    assert rundir.is_finished(run_dir) and not list((tmp_path / "sweep" / "records").glob("*.json"))
+    if when == "refused as finished by the claim":  # it finished between this process's look and its claim
+        looks = iter([False])
+        monkeypatch.setattr(sweep_module, "is_finished", lambda path: next(looks, True))
+    lines: list[str] = []
+    again = Sweep(config, log=lines.append)
+    (record,) = again.run()
+    assert again.trained == [] and record["run_id"] == run_dir.name
+    assert record["objective"] == record["metrics"]["best"]["eval_accuracy"]
+    assert any("finished before; its record is made from" in line for line in lines)
+    assert not run_dir.exists()  # and its folder goes, as after a run trained here
 
 
 def test_a_half_written_record_is_not_taken_for_a_finished_run(tiny, tmp_path):

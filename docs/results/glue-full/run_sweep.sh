@@ -11,7 +11,8 @@
 # command continues where it stopped (a killed run resumes from its last epoch while its
 # uncommitted checkpoints in cpu/runs/ survive; on a fresh checkout it starts again). Two processes
 # may work on the same part: a seed run the other one is training is left to it (rxf sweep), and
-# a search trial it is training is come back to (rxf.experiments.sweep).
+# a search trial it is training is come back to (rxf.experiments.sweep). Both must run code from
+# commit 59de650 or later: an older process stops at the first run the other one holds.
 #
 #   bash docs/results/glue-full/run_sweep.sh mrpc:main cola stsb:sn mrpc:nodrop rte:nodrop > runs/logs/sweep-1.log 2>&1 &
 #   bash docs/results/glue-full/run_sweep.sh stsb:main rte:main rte:nodrop > runs/logs/sweep-2.log 2>&1 &

@@ -61,7 +61,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = sweep_config(args)
     sweep = Sweep(config)
     records = sweep.run(search_only=args.search_only)
-    print(f"{len(records)} runs ({len(sweep.trained)} trained now, the others done before); records in {config.output_dir}/records/")
+    print(f"{len(records)} runs ({len(sweep.trained)} trained now, the others found as records); records in {config.output_dir}/records/")
     if sweep.left_to_others:
         print(f"{len(sweep.left_to_others)} more left to the other processes training them: their records join these when they "
               "finish (run this command again afterwards to check that the sweep is complete)")

@@ -26,9 +26,11 @@ Several processes may work on one sweep at once (the same command started twice,
 on several sharing the output directory): a run another live process is training is locked
 (rxf.rundir), so a seed run held elsewhere is left to that process and this one goes on to the
 next. A search trial held elsewhere is come back to once this process has searched the other
-methods (waiting, if nothing else is left, until its lock is released), since the seeds need the
-search's best setting: its record is then read, or, if its process died without one, it is trained
-here, resuming from that process's checkpoints.
+methods (meanwhile training seed runs of the methods already searched, one between two looks, or,
+with nothing else left, waiting until its lock is released), since the seeds need the search's best
+setting: its record is then read, or, if its process died without one, it is trained here (from
+that process's last checkpoint with ``resume_runs``). A run that finished without its record (its
+process stopped between the two, or is writing it) gets its record from the run's metrics.json.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from rxf.config import (
 )
 from rxf.history import NOT_LOSSES, NOT_SCORES
 from rxf.io import read_json, write_failure
-from rxf.rundir import RunInUse, is_locked, make_output_dir
+from rxf.rundir import RunInUse, is_finished, is_locked, make_output_dir
 from rxf.train import TrainConfig, run_training, write_json_atomic
 
 PHASES = ("search", "seeds")
@@ -338,10 +340,8 @@ class Sweep:
     identity_keys: set[str] = field(default_factory=set)
     #: Seed runs left to the other processes training them (their records come when those finish).
     left_to_others: list[str] = field(default_factory=list)
-    #: The search trials other processes were training at the last look (RunInUse errors: holder, lock).
-    held_trials: list[RunInUse] = field(default_factory=list)
-    #: Seconds between looks at the locks of those trials, while there is nothing else to do.
-    wait_s: float = 60.0
+    #: Seconds between looks at the locks of search trials other processes hold, while there is nothing else to do.
+    wait_s: float = 10.0
 
     @property
     def records_dir(self) -> Path:
@@ -388,7 +388,7 @@ class Sweep:
             best: dict[str, dict[str, Any]] = {}
             pending = list(self.config.methods)
             while pending:
-                trained_before, held, self.held_trials = len(self.trained), [], []
+                trained_before, held = len(self.trained), {}
                 for method in pending:
                     space = self.config.space(method)
                     if all(len(choices) == 1 for choices in space.values()):
@@ -396,31 +396,51 @@ class Sweep:
                         self.log(f"[{recipe}] {method}: one setting, no search")
                         continue
                     searched = self.search(values, method, baseline)
-                    if searched is None:  # a trial another process is training: the other methods first
-                        held.append(method)
+                    if isinstance(searched, RunInUse):  # a trial another process is training: the other methods first
+                        held[method] = searched
                         continue
                     records += searched
                     if searched:
                         best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
+                if held and len(self.trained) == trained_before and not search_only:
+                    # Meanwhile, one seed run of a method whose search is done; then back to the held trials.
+                    # (The seeds below count what is left to other processes at the end.)
+                    mark = len(self.left_to_others)
+                    self.seed_runs(values, [m for m in self.config.methods if m in best], best, baseline, most=1)
+                    del self.left_to_others[mark:]
                 if held and len(self.trained) == trained_before:
                     # Nothing left to do here but the trials the other processes hold: the seeds need them.
-                    self.log(f"[{recipe}] waiting for the search trials other processes are training ({', '.join(held)})")
-                    while all(is_locked(error.lock) for error in self.held_trials):
+                    gone = [f" (if {e.holder} is gone, delete {e.lock})" for e in held.values() if e.elsewhere]
+                    self.log(f"[{recipe}] waiting for the search trials other processes are training ({', '.join(held)})"
+                             + "".join(gone))
+                    while all(is_locked(error.lock) for error in held.values()):
                         time.sleep(self.wait_s)
-                pending = held
+                pending = list(held)
             if not search_only:
-                for seed in self.config.seeds:  # methods take turns: any prefix of the sweep is balanced
-                    for method in self.config.methods:
-                        row = self.config.row_values(values, method)
-                        config = run_config(row, self.config.base_method(method), best[method], seed)
-                        record = self.run_once(config, "seeds", None, best[method], baseline, label=method)
-                        if record is not None:
-                            records.append(record)
+                records += self.seed_runs(values, self.config.methods, best, baseline)
         return records
 
-    def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]] | None:
-        """The search trials of one method, replayed from the records where they exist; None when another process
-        is training one of them (the next call replays this one's trials up to it)."""
+    def seed_runs(
+        self, values: dict[str, Any], methods: list[str], best: dict[str, dict[str, Any]], baseline: dict[str, float],
+        most: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Each seed of each of ``methods`` at its best setting, methods taking turns (so that any prefix of the
+        sweep is balanced); with ``most``, stop once this process has trained that many. Returns the records."""
+        records, trained_before = [], len(self.trained)
+        for seed in self.config.seeds:
+            for method in methods:
+                if most is not None and len(self.trained) - trained_before >= most:
+                    return records
+                row = self.config.row_values(values, method)
+                config = run_config(row, self.config.base_method(method), best[method], seed)
+                record = self.run_once(config, "seeds", None, best[method], baseline, label=method)
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def search(self, values: dict[str, Any], method: str, baseline: dict[str, float]) -> list[dict[str, Any]] | RunInUse:
+        """The search trials of one method, replayed from the records where they exist; the RunInUse of a trial
+        another process is training, if one is (the next call replays this one's trials up to it)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -441,7 +461,6 @@ class Sweep:
                 config = run_config(search_values, base, params, self.config.search_seed)
                 records.append(self.run_once(config, "search", len(records), params, baseline, label=method))
             except RunInUse as error:
-                self.held_trials.append(error)
                 held.append(error)
                 trial.study.stop()
                 raise optuna.TrialPruned() from None
@@ -456,7 +475,7 @@ class Sweep:
         study.optimize(trial_objective, n_trials=trials)
         if failed:
             raise failed[0]
-        return None if held else records
+        return held[0] if held else records
 
     def run_once(
         self, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any], baseline: dict[str, float],
@@ -483,19 +502,52 @@ class Sweep:
             record = read_record(path)
             self.log(f"{where} {settings}: done before ({rid})")
             return record
+
+        def finished_elsewhere() -> dict[str, Any]:
+            # Trained to its end by a process that has not written the record yet: it is about to, or it was
+            # stopped between the two. The run's own metrics.json holds what the record needs.
+            try:
+                metrics = read_json(run_dir / "metrics.json", "run metrics", f"delete {run_dir} to train this run again")
+            except RxfError:
+                if path.is_file():  # written meanwhile, and the run folder removed
+                    return read_record(path)
+                raise
+            self.log(f"{where} {settings}: finished before; its record is made from {run_dir / 'metrics.json'}")
+            return self.write_record(rid, config, phase, trial, params, baseline, label, metrics, metrics.get("train_runtime_s"))
+
+        if is_finished(run_dir):
+            return finished_elsewhere()
         self.log(f"{where} {settings}: training ({rid})")
         started = time.perf_counter()
         try:
             metrics = self.train(config)
         except RunInUse as error:
+            elsewhere = f" (if that process is gone, delete {error.lock})" if error.elsewhere else ""
             if phase == "search":
                 self.log(f"{where} {settings}: {error.holder} is training it: the seeds need its score, so this "
-                         f"process comes back to it (if that process is gone on another machine, delete {error.lock})")
+                         f"process comes back to it{elsewhere}")
                 raise
-            self.log(f"{where} {settings}: {error.holder} is training it: left to that process")
+            self.log(f"{where} {settings}: {error.holder} is training it: left to that process{elsewhere}")
             self.left_to_others.append(rid)
             return None
+        except RxfError:
+            if not is_finished(run_dir):
+                raise
+            return finished_elsewhere()  # refused as finished: another process finished it a moment ago
         wall = time.perf_counter() - started
+        record = self.write_record(rid, config, phase, trial, params, baseline, label, metrics, wall)
+        self.trained.append(rid)
+        self.log(f"{where} {record['main_metric']}={record['objective']} in {wall:.0f}s")
+        gc.collect()
+        return record
+
+    def write_record(
+        self, rid: str, config: TrainConfig, phase: str, trial: int | None, params: dict[str, Any],
+        baseline: dict[str, float], label: str | None, metrics: dict[str, Any], wall: float | None,
+    ) -> dict[str, Any]:
+        """The record of a finished run, written; then, unless ``keep_models``, its run folder goes."""
+        path = self.records_dir / f"{rid}.json"
+        run_dir = Path(config.output_dir)
         record = {
             "run_id": rid,
             "task": metrics.get("task", config.task),
@@ -521,9 +573,6 @@ class Sweep:
                 run_dir.parent.rmdir()  # runs/ goes once empty
             except OSError:
                 pass
-        self.trained.append(rid)
-        self.log(f"{where} {record['main_metric']}={record['objective']} in {wall:.0f}s")
-        gc.collect()
         return record
 
 
