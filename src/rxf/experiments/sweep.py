@@ -385,40 +385,51 @@ class Sweep:
             values = self.config.recipe_values(recipe)
             self.identity_keys = self.config.recipe_keys(recipe)
             baseline = majority_class_scores(TrainConfig.from_dict(values))
-            best: dict[str, dict[str, Any]] = {}
-            pending = list(self.config.methods)
-            while pending:
-                trained_before, held = len(self.trained), {}
-                for method in pending:
-                    space = self.config.space(method)
-                    if all(len(choices) == 1 for choices in space.values()):
-                        best[method] = {name: choices[0] for name, choices in space.items()}  # nothing to choose
-                        self.log(f"[{recipe}] {method}: one setting, no search")
-                        continue
-                    searched = self.search(values, method, baseline)
-                    if isinstance(searched, RunInUse):  # a trial another process is training: the other methods first
-                        held[method] = searched
-                        continue
-                    records += searched
-                    if searched:
-                        best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
-                if held and len(self.trained) == trained_before and not search_only:
-                    # Meanwhile, one seed run of a method whose search is done; then back to the held trials.
-                    # (The seeds below count what is left to other processes at the end.)
-                    mark = len(self.left_to_others)
-                    self.seed_runs(values, [m for m in self.config.methods if m in best], best, baseline, most=1)
-                    del self.left_to_others[mark:]
-                if held and len(self.trained) == trained_before:
-                    # Nothing left to do here but the trials the other processes hold: the seeds need them.
-                    gone = [f" (if {e.holder} is gone, delete {e.lock})" for e in held.values() if e.elsewhere]
-                    self.log(f"[{recipe}] waiting for the search trials other processes are training ({', '.join(held)})"
-                             + "".join(gone))
-                    while all(is_locked(error.lock) for error in held.values()):
-                        time.sleep(self.wait_s)
-                pending = list(held)
+            searched, best = self.searches(recipe, values, baseline, search_only)
+            records += searched
             if not search_only:
                 records += self.seed_runs(values, self.config.methods, best, baseline)
         return records
+
+    def searches(
+        self, recipe: str, values: dict[str, Any], baseline: dict[str, float], search_only: bool,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every method's search on one recipe: (the search records, each method's best setting).
+
+        A method whose search meets a trial another process is training is come back to after the others;
+        meanwhile this process trains one seed run of a method already searched (unless ``search_only``)
+        between two looks, and with nothing else to do waits until one of the held trials' locks is released.
+        """
+        records: list[dict[str, Any]] = []
+        best: dict[str, dict[str, Any]] = {}
+        pending = list(self.config.methods)
+        while pending:
+            trained_before, held = len(self.trained), {}
+            for method in pending:
+                space = self.config.space(method)
+                if all(len(choices) == 1 for choices in space.values()):
+                    best[method] = {name: choices[0] for name, choices in space.items()}  # nothing to choose
+                    self.log(f"[{recipe}] {method}: one setting, no search")
+                    continue
+                searched = self.search(values, method, baseline)
+                if isinstance(searched, RunInUse):
+                    held[method] = searched
+                    continue
+                records += searched
+                best[method] = max(searched, key=lambda r: -np.inf if r["objective"] is None else r["objective"])["params"]
+            if held and len(self.trained) == trained_before and not search_only:
+                # The seeds at the end say what is left to other processes: this early look does not count.
+                mark = len(self.left_to_others)
+                self.seed_runs(values, [m for m in self.config.methods if m in best], best, baseline, most=1)
+                del self.left_to_others[mark:]
+            if held and len(self.trained) == trained_before:
+                gone = [f" (if {e.holder} is gone, delete {e.lock})" for e in held.values() if e.elsewhere]
+                self.log(f"[{recipe}] waiting for the search trials other processes are training ({', '.join(held)})"
+                         + "".join(gone))
+                while all(is_locked(error.lock) for error in held.values()):
+                    time.sleep(self.wait_s)
+            pending = list(held)
+        return records, best
 
     def seed_runs(
         self, values: dict[str, Any], methods: list[str], best: dict[str, dict[str, Any]], baseline: dict[str, float],
