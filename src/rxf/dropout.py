@@ -2,9 +2,10 @@
 
     set_dropout(model, 0.0)   # every dropout module and every float dropout rate a module reads
 
-Models read dropout in two ways: dropout modules (``nn.Dropout``, ``nn.Dropout2d``, ...; BERT's attention passes ``self.dropout.p``
-to the attention kernel too) and plain float attributes such as Llama's ``attention_dropout``. Both
-are set, and so is the config (so that a saved model says what it was trained with).
+Models read dropout in two ways: dropout modules (``nn.Dropout``, ``nn.Dropout2d``, ...; BERT's
+attention passes ``self.dropout.p`` to the attention kernel too) and plain float attributes such as
+Llama's ``attention_dropout``. Both are set, and so is the config (so that a saved model says what
+it was trained with).
 """
 
 from __future__ import annotations
