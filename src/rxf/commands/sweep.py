@@ -74,7 +74,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "sweep",
         help="hyper-parameter search per method, then N seeds at the best setting (resumable)",
         description="Fixed-budget optuna search per task and method, then one run per seed at each method's best "
-        "setting; one JSON record per run. Run it again to resume.",
+        "setting; one JSON record per run. Run it again to resume. Several processes may run it at once on one "
+        "output_dir (one per GPU, or on machines sharing the folder): each run is trained by one of them.",
         formatter_class=HelpFormatter,
     )
     sweep.add_argument("--config", required=True, help="sweep YAML (recipes, methods, trials, seeds, overrides)")
