@@ -231,3 +231,20 @@ def test_numpy_numbers_are_stored_as_python_numbers_before_the_checks():
     assert sweep.seeds == [1, 2, 3] and all(type(seed) is int for seed in sweep.seeds)
     unchanged = {"lambda_": 1.0}
     assert TrainConfig.from_dict({"method_options": unchanged}).method_options is unchanged
+
+
+def test_dicts_of_other_classes_and_numpy_keys_are_stored_as_plain_dicts():
+    """An OrderedDict or defaultdict (which yaml.safe_dump refuses) and numpy keys leave as a plain dict of str keys."""
+    import collections
+
+    import numpy as np
+    import yaml
+
+    from rxf.train import TrainConfig
+
+    ordered = TrainConfig(method_options=collections.OrderedDict(lambda_=np.float32(0.5)))
+    ordered.validate()  # what rxf.train.train does first
+    assert type(ordered.method_options) is dict and ordered.method_options == {"lambda_": 0.5}
+    config = TrainConfig.from_dict({"method_options": collections.defaultdict(float, {np.str_("sigma"): 1e-5})})
+    assert type(config.method_options) is dict and [type(key) for key in config.method_options] == [str]
+    assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["method_options"] == {"sigma": 1e-5}

@@ -270,14 +270,18 @@ def is_whole_number(value: Any) -> bool:
 
 def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars made Python's (``np.float32(1e-5)`` → 1e-05, as written rather than widened;
-    ``np.int64(2)`` from ``np.arange`` → 2; ``np.bool_``, ``np.str_``), in plain lists, tuples and dicts too:
-    what the rest of rxf, YAML and JSON take. Anything else is returned as it is."""
+    ``np.int64(2)`` from ``np.arange`` → 2; ``np.bool_``, ``np.str_``), in plain lists, tuples and dicts too
+    (keys too), and a dict of another class (``OrderedDict``, ``defaultdict``) made a plain dict: what the
+    rest of rxf, YAML (``safe_dump`` refuses those classes) and JSON take. Anything else is returned as it is."""
     if type(value) in (list, tuple):
         items = [plain_value(item) for item in value]
         return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
-    if type(value) is dict:
-        items = {key: plain_value(item) for key, item in value.items()}
-        return value if all(items[key] is item for key, item in value.items()) else items
+    if isinstance(value, dict):
+        pairs = [(plain_value(key), plain_value(item)) for key, item in value.items()]
+        unchanged = type(value) is dict and all(
+            new_key is key and new_item is item for (new_key, new_item), (key, item) in zip(pairs, value.items())
+        )
+        return value if unchanged else dict(pairs)
     if type(value).__module__ != "numpy" or getattr(value, "ndim", None) != 0:
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
