@@ -525,6 +525,22 @@ def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
     assert caught.value.holder.startswith("pid 1 on host elsewhere")
 
 
+def test_on_windows_a_lock_is_not_probed_with_a_signal(tmp_path, monkeypatch):
+    """os.kill(pid, 0) sends a Ctrl-C on Windows (signal 0 is CTRL_C_EVENT): there the owner is not probed,
+    and the message says to delete the lock once that run is gone."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / rundir.LOCK).write_text(json.dumps({"pid": 999_999_999, "host": socket.gethostname(), "started": "then"}))
+    signals = []
+    monkeypatch.setattr(os, "kill", lambda *args: signals.append(args))
+    monkeypatch.setattr(rundir, "WINDOWS", True)
+    with pytest.raises(rundir.RunInUse) as caught:
+        rundir.claim(out)
+    monkeypatch.undo()
+    assert signals == [] and caught.value.elsewhere
+    assert "cannot be checked on Windows" in str(caught.value) and f"delete {out / rundir.LOCK}" in str(caught.value)
+
+
 def test_only_the_main_process_locks_and_writes(tmp_path):
     out = tmp_path / "run"
     with rundir.claim(out, main_process=False) as run_dir:

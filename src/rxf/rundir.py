@@ -7,7 +7,7 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    (a :class:`RunInUse` error, which ``rxf sweep`` catches to leave that run to its owner).
    A lock whose process is gone (same host, and the pid is dead, a zombie, or now belongs to
    another process) is stale: it is taken over with a warning, by one process only when several
-   find it stale at once. A lock written on another host cannot be
+   find it stale at once. A lock written on another host (or any lock, on Windows) cannot be
    checked from here; the message says how to remove it once that process is gone.
 2. **The manifest**, ``run.json``, records what defines the run: its settings (model, data
    files, task, method and options, seed, steps, recipe, ...) and a fingerprint of the data as
@@ -81,6 +81,7 @@ EARLIER_RUN = ".rxf-earlier-run-"
 MOVING = ".moving"
 DELETING = ".deleting"
 SHOWN_DIFFERENCES = 3
+WINDOWS = os.name == "nt"  # where a lock's owner cannot be probed (_checkable)
 # Settings that name local files or folders (compared as absolute paths).
 PATH_SETTINGS = ("model", "data_dir", "train_file", "eval_file")
 
@@ -155,12 +156,22 @@ def _process_start(pid: int) -> str | None:
     return None if stat is None else stat[19]
 
 
+def _other_host(owner: dict[str, Any]) -> bool:
+    return owner.get("host", socket.gethostname()) != socket.gethostname()
+
+
+def _checkable(owner: dict[str, Any]) -> bool:
+    """Whether this process can tell if the lock's owner still runs: not another machine's process, and
+    not on Windows, where ``os.kill(pid, 0)`` would send that process group a Ctrl-C (signal 0 is CTRL_C_EVENT)."""
+    return not _other_host(owner) and not WINDOWS
+
+
 def _owner_alive(owner: dict[str, Any]) -> bool:
     pid = owner.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool):
         return False  # not a lock rxf wrote
-    if owner.get("host", socket.gethostname()) != socket.gethostname():
-        return True  # another machine's process: cannot be checked from here
+    if not _checkable(owner):
+        return True  # taken as alive: the message says how to remove the lock once that run is gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,7 +242,7 @@ class RunInUse(RxfError):
         super().__init__(message)
         self.holder = holder  # "pid N on host H, since T"
         self.lock = lock
-        self.elsewhere = elsewhere  # held from another host: whether it is alive cannot be checked from here
+        self.elsewhere = elsewhere  # held from another host (or on Windows): whether it is alive cannot be checked
 
 
 # ---- the directory ---------------------------------------------------------------------------
@@ -286,9 +297,10 @@ class RunDirectory:
                         continue
                     stale = f"{self.lock_path} is empty or unreadable (left by a crash?): taking it over"
                 elif _owner_alive(owner):
-                    if owner.get("host", socket.gethostname()) != socket.gethostname():
+                    if not _checkable(owner):
+                        where = "on another machine" if _other_host(owner) else "whose process cannot be checked on Windows"
                         raise RunInUse(
-                            f"output_dir {self.path} is locked by an rxf run on another machine ({_describe(owner)}): "
+                            f"output_dir {self.path} is locked by an rxf run {where} ({_describe(owner)}): "
                             f"wait for it, or choose another output_dir; if that run is gone, delete {self.lock_path}",
                             _describe(owner), self.lock_path, elsewhere=True,
                         )
