@@ -32,7 +32,7 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    before its first step, by an error, Ctrl-C or SIGTERM (rxf.cli), gets the earlier run back as it
    was. After a SIGKILL or a power loss the next :func:`claim` of the folder (``rxf train``, ``sft``,
    ``summarize``, and the verbs that run them) does it, or finishes the delete (with a warning) if the
-   new run had begun or finished; until then :func:`settled_folder` says where the run that claim will leave
+   new run had begun (renamed ``.deleting``, or saved a checkpoint) or finished; until then :func:`settled_folder` says where the run that claim will leave
    is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
    nothing of the new run), so a crash at any point is finished the right way. A run output that is
    a symbolic link is not moved: one to an empty folder stays in place, any other is refused.
@@ -649,12 +649,22 @@ def _says_finished(manifest: Path) -> bool:
 
 def _comes_back(output_dir: Path, earlier: Path) -> bool:
     """Whether the next claim of ``output_dir`` puts back the earlier run kept in ``earlier`` (else deletes it):
-    yes unless the run that replaced it had begun (``.deleting``) or finished (killed before it deleted it)."""
+    yes unless the run that replaced it had begun (``.deleting``), saved a checkpoint (it had begun, and
+    the rename to ``.deleting`` failed: its progress must not go), or finished (killed before it deleted it)."""
     if earlier.name.endswith(DELETING):
         return False
     if earlier.name.endswith(MOVING):  # moving in or out: the new run had not even written its manifest
         return True
-    return not _says_finished(output_dir / MANIFEST)
+    return not (_says_finished(output_dir / MANIFEST) or _has_checkpoint(output_dir))
+
+
+def _has_checkpoint(output_dir: Path) -> bool:
+    from rxf.checkpoints import CHECKPOINT_NAME
+
+    try:
+        return any(CHECKPOINT_NAME.match(entry.name) for entry in (output_dir / "checkpoints").iterdir())
+    except OSError:
+        return False
 
 
 def settled_folder(output_dir: str | Path) -> Path:
