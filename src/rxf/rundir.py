@@ -32,8 +32,8 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    before its first step, by an error, Ctrl-C or SIGTERM (rxf.cli), gets the earlier run back as it
    was. After a SIGKILL or a power loss the next :func:`claim` of the folder (``rxf train``, ``sft``,
    ``summarize``, and the verbs that run them) does it, or finishes the delete (with a warning) if the
-   new run had begun (renamed ``.deleting``, or saved a checkpoint) or finished; until then :func:`settled_folder` says where the run that claim will leave
-   is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
+   new run had begun (renamed ``.deleting``, or saved a checkpoint) or finished; until then
+   :func:`settled_folder` says where the run that claim will leave is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
    nothing of the new run), so a crash at any point is finished the right way. A run output that is
    a symbolic link is not moved: one to an empty folder stays in place, any other is refused.
 
