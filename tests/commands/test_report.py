@@ -322,6 +322,9 @@ def test_a_record_file_given_as_runs_is_named(tmp_path, capsys):
         (["--metric", "glue/rtee=accuracy"], ["'glue/rtee'", "did you mean 'glue/rte'"]),
         (["--label", "standrd=Standard"], ["--label standrd=Standard", "did you mean 'standard'", "r3f, standard"]),
         (["--label", "standard=R3F"], ["'r3f'", "'standard'", "'R3F'"]),
+        (["--learned", "rte=0.62"], ["--learned rte=0.62", "did you mean 'glue/rte'"]),
+        (["--learned", "glue/rte=62%"], ["--learned glue/rte=62%", "must be a number", "glue/rte=0.62"]),
+        (["--learned", "glue/rte=nan"], ["--learned glue/rte=nan", "from -1 to 1"]),
     ],
 )
 def test_an_option_that_names_no_task_or_row_is_one_line(tmp_path, capsys, option, words):

@@ -200,6 +200,47 @@ def test_comparisons_adjust_welch_p_over_the_rows_with_a_verdict():
     assert found[("glue/rte", "sn-head")]["holm_p"] is None and found[("glue/rte", "sn-head")]["welch_p"] is not None
 
 
+def test_a_tasks_verdict_counts_the_rows_compared_and_whether_the_task_was_learned():
+    """yes only past Holm; open while a row has too few runs; not at this scale below the learned score; else no."""
+    from rxf.experiments.report import Cell, comparisons, task_verdicts
+
+    standard = [0.60, 0.61, 0.62, 0.59, 0.60]
+    far = [0.70, 0.71, 0.72, 0.69, 0.70]  # better by a margin that survives any correction here
+    near = [0.60, 0.66, 0.64, 0.62, 0.65]  # better by both intervals alone, p ≈ 0.03
+    flat = [0.59, 0.62, 0.61, 0.60, 0.61]
+
+    def verdict(rows: dict[str, list[float]], learned: dict[str, float] | None = None) -> dict:
+        cells = [Cell("glue/rte", "standard", "accuracy", standard, 0.5)]
+        cells += [Cell("glue/rte", method, "accuracy", scores, 0.5) for method, scores in rows.items()]
+        labels = {"standard": "STD", "r3f": "R3F", "nodrop": "R3F, dropout 0"}
+        [only] = task_verdicts(cells, comparisons(cells), learned or {}, labels=labels)
+        return only
+
+    assert verdict({"r3f": far, "r4f": flat})["verdict"] == "yes: R3F"
+    passed_alone = verdict({"r3f": near, "r4f": flat, "rdrop": flat})  # Holm: 3 × 0.03 > 0.05
+    assert passed_alone["verdict"] == "no"
+    assert passed_alone["notes"][0].startswith("R3F better by both intervals, not after Holm (p 0.")
+    assert verdict({"r3f": flat, "nodrop": [0.7, 0.71]})["verdict"] == "open: too few runs in R3F, dropout 0"
+    assert verdict({"r3f": flat}, {"glue/rte": 0.62}) == {
+        "task": "glue/rte", "median": 0.60, "learned": 0.62, "verdict": "not at this scale", "notes": [],
+    }
+    assert verdict({"r3f": flat}, {"glue/rte": 0.60})["verdict"] == "no"  # the median at the bar: learned
+    below = verdict({"r3f": far}, {"glue/rte": 0.62})  # a row that wins is a yes even so, said with the caveat
+    assert below["verdict"] == "yes: R3F" and below["notes"] == ["STD below the learned score"]
+    open_below = verdict({"r3f": flat, "nodrop": [0.7]}, {"glue/rte": 0.62})
+    assert open_below["verdict"].startswith("open") and "at best not at this scale" in open_below["notes"][0]
+
+
+def test_the_report_gives_each_tasks_verdict(tmp_path):
+    records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.59, 0.6, 0.6], 1)]
+    records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.59, 0.62, 0.6, 0.61, 0.6], 1)]
+    write_records(tmp_path / "runs", records)
+    make_report(ReportConfig(runs=str(tmp_path / "runs"), output_dir=str(tmp_path / "out"), learned={"glue/rte": 0.62}))
+    assert "| RTE | 60.0 | 62.0 (not met) | not at this scale | – |" in (tmp_path / "out" / "comparison.md").read_text()
+    with pytest.raises(RxfError, match="--learned glue/rte=62: the score must be a number on the metric's own scale"):
+        make_report(ReportConfig(runs=str(tmp_path / "runs"), learned={"glue/rte": 62}))
+
+
 def test_report_writes_the_comparison_and_failed_rates(tmp_path):
     records = [fake_record("glue/rte", "standard", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.6, 0.61, 0.5, 0.62, 0.6], 1)]
     records += [fake_record("glue/rte", "r3f", seed, [s], RTE_BASELINE) for seed, s in enumerate([0.7, 0.71, 0.72, 0.69, 0.7], 1)]

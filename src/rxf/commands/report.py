@@ -4,6 +4,7 @@
     rxf report --runs runs/rte-standard runs/rte-r3f --output-dir report   # `rxf train` outputs
     rxf report --runs runs/glue-cpu-small --metric glue/mrpc=f1     # another metric for a task
     rxf report --runs docs/results/glue-full/cpu --label r3f-sigma0=R-Drop   # the name shown for a row
+    rxf report --runs docs/results/glue-full/cpu --learned glue/rte=0.62   # "not at this scale" below it
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ def _pairs(option: str, items: list[str] | None, example: str) -> dict[str, str]
     return pairs
 
 
+def _scores(pairs: dict[str, str]) -> dict[str, float]:
+    """--learned's values as numbers; one that is not is named."""
+    scores = {}
+    for task, text in pairs.items():
+        try:
+            scores[task] = float(text)
+        except ValueError:
+            raise RxfError(f"--learned {task}={text}: the score must be a number (e.g. {task}=0.62)") from None
+    return scores
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rxf.experiments.report import ReportConfig, make_report
 
@@ -32,6 +44,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs=args.runs, output_dir=args.output_dir, phase=args.phase,
         metrics=_pairs("--metric", args.metric, "task=metric (e.g. glue/mrpc=f1)"),
         labels=_pairs("--label", args.label, "row=name (e.g. r3f-sigma0=R-Drop)"),
+        learned=_scores(_pairs("--learned", args.learned, "task=score (e.g. glue/rte=0.62)")),
     )
     result = make_report(config)
     for name in ("table2.md", "stability.md"):  # written as UTF-8 (rxf.io.replace_files), whatever the locale
@@ -56,5 +69,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--label", action="append", metavar="ROW=NAME",
         help="name shown for a method or sweep variant in tables and plot (repeatable; records keep the row's name)",
+    )
+    report.add_argument(
+        "--learned", action="append", metavar="TASK=SCORE",
+        help="the score (the task's reported metric, e.g. 0.62) at which a task counts as learned: where Standard's "
+             "median is below it, the task's verdict in comparison.md is 'not at this scale' (repeatable)",
     )
     report.set_defaults(handler=cmd_report)

@@ -18,7 +18,10 @@ From the records of the seeds phase (one per task, method and seed) it writes
   interval and Welch's t interval over seeds, and a verdict (better / worse / within seed noise)
   only when both intervals agree and both rows have 5 runs or more (:func:`mean_difference`);
   beside it Welch's p and the same p adjusted (Holm) over all the comparisons with a verdict, since
-  a report of many rows finds a "better" by chance more often than one comparison does;
+  a report of many rows finds a "better" by chance more often than one comparison does; then one
+  verdict per task (:func:`task_verdicts`): *yes* (a row is better and its Holm p is below 0.05),
+  *no*, *open* (rows with too few runs), or *not at this scale* where ``--learned`` gives the score
+  at which the task counts as learned and the reference row's median is below it;
 * ``progress.md``: how many search and seed runs each task and method has (a sweep may be partial);
 * ``regularizers.md``: per task and method, the size of what its regulariser adds, from the logged
   training curves: the term (e.g. ``r3f_divergence``) over the whole run and over its last epoch,
@@ -76,6 +79,9 @@ class ReportConfig:
     metrics: dict[str, str] = field(default_factory=dict)  # task -> metric, over PAPER_METRICS / main metric
     # row -> the name shown for it, over METHOD_LABELS (e.g. a sweep variant "r3f-sigma0" shown as "R-Drop")
     labels: dict[str, str] = field(default_factory=dict)
+    # task -> the score (the reported metric, as recorded: 0.62, not 62) at which the task counts as learned:
+    # below it, Standard's median makes the task's verdict "not at this scale" (task_verdicts)
+    learned: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,8 +211,59 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
-def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, labels: dict[str, str] = METHOD_LABELS) -> str:
-    """Markdown: per task and method, the difference of means to the reference with its two 95 % intervals."""
+#: The adjusted p below which a "better" row makes its task's verdict "yes".
+FAMILY_ALPHA = 0.05
+
+
+def task_verdicts(
+    cells: list[Cell], found: dict[tuple[str, str], dict[str, Any]], learned: dict[str, float],
+    reference: str = REFERENCE_METHOD, labels: dict[str, str] = METHOD_LABELS,
+) -> list[dict[str, Any]]:
+    """Per task with a reference row: does any row beat it beyond seed noise, counting the number of rows compared?
+
+    *yes* when a row's verdict is "better" and its Holm-adjusted p is below FAMILY_ALPHA; else *open* while
+    some row has too few runs for a verdict; else *not at this scale* when the reference's median is below
+    the task's ``learned`` score (the task is not learned, so "no" would not answer the question); else
+    *no*. A better/worse by both intervals that does not survive Holm, or a worse that does, is noted.
+    """
+    verdicts = []
+    for task in dict.fromkeys(cell.task for cell in cells):
+        rows = {cell.method: cell for cell in cells if cell.task == task}
+        if reference not in rows:
+            continue
+        median = statistics.median(rows[reference].scores)
+        bar = learned.get(task)
+        below = bar is not None and median < bar
+        mine = {method: found[(task, method)] for method in rows if (task, method) in found}
+        survives = {m for m, c in mine.items() if c["holm_p"] is not None and c["holm_p"] < FAMILY_ALPHA}
+        winners = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "better" and m in survives]
+        open_rows = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "too few runs"]
+        notes = [
+            f"{labels.get(m, m)} {c['verdict']} by both intervals" + ("" if m in survives else f", not after Holm (p {_p(c['holm_p'])})")
+            for m, c in mine.items() if c["verdict"] in ("better", "worse") and not (c["verdict"] == "better" and m in survives)
+        ]
+        if winners:
+            verdict = "yes: " + " / ".join(winners)  # (a row's name may hold a comma: "R3F, dropout 0")
+            if below:
+                notes.append(f"{labels.get(reference, reference)} below the learned score")
+        elif open_rows:
+            verdict = "open: too few runs in " + " / ".join(open_rows)
+            if below:
+                notes.append("at best not at this scale unless one of them wins")
+        elif below:
+            verdict = "not at this scale"
+        else:
+            verdict = "no"
+        verdicts.append({"task": task, "median": median, "learned": bar, "verdict": verdict, "notes": notes})
+    return verdicts
+
+
+def comparison_table(
+    cells: list[Cell], reference: str = REFERENCE_METHOD, labels: dict[str, str] = METHOD_LABELS,
+    learned: dict[str, float] | None = None,
+) -> str:
+    """Markdown: per task and method, the difference of means to the reference with its two 95 % intervals;
+    then the verdict per task (:func:`task_verdicts`)."""
     found = comparisons(cells, reference)
     if not found:
         return f"No comparison: no task has both a {reference!r} row and another method.\n"
@@ -232,6 +289,18 @@ def comparison_table(cells: list[Cell], reference: str = REFERENCE_METHOD, label
             f"| {_interval(c['diff_ci_low'], c['diff_ci_high'])} | {_interval(c['welch_ci_low'], c['welch_ci_high'])} "
             f"| {c['verdict']} | {_p(c['welch_p'])} | {_p(c['holm_p'])} | {100 * cell.failed / len(cell.scores):.0f} % |"
         )
+    lines += [
+        "",
+        f"**Per task: does any row beat {label} beyond seed noise?** *yes*: better by both intervals and Holm p "
+        f"below {FAMILY_ALPHA}; *open*: rows with too few runs; *not at this scale*: {label}'s median is below the "
+        "score at which the task counts as learned (`--learned`), so the task was not learned; else *no*.",
+        "",
+        f"| Task | {label} median | learned at | verdict | notes |",
+        "|---|---:|---:|---|---|",
+    ]
+    for v in task_verdicts(cells, found, learned or {}, reference, labels):
+        bar = "–" if v["learned"] is None else _pct(v["learned"]) + (" (not met)" if v["median"] < v["learned"] else "")
+        lines.append(f"| {TASK_LABELS.get(v['task'], v['task'])} | {_pct(v['median'])} | {bar} | {v['verdict']} | {'; '.join(v['notes']) or '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -330,12 +399,20 @@ def check_runs(records: dict[Path, dict[str, Any]], config: ReportConfig, labels
         first[key] = path
     tasks = sorted({r["task"] for r in records.values()})
     methods = sorted({r["method"] for r in records.values()})
-    for option, chosen, known, kind in (("--metric", config.metrics, tasks, "task"), ("--label", config.labels, methods, "row")):
+    for option, chosen, known, kind in (
+        ("--metric", config.metrics, tasks, "task"), ("--label", config.labels, methods, "row"), ("--learned", config.learned, tasks, "task"),
+    ):
         for key, value in chosen.items():
             if key not in known:
                 same_end = [name for name in known if name.rsplit("/", 1)[-1] == key]  # rte for glue/rte
                 suggestion = f" (did you mean {same_end[0]!r}?)" if same_end else closest(key, known)
                 raise RxfError(f"{option} {key}={value}: no run has the {kind} {key!r}{suggestion}; the runs' {kind}s: {', '.join(known)}")
+    for task, score in config.learned.items():
+        if not is_finite_number(score) or not -1 <= score <= 1:
+            raise RxfError(
+                f"--learned {task}={score}: the score must be a number on the metric's own scale, from -1 to 1 "
+                "(0.62 for 62 % accuracy)"
+            )
     shown_as: dict[str, str] = {}
     for method in methods:
         name = labels.get(method, method)
@@ -587,7 +664,7 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
         "table2.md": markdown_tables(cells, runs_are, labels),
         "table2.csv": csv_text(cells),
         "stability.md": stability_table(cells, runs_are, labels),
-        "comparison.md": comparison_table(cells, labels=labels),
+        "comparison.md": comparison_table(cells, labels=labels, learned=config.learned),
         "progress.md": progress_table(records, labels),
         "regularizers.md": regularizer_table(records, labels),
     }
