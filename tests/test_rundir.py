@@ -281,9 +281,9 @@ def test_a_replaced_run_that_cannot_be_deleted_is_a_warning_and_the_new_run_goes
     assert not deleting.exists() and (out / "metrics.json").read_text() == "new metrics"
 
 
-def test_a_replaced_run_whose_rename_failed_does_not_come_back_over_the_new_runs_checkpoint(tmp_path, monkeypatch, capsys):
-    """The rename to .deleting fails (a warning), the new run saves a checkpoint and then fails: the next claim
-    keeps the new run's progress and deletes the replaced run, as the warning said, instead of putting it back."""
+def test_a_replaced_run_whose_rename_failed_does_not_come_back_over_the_new_run(tmp_path, monkeypatch, capsys):
+    """The rename to .deleting fails (a warning: delete it yourself), then the new run fails before any checkpoint:
+    the earlier run must not come back over the new one (its manifest says it began), as the warning said."""
     out, _ = earlier_run(tmp_path)
     real_rename = os.rename
 
@@ -299,12 +299,12 @@ def test_a_replaced_run_whose_rename_failed_does_not_come_back_over_the_new_runs
             monkeypatch.setattr(os, "rename", rename)
             run_dir.drop_earlier_run()  # the first training step is done
             monkeypatch.undo()
-            (out / "checkpoints" / "checkpoint-50").mkdir()  # an epoch later
-            raise RuntimeError("out of memory at update 70")
+            raise RuntimeError("out of memory at update 40")
     assert "could not delete the replaced run" in capsys.readouterr().err
+    assert rundir.settled_folder(out) == out and not rundir.is_finished(out)  # what rxf probe and sweep ask
     with rundir.claim(out) as run_dir:
         run_dir.check({**SETTINGS, "seed": 9}, DEFAULTS, overwrite=False)  # the same command again: it resumes
-    assert (out / "checkpoints" / "checkpoint-50").is_dir() and not (out / "metrics.json").exists()
+    assert (out / "history.jsonl").read_text() == "new history" and not (out / "metrics.json").exists()
     assert not list(out.glob(f"{rundir.EARLIER_RUN}*"))
     assert "deleted the earlier run" in capsys.readouterr().err
 

@@ -32,7 +32,7 @@ A run's ``output_dir`` belongs to that run. :func:`claim` takes it for one proce
    before its first step, by an error, Ctrl-C or SIGTERM (rxf.cli), gets the earlier run back as it
    was. After a SIGKILL or a power loss the next :func:`claim` of the folder (``rxf train``, ``sft``,
    ``summarize``, and the verbs that run them) does it, or finishes the delete (with a warning) if the
-   new run had begun (renamed ``.deleting``, or saved a checkpoint) or finished; until then
+   new run had begun (renamed ``.deleting``, or ``began`` in its manifest) or finished; until then
    :func:`settled_folder` says where the run that claim will leave is. While entries move, the hidden folder's name ends in ``.moving`` (the folder then holds
    nothing of the new run), so a crash at any point is finished the right way. A run output that is
    a symbolic link is not moved: one to an empty folder stays in place, any other is refused.
@@ -522,10 +522,18 @@ class RunDirectory:
 
     def drop_earlier_run(self) -> None:
         """The new run has truly begun (its first training step is done, or it finished): delete the earlier
-        run. The rename to ``.deleting`` decides it; the files go in a thread, so that deleting many GB on a
-        slow file system does not hold up this rank while the others wait for it; :meth:`release` waits."""
+        run. The manifest's ``began``, then the rename to ``.deleting``, decide it (either is enough, so that
+        a failed rename does not let the earlier run come back over the new one); the files go in a thread,
+        so that deleting many GB on a slow file system does not hold up this rank while the others wait for
+        it; :meth:`release` waits."""
         if self.earlier_run is None or self.earlier_run.name.endswith(DELETING):
             return
+        if self.main_process and self.manifest is not None and "began" not in self.manifest:
+            try:
+                self.manifest["began"] = _now()
+                self._write_manifest()
+            except OSError as error:  # the rename below still decides it
+                warn(f"could not write {self.manifest_path} ({error.strerror})")
         try:
             self.earlier_run = self.earlier_run.rename(self.earlier_run.with_name(self.earlier_run.name + DELETING))
         except OSError:
@@ -641,30 +649,28 @@ def _empty_folder(path: Path) -> bool:
 
 
 def _says_finished(manifest: Path) -> bool:
+    return _manifest_fields(manifest).get("status") == "finished"
+
+
+def _manifest_fields(manifest: Path) -> dict[str, Any]:
+    """The manifest's top-level fields; empty where it is missing or not a mapping rxf wrote."""
     try:
-        return json.loads(manifest.read_text()).get("status") == "finished"
-    except (OSError, ValueError, AttributeError):
-        return False
+        fields = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+    return fields if isinstance(fields, dict) else {}
 
 
 def _comes_back(output_dir: Path, earlier: Path) -> bool:
     """Whether the next claim of ``output_dir`` puts back the earlier run kept in ``earlier`` (else deletes it):
-    yes unless the run that replaced it had begun (``.deleting``), saved a checkpoint (it had begun, and
-    the rename to ``.deleting`` failed: its progress must not go), or finished (killed before it deleted it)."""
+    yes unless the run that replaced it had begun (``.deleting``, or its manifest says ``began``: the rename
+    failed) or finished (killed before it deleted it)."""
     if earlier.name.endswith(DELETING):
         return False
     if earlier.name.endswith(MOVING):  # moving in or out: the new run had not even written its manifest
         return True
-    return not (_says_finished(output_dir / MANIFEST) or _has_checkpoint(output_dir))
-
-
-def _has_checkpoint(output_dir: Path) -> bool:
-    from rxf.checkpoints import CHECKPOINT_NAME
-
-    try:
-        return any(CHECKPOINT_NAME.match(entry.name) for entry in (output_dir / "checkpoints").iterdir())
-    except OSError:
-        return False
+    manifest = _manifest_fields(output_dir / MANIFEST)
+    return not (manifest.get("status") == "finished" or "began" in manifest)
 
 
 def settled_folder(output_dir: str | Path) -> Path:
