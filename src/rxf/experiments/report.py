@@ -222,30 +222,38 @@ def task_verdicts(
     """Per task with a reference row: does any row beat it beyond seed noise, counting the number of rows compared?
 
     *yes* when a row's verdict is "better" and its Holm-adjusted p is below FAMILY_ALPHA; else *open* while
-    some row has too few runs for a verdict; else *not at this scale* when the reference's median is below
-    the task's ``learned`` score (the task is not learned, so "no" would not answer the question); else
-    *no*. A better/worse by both intervals that does not survive Holm, or a worse that does, is noted.
+    some row (or the reference) has too few runs for a verdict; else *not at this scale* when the
+    reference's median is below the task's ``learned`` score (the task is not learned, so "no" would not
+    answer the question); else *no*. A better/worse by both intervals that does not survive Holm, or a
+    worse that does, is noted; so is a *yes* while rows are open (they join the Holm family once they have
+    their runs, which can raise its p). A task with no row beside the reference gets no verdict.
     """
     verdicts = []
+    name = labels.get(reference, reference)
     for task in dict.fromkeys(cell.task for cell in cells):
         rows = {cell.method: cell for cell in cells if cell.task == task}
-        if reference not in rows:
+        mine = {method: found[(task, method)] for method in rows if (task, method) in found}
+        if reference not in rows or not mine:
             continue
         median = statistics.median(rows[reference].scores)
         bar = learned.get(task)
         below = bar is not None and median < bar
-        mine = {method: found[(task, method)] for method in rows if (task, method) in found}
         survives = {m for m, c in mine.items() if c["holm_p"] is not None and c["holm_p"] < FAMILY_ALPHA}
         winners = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "better" and m in survives]
-        open_rows = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "too few runs"]
+        if len(rows[reference].scores) < MIN_RUNS_FOR_VERDICT:
+            open_rows = [name]  # every comparison waits for the reference's runs
+        else:
+            open_rows = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "too few runs"]
         notes = [
             f"{labels.get(m, m)} {c['verdict']} by both intervals" + ("" if m in survives else f", not after Holm (p {_p(c['holm_p'])})")
             for m, c in mine.items() if c["verdict"] in ("better", "worse") and not (c["verdict"] == "better" and m in survives)
         ]
         if winners:
             verdict = "yes: " + " / ".join(winners)  # (a row's name may hold a comma: "R3F, dropout 0")
+            if open_rows:
+                notes.append("provisional: " + " / ".join(open_rows) + " still open")
             if below:
-                notes.append(f"{labels.get(reference, reference)} below the learned score")
+                notes.append(f"{name} below the learned score")
         elif open_rows:
             verdict = "open: too few runs in " + " / ".join(open_rows)
             if below:
@@ -260,10 +268,11 @@ def task_verdicts(
 
 def comparison_table(
     cells: list[Cell], reference: str = REFERENCE_METHOD, labels: dict[str, str] = METHOD_LABELS,
-    learned: dict[str, float] | None = None,
+    learned: dict[str, float] | None = None, verdicts: bool = True,
 ) -> str:
     """Markdown: per task and method, the difference of means to the reference with its two 95 % intervals;
-    then the verdict per task (:func:`task_verdicts`)."""
+    then the verdict per task (:func:`task_verdicts`) unless ``verdicts`` is False (search trials: their
+    runs differ in hyperparameters, not seeds, so "beyond seed noise" does not apply)."""
     found = comparisons(cells, reference)
     if not found:
         return f"No comparison: no task has both a {reference!r} row and another method.\n"
@@ -289,6 +298,8 @@ def comparison_table(
             f"| {_interval(c['diff_ci_low'], c['diff_ci_high'])} | {_interval(c['welch_ci_low'], c['welch_ci_high'])} "
             f"| {c['verdict']} | {_p(c['welch_p'])} | {_p(c['holm_p'])} | {100 * cell.failed / len(cell.scores):.0f} % |"
         )
+    if not verdicts:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"**Per task: does any row beat {label} beyond seed noise?** *yes*: better by both intervals and Holm p "
@@ -657,6 +668,13 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
     check_runs(runs, config, labels)
     records = list(runs.values())
     cells = collect(config, records)
+    compared = {cell.task for cell in cells if cell.method == REFERENCE_METHOD}
+    for task, score in config.learned.items():
+        if task not in compared:
+            raise RxfError(
+                f"--learned {task}={score}: {task} has no {REFERENCE_METHOD!r} row in the {config.phase} runs here, so it "
+                "gets no verdict to qualify: remove the option, or add that row's runs"
+            )
     folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
     out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))
     runs_are = "seeds" if config.phase == "seeds" else "search trials"
@@ -664,7 +682,7 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
         "table2.md": markdown_tables(cells, runs_are, labels),
         "table2.csv": csv_text(cells),
         "stability.md": stability_table(cells, runs_are, labels),
-        "comparison.md": comparison_table(cells, labels=labels, learned=config.learned),
+        "comparison.md": comparison_table(cells, labels=labels, learned=config.learned, verdicts=config.phase == "seeds"),
         "progress.md": progress_table(records, labels),
         "regularizers.md": regularizer_table(records, labels),
     }
