@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-import rxf.functional as F
+from rxf import functional as rf  # (not F: that name is usually torch.nn.functional)
 from rxf.tasks import load_task
 from rxf.models import resolve_model
 
@@ -44,7 +44,7 @@ collate = DataCollatorWithPadding(tokenizer)
 train = DataLoader(encode(task.train), batch_size=16, shuffle=True, collate_fn=collate)
 dev = DataLoader(encode(task.eval["validation"]), batch_size=64, collate_fn=collate)
 
-method = F.method(args.method, lambda_=args.lambda_)      # rxf: the method and its options
+method = rf.method(args.method, lambda_=args.lambda_)      # rxf: the method and its options
 model = method.prepare_model(model)                        # rxf: R4F adds spectral norm here
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
 model, optimizer, train, dev = accelerator.prepare(model, optimizer, train, dev)

@@ -16,3 +16,15 @@ def test_functional_loop_example_runs():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "step 0: task loss" in done.stdout and "dev accuracy" in done.stdout
+
+
+def test_trainer_example_runs(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "trainer.py"), "--method", "r4f", "--max-steps", "2", "--max-train-samples", "32",
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'eval_accuracy'" in done.stdout
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()

@@ -115,6 +115,17 @@ def test_sft_help_shows_defaults_and_the_settings_without_a_flag(capsys):
     assert "~30 % more compute" in text and "%%" not in text  # an epilog is shown as written
 
 
+def test_summarize_help_shows_the_label_smoothing_it_uses(capsys):
+    """rxf summarize smooths at the paper's 0.1 where the method's own default is 0: the help says 0.1."""
+    from rxf.cli import main
+    from rxf.summarization import DEFAULT_LABEL_SMOOTHING
+
+    with pytest.raises(SystemExit):
+        main(["summarize", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert DEFAULT_LABEL_SMOOTHING == 0.1 and "[a number >= 0 and < 1; default: 0.1]" in text
+
+
 def test_methods_shows_how_to_set_each_option(capsys):
     from rxf.cli import main
     from rxf.methods import METHODS

@@ -155,11 +155,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return make().replace("%", "%%") if make else action.help
 
 
+def imported(where: str) -> Any:
+    """The object named ``"module:name"``, imported now (help imports what it describes only when shown)."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def config_class_of(where: Any) -> type:
     """A config class, given as itself, as ``"module:Class"`` or as a function returning it (resolved when help is shown)."""
     if isinstance(where, str):
-        module, _, name = where.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return imported(where)
     return where if isinstance(where, type) else where()
 
 
@@ -175,11 +180,14 @@ def _class_notes(config_class: type) -> tuple[dict[str, str], dict[str, str]]:
     return field_help(config_class), requirements(validate_defaults)
 
 
-def setting_help(config_class: type | str, name: str, *, label: str | None = None, hint: str = "") -> str:
+def setting_help(
+    config_class: type | str, name: str, *, label: str | None = None, hint: str = "", default_at: str | None = None,
+) -> str:
     """Help for setting ``name`` of ``config_class``: its comment, its type or range or choices, its default.
 
     Everything comes from the class: the comment above the field, the checks of ``validate()`` run on
-    the defaults (:func:`rxf.config.requirements`), the field's declared type and default.
+    the defaults (:func:`rxf.config.requirements`), the field's declared type and default — or, for a
+    command that uses another default than the class's, the value named by ``default_at`` ("module:NAME").
     """
     config_class = config_class_of(config_class)
     comments, required = _class_notes(config_class)
@@ -190,7 +198,7 @@ def setting_help(config_class: type | str, name: str, *, label: str | None = Non
     requirement = required.get(name) or type_text(declared)
     if name in required and "list" in type_text(declared):  # the checks ran on each element
         requirement = f"a list, each {requirement}"
-    default = field_default(field)
+    default = imported(default_at) if default_at else field_default(field)
     comment = " ".join(part for part in (comments.get(name, ""), hint) if part)
     head = name if label is None else label
     facts = f"[{requirement}; default: {shown_default(default)}]"
@@ -215,6 +223,7 @@ def add_setting_flags(
     groups: dict[str, type | str] | None = None,
     label_prefix: str = "",
     hint: str = "",
+    default_at: str | None = None,
     **argparse_options: Any,
 ) -> None:
     """One option per flag (flag -> (dotted key, type)), with help generated from the config dataclass.
@@ -234,13 +243,17 @@ def add_setting_flags(
             help=f"sets {key}",
             **argparse_options,
         )
-        help_from(action, owner, name, label=label_prefix + key, hint=hint)
+        help_from(action, owner, name, label=label_prefix + key, hint=hint, default_at=default_at)
 
 
-def help_from(action: argparse.Action, config_class: Any, name: str, *, label: str | None = None, hint: str = "") -> None:
+def help_from(
+    action: argparse.Action, config_class: Any, name: str, *, label: str | None = None, hint: str = "", default_at: str | None = None,
+) -> None:
     """Give an option the help of setting ``name`` of ``config_class``, made when shown (see :func:`setting_help`)."""
     action.help = action.help or f"sets {name}"  # argparse shows only options that have a help text
-    action.make_help = functools.partial(setting_help, config_class, name, label=label, hint=hint)  # type: ignore[attr-defined]
+    action.make_help = functools.partial(  # type: ignore[attr-defined]
+        setting_help, config_class, name, label=label, hint=hint, default_at=default_at,
+    )
 
 
 def settings_epilog(

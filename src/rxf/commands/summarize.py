@@ -110,7 +110,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         {"--label-smoothing": SUMMARIZE_METHOD_FLAGS["--label-smoothing"]},
         method,
         label_prefix="method_options.",
-        hint="(rxf summarize uses the paper's 0.1 unless this is set: rxf.summarization.DEFAULT_LABEL_SMOOTHING)",
+        hint="(rxf summarize's default is the paper's, rxf.summarization.DEFAULT_LABEL_SMOOTHING)",
+        default_at="rxf.summarization:DEFAULT_LABEL_SMOOTHING",
     )
     summarize.epilog = lambda: settings_epilog(config, SUMMARIZE_FLAGS) + "\nMethod options: see `rxf methods`."
     summarize.add_argument("--warm-start", action="store_true", help="build an encoder-decoder from the encoder-only --model")
