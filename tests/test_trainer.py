@@ -285,6 +285,19 @@ def test_r4f_trainer_on_a_model_without_head_is_a_clear_error(tmp_path):
         RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="r4f")
 
 
+def test_a_trainer_without_a_method_says_it_trains_standard(tmp_path):
+    """RxfTrainer without method= is plain Trainer: a warning, since rxf train and rxf.functional default to R3F."""
+    import warnings
+
+    model, batch = tiny_bert()
+    with pytest.warns(UserWarning, match="got no method=, so it trains Standard") as caught:
+        trainer = RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch))
+    assert trainer.rxf_method.config.name == "standard" and caught[0].filename == __file__  # points at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="standard")
+
+
 def test_unknown_nonfinite_policy_is_rejected(tmp_path):
     from rxf import RxfError
 

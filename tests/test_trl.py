@@ -214,3 +214,11 @@ def test_other_sft_losses_are_refused_before_anything_is_prepared(tmp_path, monk
         RxfSFTTrainer(tiny_llama(tok), args, train_dataset=DATASETS["text"](), processing_class=tok,
                       compute_loss_func=loss, method="r3f")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_sft_trainer_without_a_method_warns_at_the_callers_line(tmp_path):
+    tok = tokenizer()
+    args = trl.SFTConfig(output_dir=str(tmp_path / "out"), max_steps=1, report_to="none", use_cpu=True, bf16=False)
+    with pytest.warns(UserWarning, match="RxfSFTTrainer got no method=, so it trains Standard") as caught:
+        RxfSFTTrainer(model=tiny_llama(tok), args=args, train_dataset=DATASETS["text"](), processing_class=tok)
+    assert [w.filename for w in caught if "got no method=" in str(w.message)] == [__file__]  # not rxf/trl.py

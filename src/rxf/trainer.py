@@ -6,7 +6,8 @@
 or mix :class:`RxfTrainerMixin` into a Trainer subclass of your own (it must come first in the
 bases). What the mixin changes:
 
-* the training loss is the method's (evaluation keeps the model's own loss);
+* the training loss is the method's (evaluation keeps the model's own loss); without ``method=`` that
+  is Standard's, with a warning (``rxf train`` and :func:`rxf.functional.method` default to R3F);
 * the task loss and the regulariser are logged beside ``loss`` (e.g. ``task_loss`` and
   ``r3f_divergence``), averaged over the logging interval;
 * the method prepares the model before training (R4F: spectral norm on the head), also one that
@@ -41,6 +42,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -158,6 +160,15 @@ def other_loss_error(trainer: Any, ignored: str, instead: str) -> RxfError:
     return RxfError(f"{type(trainer).__name__} trains with the method's loss, which ignores {ignored}: {instead}")
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside rxf (RxfSFTTrainer calls the mixin)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe().f_back.f_back, 2  # (the frame that warns is level 1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class RxfTrainerMixin:
     """Put before ``Trainer`` (or a subclass) in the bases: ``class T(RxfTrainerMixin, Trainer)``."""
 
@@ -175,6 +186,12 @@ class RxfTrainerMixin:
         for is_set, ignored, instead in self._rxf_other_losses(given):
             if is_set:
                 raise other_loss_error(self, ignored, instead)
+        if method is None:  # a trainer of rxf's without a method is plain Trainer: most likely a forgotten argument
+            warnings.warn(
+                f"{type(self).__name__} got no method=, so it trains Standard (the task loss alone, as plain Trainer): "
+                "pass method='r3f' (or another, see `rxf methods`), or method='standard' to say so",
+                UserWarning, stacklevel=_caller_level(),
+            )
         self.rxf_method = build_method(method)
         refuse_torch_compile_argument(self.rxf_method, given.get("args"))
         self.rxf_on_nonfinite = on_nonfinite
