@@ -48,3 +48,28 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, method, to
     assert two["num_eval_examples"] == one["num_eval_examples"] == {"validation": 16}
     for key in ("eval_loss", "eval_accuracy"):
         assert two["final"][key] == pytest.approx(one["final"][key], rel=tolerance, abs=tolerance)
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not found")
+def test_sft_with_lora_on_two_processes(tmp_path):
+    """rxf sft under torchrun: both ranks train R3F on a LoRA model, rank 0 alone writes the run's files."""
+    pytest.importorskip("trl")
+    from tiny_chat import conversations, save_tiny_chat_llama, write_chat_jsonl
+
+    save_tiny_chat_llama(tmp_path / "model")
+    write_chat_jsonl(tmp_path / "train.jsonl", conversations(16, seed=1))
+    write_chat_jsonl(tmp_path / "eval.jsonl", conversations(4, seed=2))
+    out = tmp_path / "run"
+    command = [
+        TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "rxf.cli", "sft", "--model", str(tmp_path / "model"),
+        "--train-file", str(tmp_path / "train.jsonl"), "--eval-file", str(tmp_path / "eval.jsonl"), "--lora-r", "4",
+        "--merge-adapter", "--method", "r3f", "--sigma", "0.01", "--max-steps", "2", "--batch-size", "2",
+        "--set", "logging_steps=1", "--no-progress", "--output-dir", str(out),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and any("r3f_divergence" in entry for entry in metrics["loss_curve"])
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "merged" / "config.json").is_file()
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"

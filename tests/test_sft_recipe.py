@@ -115,6 +115,19 @@ def test_lora_sft_trains_evaluates_and_saves_the_adapter_and_the_merged_model(tm
     assert not torch.allclose(original, merged, atol=1e-3)
 
 
+def test_only_the_main_process_writes_the_runs_files(tmp_path, monkeypatch):
+    """Under several processes every rank runs run_sft: the config, tokenizer, merged model and metrics are rank 0's
+    to write (several writing one file race); the adapter is saved by Trainer, which picks the rank itself."""
+    from rxf.sft import run_sft
+    from rxf.trl import RxfSFTTrainer
+
+    monkeypatch.setattr(RxfSFTTrainer, "is_world_process_zero", lambda self: False)  # this process plays rank 1
+    run_sft(sft_config(tmp_path, lora_r=4, merge_adapter=True, max_steps=2, eval_steps=2))
+    out = tmp_path / "run"
+    assert not (out / "config.yaml").exists() and not (out / "metrics.json").exists() and not (out / "merged").exists()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()  # Trainer's save: its own rank check, not ours
+
+
 def test_length_grouped_batches_hold_conversations_of_similar_length(tmp_path, monkeypatch):
     import rxf.trl
     from rxf.sft import run_sft
@@ -250,5 +263,7 @@ def test_bad_settings_are_named(tmp_path):
         SFTConfig.from_dict({"merge_adapter": True})
     with pytest.raises(RxfError, match="R4F is not defined"):
         SFTConfig.from_dict({"method": "r4f"})
+    with pytest.raises(RxfError, match=r"standard\+\+ is rxf train's recipe .Standard trained 2x as long., which rxf sft"):
+        SFTConfig.from_dict({"method": "standard++", "train_file": "x.jsonl"})  # (it would silently be Standard)
     with pytest.raises(RxfError, match="lora_r"):
         SFTConfig.from_dict({"lora_r": 0})

@@ -190,6 +190,7 @@ def test_label_smoothing_defaults_to_the_papers_and_can_be_changed():
     "values,words",
     [
         ({"method": "r4f"}, ["R4F", "r3f"]),
+        ({"method": "standard++"}, ["standard++", "rxf summarize does not apply", "epochs (or max_steps) multiplied"]),
         ({"prompt": "Summarize this"}, ["prompt", "{document}"]),
         ({"num_beams": 0}, ["num_beams"]),
         ({"min_new_tokens": 9, "max_new_tokens": 4}, ["min_new_tokens"]),

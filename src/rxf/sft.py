@@ -38,6 +38,7 @@ from rxf.config import YamlConfig, check_fields, describe_setting, settings_unde
 from rxf.cost import peak_memory
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, check_text, method_config
+from rxf.methods.recipe import refuse_outside_train
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -144,6 +145,7 @@ class SFTConfig(YamlConfig):
         check_choice("method", self.method.lower(), sorted(METHODS))
         with settings_under("method_options"):
             config = self.resolved_method()
+        refuse_outside_train(config, "rxf sft")
         if config.name == "r4f":
             raise RxfError("R4F is not defined for causal LMs (there is no classification head to normalise): use r3f")
         if config.name == "rdrop" and not self.dropout and not (self.lora_r and self.lora_dropout):
@@ -413,8 +415,10 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
             callbacks=[run_dir.drop_earlier_run_callback(), *extra_callbacks],
             method=method,
         )
+    main = trainer.is_world_process_zero()  # the files below are one process's to write (several ranks would race)
     try:
-        replace_files({out / "config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)})
+        if main:
+            replace_files({out / "config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)})
     except OSError as error:
         raise write_failure(error, out, "config.yaml") from None
     if resume_from is not None:
@@ -460,16 +464,18 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     }
     trainer.model.config.use_cache = True
     if config.lora_r:
-        trainer.save_model(str(out / "adapter"))  # the adapter only (peft's adapter_model.safetensors)
-        tokenizer.save_pretrained(out / "adapter")
-        if config.merge_adapter:
+        trainer.save_model(str(out / "adapter"))  # the adapter only (peft's adapter_model.safetensors); Trainer picks the rank
+        if main:
+            tokenizer.save_pretrained(out / "adapter")
+        if config.merge_adapter and main:
             merged = trainer.model.merge_and_unload()
             merged.save_pretrained(out / "merged")
             tokenizer.save_pretrained(out / "merged")
     else:
         trainer.save_model(str(out / "model"))
-    write_json_atomic(out / "metrics.json", result)
-    run_dir.finish()
+    if main:
+        write_json_atomic(out / "metrics.json", result)
+        run_dir.finish()
     return result
 
 

@@ -81,3 +81,12 @@ def recipe_defaults(method: str | MethodConfig | Method, recipe: str = "same") -
         if key in fields:
             settings[key] = getattr(config, key)
     return settings
+
+
+def refuse_outside_train(config: MethodConfig, command: str) -> None:
+    """RxfError for Standard++ in a command that does not run rxf train's recipe, where it would silently be Standard."""
+    if isinstance(config, StandardPlusPlusConfig):
+        raise RxfError(
+            f"method standard++ is rxf train's recipe (Standard trained {config.epochs_multiplier:g}x as long), which "
+            f"{command} does not apply: train 'standard' with epochs (or max_steps) multiplied instead"
+        )
