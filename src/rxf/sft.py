@@ -97,7 +97,7 @@ class SFTConfig(YamlConfig):
     max_grad_norm: float = 1.0
     seed: int = 42
     bf16: bool = False
-    # Recompute activations in the backward pass (TRL's default): less memory, ~30 % more compute.
+    # Recompute activations in the backward pass (TRL's default): less memory, 26-37 % more compute (docs/sft.md).
     gradient_checkpointing: bool = True
 
     # Evaluation, checkpoints, output.
