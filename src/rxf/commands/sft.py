@@ -90,7 +90,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "sft",
         help="supervised fine-tuning of a causal LM on chat or instruction data, with a method",
         description="Fine-tune a causal LM on chat (messages) or prompt/completion JSONL, loss on the assistant's "
-        "tokens only, with any rxf method (standard, neftune, r3f, rdrop, smart), optionally with LoRA and packing.",
+        "tokens only, with an rxf method (standard, neftune, r3f, rdrop, smart, freelb; not r4f or standard++), "
+        "optionally with LoRA and packing.",
         formatter_class=HelpFormatter,
     )
     config = "rxf.sft:SFTConfig"  # imported when the help is shown
