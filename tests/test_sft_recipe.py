@@ -254,6 +254,25 @@ def test_max_length_beyond_the_position_table_is_clamped(tmp_path, capsys):
     assert "max_length 100000 is more than model" in capsys.readouterr().err
 
 
+def test_conversations_truncated_past_their_answer_are_counted_in_a_warning(tmp_path, capsys):
+    """A conversation whose assistant tokens all lie beyond max_length has nothing to learn: left out, and said."""
+    from transformers import AutoTokenizer
+
+    from rxf.sft import run_sft
+
+    config = sft_config(tmp_path, max_steps=1, eval_steps=1)
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    train = tokenize_chat(read_chat_jsonl(config.train_file), tokenizer)
+    answers_at = sorted(labels.index(next(x for x in labels if x != -100)) for labels in train["labels"])
+    cut = answers_at[len(answers_at) // 2]  # the later half loses its answer
+    dropped = sum(position >= cut for position in answers_at)
+    assert 0 < dropped < len(answers_at)
+    run_sft(sft_config(tmp_path, max_steps=1, eval_steps=1, max_length=cut, output_dir=str(tmp_path / "cut")))
+    assert f"{dropped} of {len(answers_at)} training conversations keep no assistant token within max_length={cut}" in (
+        capsys.readouterr().err
+    )
+
+
 def test_bad_settings_are_named(tmp_path):
     from rxf.sft import SFTConfig
 

@@ -348,6 +348,12 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     max_length = fit_max_length(config.max_length, model, config.model)
     train_data = tokenize_chat(train, tokenizer, max_length)
     eval_data = tokenize_chat(evaluation, tokenizer, max_length)
+    for name, records, kept in (("training", train, train_data), ("evaluation", evaluation, eval_data)):
+        if 0 < len(kept) < len(records):  # (none kept: refused below)
+            from rxf.rundir import warn
+
+            warn(f"{len(records) - len(kept)} of {len(records)} {name} conversations keep no assistant token within "
+                 f"max_length={max_length} and are left out (a longer max_length keeps them)")
     if len(train_data) == 0:
         raise RxfError(f"no training conversation keeps an assistant token within max_length={max_length}")
     if len(eval_data) == 0:
