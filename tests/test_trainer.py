@@ -298,6 +298,30 @@ def test_a_trainer_without_a_method_says_it_trains_standard(tmp_path):
         RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="standard")
 
 
+@pytest.mark.parametrize("enabled", ["sp_enabled", "cp_enabled"])
+def test_sequence_and_context_parallelism_are_refused(tmp_path, monkeypatch, enabled):
+    """Each rank would hold part of every sequence, and the method's loss is computed per rank: refused, not mis-trained."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+    from transformers import Trainer
+
+    from rxf import RxfError
+
+    split = SimpleNamespace(**{"sp_enabled": False, "cp_enabled": False, enabled: True}, sp_backend="torch", cp_backend="torch")
+    create = Trainer.create_accelerator_and_postprocess
+
+    def create_then_split(self):  # the accelerator is built as usual, then reports the split
+        create(self)
+        monkeypatch.setattr(Accelerator, "parallelism_config", property(lambda accelerator: split))
+
+    monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", create_then_split)
+    model, batch = tiny_bert()
+    kind = "sequence" if enabled == "sp_enabled" else "context"
+    with pytest.raises(RxfError, match=f"RxfTrainer cannot train with {kind} parallelism"):
+        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="r3f")
+
+
 def test_unknown_nonfinite_policy_is_rejected(tmp_path):
     from rxf import RxfError
 

@@ -160,6 +160,20 @@ def other_loss_error(trainer: Any, ignored: str, instead: str) -> RxfError:
     return RxfError(f"{type(trainer).__name__} trains with the method's loss, which ignores {ignored}: {instead}")
 
 
+def refuse_split_sequences(trainer: Any) -> None:
+    """RxfError under sequence or context parallelism (accelerate's ``parallelism_config``): each rank then holds
+    part of every sequence, and the method's loss (its token means, its divergence) is computed per rank, which
+    rxf does not reduce across ranks the way those schemes need (and has never been run so)."""
+    parallelism = getattr(getattr(trainer, "accelerator", None), "parallelism_config", None)
+    for kind, enabled in (("sequence", "sp_enabled"), ("context", "cp_enabled")):
+        if getattr(parallelism, enabled, False):
+            raise RxfError(
+                f"{type(trainer).__name__} cannot train with {kind} parallelism (parallelism_config): each rank would hold "
+                "part of every sequence, and the method's loss is computed per rank; train without it (data "
+                "parallelism, FSDP and DeepSpeed ZeRO keep whole sequences)"
+            )
+
+
 def _caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside rxf (RxfSFTTrainer calls the mixin)."""
     package = os.path.dirname(os.path.abspath(__file__))
@@ -200,6 +214,7 @@ class RxfTrainerMixin:
         if isinstance(model, nn.Module):
             self.rxf_method.prepare_model(model)
         super().__init__(*args, **kwargs)
+        refuse_split_sequences(self)
         if model is not None and not isinstance(model, nn.Module):  # a name, loaded by the Trainer (TRL's SFTTrainer)
             self.rxf_method.prepare_model(self.model)
         refuse_neftune_argument(self.rxf_method, self.args)
