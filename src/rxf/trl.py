@@ -14,7 +14,9 @@ Everything SFTTrainer does still happens — datasets of plain text, chat ``mess
 * ``neftune_noise_alpha`` together with a method that perturbs the embeddings (R3F, R4F,
   SMART, FreeLB, NEFTune) is refused: transformers' NEFTune hook would noise the clean pass
   too. For NEFTune, use ``method="neftune"`` (per-sequence lengths, no noise on padding)
-  instead of the argument; with ``standard`` or ``rdrop`` the argument works as in TRL.
+  instead of the argument; with ``standard`` or ``rdrop`` the argument works as in TRL (with
+  ``rdrop`` each of the two passes draws its own NEFTune noise, so their divergence is noise's
+  and dropout's together).
 * SFTTrainer's other training losses are refused rather than silently replaced by the method's
   token cross-entropy: ``loss_type="dft"``, ``label_smoothing_factor`` (set the method's
   ``label_smoothing``), ``compute_loss_func``, and a Mixture-of-Experts router loss (set
