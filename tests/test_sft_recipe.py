@@ -268,7 +268,7 @@ def test_conversations_truncated_past_their_answer_are_counted_in_a_warning(tmp_
     dropped = sum(position >= cut for position in answers_at)
     assert 0 < dropped < len(answers_at)
     run_sft(sft_config(tmp_path, max_steps=1, eval_steps=1, max_length=cut, output_dir=str(tmp_path / "cut")))
-    assert f"{dropped} of {len(answers_at)} training conversations keep no assistant token within max_length={cut}" in (
+    assert f"{dropped} of {len(answers_at)} training conversations keep no assistant token to learn within max_length={cut}" in (
         capsys.readouterr().err
     )
 

@@ -292,15 +292,18 @@ def test_a_trainer_without_a_method_says_it_trains_standard(tmp_path):
     model, batch = tiny_bert()
     with pytest.warns(UserWarning, match="got no method=, so it trains Standard") as caught:
         trainer = RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch))
-    assert trainer.rxf_method.config.name == "standard" and caught[0].filename == __file__  # points at the caller
+    [warning] = [w for w in caught if "got no method=" in str(w.message)]
+    assert trainer.rxf_method.config.name == "standard" and warning.filename == __file__  # points at the caller
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="standard")
 
 
+@pytest.mark.parametrize("where", ["arguments", "accelerator"])
 @pytest.mark.parametrize("enabled", ["sp_enabled", "cp_enabled"])
-def test_sequence_and_context_parallelism_are_refused(tmp_path, monkeypatch, enabled):
-    """Each rank would hold part of every sequence, and the method's loss is computed per rank: refused, not mis-trained."""
+def test_sequence_and_context_parallelism_are_refused(tmp_path, monkeypatch, enabled, where):
+    """Each rank would hold part of every sequence, and the method's loss is computed per rank: refused, not mis-trained.
+    Given in the arguments, before the Trainer builds anything; set in accelerate's config, once it has built its accelerator."""
     from types import SimpleNamespace
 
     from accelerate import Accelerator
@@ -309,17 +312,29 @@ def test_sequence_and_context_parallelism_are_refused(tmp_path, monkeypatch, ena
     from rxf import RxfError
 
     split = SimpleNamespace(**{"sp_enabled": False, "cp_enabled": False, enabled: True}, sp_backend="torch", cp_backend="torch")
-    create = Trainer.create_accelerator_and_postprocess
+    args = arguments(tmp_path)
+    if where == "arguments":
+        args.parallelism_config = split
+    else:
+        create = Trainer.create_accelerator_and_postprocess
 
-    def create_then_split(self):  # the accelerator is built as usual, then reports the split
-        create(self)
-        monkeypatch.setattr(Accelerator, "parallelism_config", property(lambda accelerator: split))
+        def create_then_split(self):  # the accelerator is built as usual, then reports the split
+            create(self)
+            monkeypatch.setattr(Accelerator, "parallelism_config", property(lambda accelerator: split))
 
-    monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", create_then_split)
+        monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", create_then_split)
     model, batch = tiny_bert()
     kind = "sequence" if enabled == "sp_enabled" else "context"
     with pytest.raises(RxfError, match=f"RxfTrainer cannot train with {kind} parallelism"):
-        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="r3f")
+        RxfTrainer(model=model, args=args, train_dataset=rows(batch), method="r3f")
+    if where == "arguments":
+        assert not (tmp_path / "out").exists()  # refused before the Trainer made anything
+
+
+def test_standard_plus_plus_in_a_trainer_says_its_budget_is_the_arguments(tmp_path):
+    model, batch = tiny_bert()
+    with pytest.warns(UserWarning, match="trains standard.. as Standard: its longer training is rxf train's recipe"):
+        RxfTrainer(model=model, args=arguments(tmp_path), train_dataset=rows(batch), method="standard++")
 
 
 def test_unknown_nonfinite_policy_is_rejected(tmp_path):

@@ -528,7 +528,8 @@ class RunDirectory:
         it; :meth:`release` waits."""
         if self.earlier_run is None or self.earlier_run.name.endswith(DELETING):
             return
-        if self.main_process and self.manifest is not None and "began" not in self.manifest:
+        manifest = self.manifest
+        if self.main_process and manifest is not None and "began" not in manifest and manifest.get("status") != "finished":
             try:
                 self.manifest["began"] = _now()
                 self._write_manifest()

@@ -38,7 +38,7 @@ from rxf.config import YamlConfig, check_fields, describe_setting, settings_unde
 from rxf.cost import peak_memory
 from rxf.errors import RxfError
 from rxf.methods.base import METHODS, check_choice, check_number, check_text, method_config
-from rxf.methods.recipe import refuse_outside_train
+from rxf.methods.recipe import TRAIN_RECIPE_ONLY, refuse_outside_train
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -142,12 +142,12 @@ class SFTConfig(YamlConfig):
             raise RxfError(f"{describe_setting('merge_adapter', self.merge_adapter)} needs an adapter: set lora_r")
         if self.train_file is None and self.task is None:
             raise RxfError("no data: set task (samsum, with data_dir) or train_file")
-        check_choice("method", self.method.lower(), sorted(METHODS))
+        refuse_outside_train(self.method, "rxf sft")
+        if self.method.lower() == "r4f":
+            raise RxfError("R4F is not defined for causal LMs (there is no classification head to normalise): use r3f")
+        check_choice("method", self.method.lower(), sorted(set(METHODS) - {"r4f", *TRAIN_RECIPE_ONLY}))
         with settings_under("method_options"):
             config = self.resolved_method()
-        refuse_outside_train(config, "rxf sft")
-        if config.name == "r4f":
-            raise RxfError("R4F is not defined for causal LMs (there is no classification head to normalise): use r3f")
         if config.name == "rdrop" and not self.dropout and not (self.lora_r and self.lora_dropout):
             raise RxfError(
                 "R-Drop compares two dropout passes, and this run has no dropout: set dropout (e.g. 0.1), "
@@ -348,11 +348,12 @@ def _sft(config: SFTConfig, run_dir, settings: dict, defaults: dict, extra_callb
     max_length = fit_max_length(config.max_length, model, config.model)
     train_data = tokenize_chat(train, tokenizer, max_length)
     eval_data = tokenize_chat(evaluation, tokenizer, max_length)
+    kind, target = ("texts", "token") if "text" in train.column_names else ("conversations", "assistant token")
     for name, records, kept in (("training", train, train_data), ("evaluation", evaluation, eval_data)):
-        if 0 < len(kept) < len(records):  # (none kept: refused below)
+        if 0 < len(kept) < len(records) and run_dir.main_process:  # (none kept: refused below)
             from rxf.rundir import warn
 
-            warn(f"{len(records) - len(kept)} of {len(records)} {name} conversations keep no assistant token within "
+            warn(f"{len(records) - len(kept)} of {len(records)} {name} {kind} keep no {target} to learn within "
                  f"max_length={max_length} and are left out (a longer max_length keeps them)")
     if len(train_data) == 0:
         raise RxfError(f"no training conversation keeps an assistant token within max_length={max_length}")

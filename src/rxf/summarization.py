@@ -50,7 +50,7 @@ from rxf.config import (
 from rxf.errors import RxfError
 from rxf.io import check_writable, file_identity, is_write_error, read_json, replace_files, write_failure
 from rxf.methods.base import METHODS, check_choice, check_number, check_seed, check_text, method_config
-from rxf.methods.recipe import refuse_outside_train
+from rxf.methods.recipe import TRAIN_RECIPE_ONLY, refuse_outside_train
 
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's summarization loss (Table 8 builds on fairseq's BART recipe)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -165,12 +165,12 @@ class SummarizationConfig(YamlConfig):
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         if "{document}" not in self.prompt:
             raise RxfError(f"{describe_setting('prompt', self.prompt)} must contain {{document}} where the document goes")
-        check_choice("method", self.method.lower(), sorted(METHODS))
-        with settings_under("method_options"):
-            config = self.resolved_method_config()  # unknown option or bad value
-        refuse_outside_train(config, "rxf summarize")
-        if config.name == "r4f":
+        refuse_outside_train(self.method, "rxf summarize")
+        if self.method.lower() == "r4f":
             raise RxfError("R4F is not defined for generation (there is no classification head to normalise): use r3f")
+        check_choice("method", self.method.lower(), sorted(set(METHODS) - {"r4f", *TRAIN_RECIPE_ONLY}))
+        with settings_under("method_options"):
+            self.resolved_method_config()  # unknown option or bad value
 
 
 # ---------------------------------------------------------------------------------------------

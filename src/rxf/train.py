@@ -28,6 +28,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,23 +318,25 @@ def _train(config: TrainConfig, run_dir, settings: dict, defaults: dict, extra_c
             "bias_correction": recipe["adam_bias_correction"],
         },
     )
-    trainer = RxfTrainer(
-        optimizer_cls_and_kwargs=optimizer,
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data[main_split],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=[
-            TrainingHistory(out, title=f"{task.name} · {config.method} · seed {config.seed}"),
-            run_dir.drop_earlier_run_callback(),
-            *extra_callbacks,
-        ],
-        method=method,
-        on_nonfinite=config.on_nonfinite,
-    )
+    with warnings.catch_warnings():  # Standard++'s longer training is applied above: the trainer's reminder is not for here
+        warnings.filterwarnings("ignore", message=".*its longer training is rxf train's recipe", category=UserWarning)
+        trainer = RxfTrainer(
+            optimizer_cls_and_kwargs=optimizer,
+            model=model,
+            args=args,
+            train_dataset=train_data,
+            eval_dataset=eval_data[main_split],
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=compute_metrics,
+            callbacks=[
+                TrainingHistory(out, title=f"{task.name} · {config.method} · seed {config.seed}"),
+                run_dir.drop_earlier_run_callback(),
+                *extra_callbacks,
+            ],
+            method=method,
+            on_nonfinite=config.on_nonfinite,
+        )
     keep_tensorboard_logs(trainer, out / "tensorboard")
     if resume_from is not None and trainer.is_world_process_zero():
         print(f"rxf: resuming from {resume_from}")

@@ -160,15 +160,14 @@ def other_loss_error(trainer: Any, ignored: str, instead: str) -> RxfError:
     return RxfError(f"{type(trainer).__name__} trains with the method's loss, which ignores {ignored}: {instead}")
 
 
-def refuse_split_sequences(trainer: Any) -> None:
+def refuse_split_sequences(trainer_class: type, parallelism: Any) -> None:
     """RxfError under sequence or context parallelism (accelerate's ``parallelism_config``): each rank then holds
     part of every sequence, and the method's loss (its token means, its divergence) is computed per rank, which
     rxf does not reduce across ranks the way those schemes need (and has never been run so)."""
-    parallelism = getattr(getattr(trainer, "accelerator", None), "parallelism_config", None)
     for kind, enabled in (("sequence", "sp_enabled"), ("context", "cp_enabled")):
         if getattr(parallelism, enabled, False):
             raise RxfError(
-                f"{type(trainer).__name__} cannot train with {kind} parallelism (parallelism_config): each rank would hold "
+                f"{trainer_class.__name__} cannot train with {kind} parallelism (parallelism_config): each rank would hold "
                 "part of every sequence, and the method's loss is computed per rank; train without it (data "
                 "parallelism, FSDP and DeepSpeed ZeRO keep whole sequences)"
             )
@@ -177,7 +176,8 @@ def refuse_split_sequences(trainer: Any) -> None:
 def _caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside rxf (RxfSFTTrainer calls the mixin)."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = inspect.currentframe().f_back.f_back, 2  # (the frame that warns is level 1)
+    here = inspect.currentframe()  # (None where the interpreter keeps no frames: then the caller's caller)
+    frame, level = (here.f_back.f_back if here else None), 2  # (the frame that warns is level 1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     return level
@@ -208,13 +208,21 @@ class RxfTrainerMixin:
             )
         self.rxf_method = build_method(method)
         refuse_torch_compile_argument(self.rxf_method, given.get("args"))
+        refuse_split_sequences(type(self), getattr(given.get("args"), "parallelism_config", None))
+        if getattr(self.rxf_method.config, "epochs_multiplier", 1.0) != 1.0:  # Standard++: a recipe, not a loss
+            warnings.warn(
+                f"{type(self).__name__} trains {self.rxf_method.config.name} as Standard: its longer training is rxf "
+                "train's recipe (epochs_multiplier); set num_train_epochs or max_steps in the arguments yourself",
+                UserWarning, stacklevel=_caller_level(),
+            )
         self.rxf_on_nonfinite = on_nonfinite
         self.rxf_skipped_steps = 0
         model = kwargs.get("model", args[0] if args else None)
         if isinstance(model, nn.Module):
             self.rxf_method.prepare_model(model)
         super().__init__(*args, **kwargs)
-        refuse_split_sequences(self)
+        # Also set by accelerate's config or environment, known once the Trainer built its accelerator.
+        refuse_split_sequences(type(self), getattr(self.accelerator, "parallelism_config", None))
         if model is not None and not isinstance(model, nn.Module):  # a name, loaded by the Trainer (TRL's SFTTrainer)
             self.rxf_method.prepare_model(self.model)
         refuse_neftune_argument(self.rxf_method, self.args)

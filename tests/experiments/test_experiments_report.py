@@ -230,10 +230,17 @@ def test_a_tasks_verdict_counts_the_rows_compared_and_whether_the_task_was_learn
     open_below = verdict({"r3f": flat, "nodrop": [0.7]}, {"glue/rte": 0.62})
     assert open_below["verdict"].startswith("open") and "at best not at this scale" in open_below["notes"][0]
     provisional = verdict({"r3f": far, "nodrop": [0.7, 0.71]})
-    assert provisional["verdict"] == "yes: R3F" and provisional["notes"] == ["provisional: R3F, dropout 0 still open"]
+    assert provisional["verdict"] == "yes: R3F" and provisional["notes"] == ["provisional: 1 row(s) of the report still have too few runs"]
+    # ... an open row in another task counts too: it joins the same Holm family
+    cells = [Cell(task, method, "accuracy", scores, 0.5) for task in ("glue/rte", "glue/mrpc")
+             for method, scores in (("standard", standard), ("r3f", far if task == "glue/rte" else far[:2]))]
+    rte = task_verdicts(cells, comparisons(cells), {})[0]
+    assert rte["verdict"] == "yes: R3F" and rte["notes"] == ["provisional: 1 row(s) of the report still have too few runs"]
     # Too few runs of Standard's: every row waits for it, whatever its own count
-    cells = [Cell("glue/rte", "standard", "accuracy", standard[:3], 0.5), Cell("glue/rte", "r3f", "accuracy", far, 0.5)]
-    assert task_verdicts(cells, comparisons(cells), {}, labels={"standard": "STD"})[0]["verdict"] == "open: too few runs in STD"
+    cells = [Cell("glue/rte", "standard", "accuracy", standard[:3], 0.5), Cell("glue/rte", "r3f", "accuracy", far, 0.5),
+             Cell("glue/rte", "r4f", "accuracy", far[:2], 0.5)]
+    found = task_verdicts(cells, comparisons(cells), {}, labels={"standard": "STD"})
+    assert found[0]["verdict"] == "open: too few runs in STD / r4f"
     # A task with Standard alone compares nothing: no verdict (not a "no")
     cells.append(Cell("glue/mrpc", "standard", "accuracy", standard, 0.5))
     assert [v["task"] for v in task_verdicts(cells, comparisons(cells), {})] == ["glue/rte"]
@@ -247,15 +254,17 @@ def test_the_report_gives_each_tasks_verdict(tmp_path):
     assert "| RTE | 60.0 | 62.0 (not met) | not at this scale | – |" in (tmp_path / "out" / "comparison.md").read_text()
     with pytest.raises(RxfError, match="--learned glue/rte=62: the score must be a number on the metric's own scale"):
         make_report(ReportConfig(runs=str(tmp_path / "runs"), learned={"glue/rte": 62}))
-    write_records(tmp_path / "runs", [fake_record("glue/mrpc", "r3f", 1, [0.8], 0.68, metric="accuracy")])
-    with pytest.raises(RxfError, match="--learned glue/mrpc=0.8: glue/mrpc has no 'standard' row in the seeds runs"):
-        make_report(ReportConfig(runs=str(tmp_path / "runs"), learned={"glue/mrpc": 0.8}))
+    write_records(tmp_path / "runs", [fake_record("glue/mrpc", "standard", 1, [0.8], 0.68, metric="accuracy")])
+    with pytest.raises(RxfError, match="--learned glue/mrpc=0.8: glue/mrpc has no 'standard' row and another row"):
+        make_report(ReportConfig(runs=str(tmp_path / "runs"), learned={"glue/mrpc": 0.8}))  # Standard alone: no verdict
+    with pytest.raises(RxfError, match="--learned qualifies the per-task verdicts of the seed runs"):
+        make_report(ReportConfig(runs=str(tmp_path / "runs"), phase="search", learned={"glue/rte": 0.6}))
     # Search trials differ in hyperparameters, not seeds: no per-task verdict
     write_records(tmp_path / "search", [fake_record("glue/rte", m, trial, [s], RTE_BASELINE, phase="search")
                                         for m in ("standard", "r3f") for trial, s in enumerate([0.6, 0.61, 0.62, 0.6, 0.61])])
     make_report(ReportConfig(runs=str(tmp_path / "search"), output_dir=str(tmp_path / "out-search"), phase="search"))
     text = (tmp_path / "out-search" / "comparison.md").read_text()
-    assert "| RTE | R3F | 5 |" in text and "Per task" not in text
+    assert "| RTE | R3F | 5 |" in text and "Per task" not in text and "intervals over search trials" in text
 
 
 def test_report_writes_the_comparison_and_failed_rates(tmp_path):

@@ -20,8 +20,10 @@ From the records of the seeds phase (one per task, method and seed) it writes
   beside it Welch's p and the same p adjusted (Holm) over all the comparisons with a verdict, since
   a report of many rows finds a "better" by chance more often than one comparison does; then one
   verdict per task (:func:`task_verdicts`): *yes* (a row is better and its Holm p is below 0.05),
-  *no*, *open* (rows with too few runs), or *not at this scale* where ``--learned`` gives the score
-  at which the task counts as learned and the reference row's median is below it;
+  *no*, *open* (rows, Standard's included, with too few runs), or *not at this scale* where
+  ``--learned`` gives the score at which the task counts as learned and the reference row's median
+  is below it; a *yes* while rows anywhere in the report are open is marked provisional; a task with
+  Standard alone gets none, and neither does a ``--phase search`` report;
 * ``progress.md``: how many search and seed runs each task and method has (a sweep may be partial);
 * ``regularizers.md``: per task and method, the size of what its regulariser adds, from the logged
   training curves: the term (e.g. ``r3f_divergence``) over the whole run and over its last epoch,
@@ -225,11 +227,13 @@ def task_verdicts(
     some row (or the reference) has too few runs for a verdict; else *not at this scale* when the
     reference's median is below the task's ``learned`` score (the task is not learned, so "no" would not
     answer the question); else *no*. A better/worse by both intervals that does not survive Holm, or a
-    worse that does, is noted; so is a *yes* while rows are open (they join the Holm family once they have
-    their runs, which can raise its p). A task with no row beside the reference gets no verdict.
+    worse that does, is noted; so is a *yes* while any row of the report is open (it joins the Holm family
+    once it has its runs, which can raise every adjusted p). A task with no row beside the reference gets
+    no verdict.
     """
     verdicts = []
     name = labels.get(reference, reference)
+    still_open = sum(c["verdict"] == "too few runs" for c in found.values())
     for task in dict.fromkeys(cell.task for cell in cells):
         rows = {cell.method: cell for cell in cells if cell.task == task}
         mine = {method: found[(task, method)] for method in rows if (task, method) in found}
@@ -240,18 +244,17 @@ def task_verdicts(
         below = bar is not None and median < bar
         survives = {m for m, c in mine.items() if c["holm_p"] is not None and c["holm_p"] < FAMILY_ALPHA}
         winners = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "better" and m in survives]
+        open_rows = [labels.get(m, m) for m in mine if len(rows[m].scores) < MIN_RUNS_FOR_VERDICT]
         if len(rows[reference].scores) < MIN_RUNS_FOR_VERDICT:
-            open_rows = [name]  # every comparison waits for the reference's runs
-        else:
-            open_rows = [labels.get(m, m) for m, c in mine.items() if c["verdict"] == "too few runs"]
+            open_rows.insert(0, name)  # every comparison waits for the reference's runs
         notes = [
             f"{labels.get(m, m)} {c['verdict']} by both intervals" + ("" if m in survives else f", not after Holm (p {_p(c['holm_p'])})")
             for m, c in mine.items() if c["verdict"] in ("better", "worse") and not (c["verdict"] == "better" and m in survives)
         ]
         if winners:
             verdict = "yes: " + " / ".join(winners)  # (a row's name may hold a comma: "R3F, dropout 0")
-            if open_rows:
-                notes.append("provisional: " + " / ".join(open_rows) + " still open")
+            if still_open:
+                notes.append(f"provisional: {still_open} row(s) of the report still have too few runs")
             if below:
                 notes.append(f"{name} below the learned score")
         elif open_rows:
@@ -278,8 +281,9 @@ def comparison_table(
         return f"No comparison: no task has both a {reference!r} row and another method.\n"
     label = labels.get(reference, reference)
     family = sum(c["holm_p"] is not None for c in found.values())
+    runs = "seeds" if verdicts else "search trials (which differ in their settings, not only their seed)"
     lines = [
-        f"**Difference of means to {label}** (×100, 95 % intervals over seeds: percentile bootstrap with "
+        f"**Difference of means to {label}** (×100, 95 % intervals over {runs}: percentile bootstrap with "
         f"{BOOTSTRAP_RESAMPLES:,} resamples, and Welch's t; *better*/*worse* only when both intervals exclude 0 "
         f"and both rows have {MIN_RUNS_FOR_VERDICT} runs or more). *Welch p*: two-sided, of this comparison "
         f"alone; *Holm p*: the same adjusted (Holm) over the {family} comparisons with a verdict, below 0.05 "
@@ -667,13 +671,15 @@ def make_report(config: ReportConfig) -> dict[str, Any]:
     labels = {**METHOD_LABELS, **config.labels}
     check_runs(runs, config, labels)
     records = list(runs.values())
+    if config.learned and config.phase != "seeds":
+        raise RxfError("--learned qualifies the per-task verdicts of the seed runs, which a --phase search report does not give")
     cells = collect(config, records)
-    compared = {cell.task for cell in cells if cell.method == REFERENCE_METHOD}
+    compared = {task for task, _ in comparisons(cells)}
     for task, score in config.learned.items():
         if task not in compared:
             raise RxfError(
-                f"--learned {task}={score}: {task} has no {REFERENCE_METHOD!r} row in the {config.phase} runs here, so it "
-                "gets no verdict to qualify: remove the option, or add that row's runs"
+                f"--learned {task}={score}: {task} has no {REFERENCE_METHOD!r} row and another row in the runs here, so "
+                "it gets no verdict to qualify: remove the option, or add those rows' runs"
             )
     folders = [config.runs] if isinstance(config.runs, str) else list(config.runs)
     out = Path(config.output_dir or (Path(folders[0]) / "report" if len(folders) == 1 else "report"))

@@ -83,10 +83,15 @@ def recipe_defaults(method: str | MethodConfig | Method, recipe: str = "same") -
     return settings
 
 
-def refuse_outside_train(config: MethodConfig, command: str) -> None:
-    """RxfError for Standard++ in a command that does not run rxf train's recipe, where it would silently be Standard."""
-    if isinstance(config, StandardPlusPlusConfig):
+def refuse_outside_train(method: str, command: str) -> None:
+    """RxfError for Standard++ (by name) in a command that does not run rxf train's recipe, where it would silently
+    be Standard. Such a command lists its methods without it (:data:`TRAIN_RECIPE_ONLY`)."""
+    if method.lower() in TRAIN_RECIPE_ONLY:
         raise RxfError(
-            f"method standard++ is rxf train's recipe (Standard trained {config.epochs_multiplier:g}x as long), which "
-            f"{command} does not apply: train 'standard' with epochs (or max_steps) multiplied instead"
+            f"method {method} is rxf train's recipe (Standard trained {StandardPlusPlusConfig.epochs_multiplier:g}x as "
+            f"long), which {command} does not apply: train 'standard' with epochs (or max_steps) multiplied instead"
         )
+
+
+#: Methods that are a training recipe rather than a loss: only rxf train applies them.
+TRAIN_RECIPE_ONLY = ("standard++",)
