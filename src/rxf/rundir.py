@@ -463,8 +463,12 @@ class RunDirectory:
 
     def _write_manifest(self) -> None:
         tmp = self.manifest_path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1, default=str))
-        os.replace(tmp, self.manifest_path)
+        try:
+            tmp.write_text(json.dumps(self.manifest, indent=1, default=str))
+            os.replace(tmp, self.manifest_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # (a full disk: no half-written file left beside the manifest)
+            raise
 
     # -- the earlier run, kept aside by `overwrite` (module docstring, 4)
 
