@@ -575,3 +575,11 @@ def test_only_the_main_process_locks_and_writes(tmp_path):
         run_dir.check(SETTINGS, DEFAULTS, overwrite=False)
         assert run_dir.start(SETTINGS, DEFAULTS, DATA, overwrite=False) is False
     assert list(out.iterdir()) == []
+
+
+def test_a_manifest_that_cannot_be_written_leaves_no_temporary_file(tmp_path, full_disk):
+    out = tmp_path / "run"
+    with pytest.raises(OSError):
+        with full_disk("run.json"), rundir.claim(out) as run_dir:
+            run_dir.start(SETTINGS, DEFAULTS, DATA, overwrite=False)
+    assert not out.exists()  # no half-written run.json.<pid>.tmp kept the folder the claim made
