@@ -24,6 +24,7 @@ def without_dropout_check(monkeypatch):
 
     for module in (rxf.methods.r3f, rxf.methods.rdrop):
         monkeypatch.setattr(module, "require_dropout", lambda *args, **kwargs: None)
+        monkeypatch.setattr(module, "refuse_without_dropout", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

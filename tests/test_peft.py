@@ -128,3 +128,19 @@ def test_r3f_noise_reaches_a_lora_causal_lm(mode):
     noised = method_config("r3f", sigma=0.1, gradient_mode=mode).build().compute_loss(model, batch)
     assert zero.regularizer.item() == pytest.approx(0.0, abs=1e-12)
     assert noised.regularizer.item() > 1e-9
+
+
+def test_rdrop_on_lora_needs_lora_dropout_when_the_base_has_none(tmp_path):
+    """A base model with every dropout rate 0 (as SmolLM2's): LoRA's own dropout is what R-Drop compares."""
+    model, batch = lora_classifier(tmp_path / "off", lora_dropout=0.0)
+    with pytest.raises(RxfError, match="rdrop .* every dropout rate"):
+        train(tmp_path / "off", model, batch, "rdrop")
+    assert not (tmp_path / "off" / "out").exists()
+    model, batch = lora_classifier(tmp_path / "on", lora_dropout=0.3)
+    trainer = train(tmp_path / "on", model, batch, "rdrop", steps=1)
+    # LoRA's B starts at 0, so its dropout changes nothing until training has moved B (here: at once).
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    model.train()
+    assert trainer.rxf_method.compute_loss(model, batch).regularizer.item() > 0

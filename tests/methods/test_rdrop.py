@@ -78,3 +78,32 @@ def test_regression_uses_squared_error():
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(RxfError, match=field):
         method_config("rdrop", **options)
+
+
+@pytest.mark.parametrize("method", [
+    method_config("rdrop"), method_config("r3f", sigma=0.0), method_config("r4f", sigma=0.0),
+])
+def test_a_trainer_refuses_rdrop_without_dropout_when_it_is_built(method, tmp_path):
+    """Refused before the Trainer loads data or creates output_dir, not at the first step."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from rxf import RxfTrainer
+
+    model, batch = tiny_bert()  # every dropout probability is 0
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, report_to="none", use_cpu=True)
+    data = Dataset.from_dict({k: v.tolist() for k, v in batch.items()})
+    with pytest.raises(RxfError, match=r"with sigma=0 .* every dropout rate|rdrop .* every dropout rate"):
+        RxfTrainer(model=model, args=args, train_dataset=data, method=method)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(RxfError, match="every dropout rate"):
+        method.build().prepare_model(model)  # the functional tier's first call
+    set_dropout(model, 0.1)
+    assert method.build().prepare_model(model) is model
+
+
+def test_rdrop_at_weight_zero_needs_no_dropout():
+    model, _ = tiny_bert()
+    assert method_config("rdrop", alpha=0.0).build().prepare_model(model) is model
+    assert method_config("r3f", sigma=0.0, lambda_=0.0).build().prepare_model(model) is model
+    assert method_config("r3f").build().prepare_model(model) is model  # σ > 0: the noise differs the passes

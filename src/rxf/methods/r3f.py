@@ -116,6 +116,12 @@ def require_dropout(model: nn.Module, what: str, otherwise: str = "") -> None:
     """
     if not model.training:
         raise RxfError(f"{what} compares two passes that differ by their dropout masks, and the model is in eval mode: call model.train()")
+    refuse_without_dropout(model, what, otherwise)
+
+
+def refuse_without_dropout(model: nn.Module, what: str, otherwise: str = "") -> None:
+    """RxfError when every dropout rate of ``model`` is 0; ``prepare_model`` calls it so that a trainer refuses
+    before it loads data, not at the first step."""
     if not any(getattr(module, name) > 0 for module, name in dropout_places(model)):
         raise RxfError(
             f"{what} compares two passes that differ by their dropout masks, and every dropout rate of "
@@ -181,6 +187,11 @@ class R3FConfig(MethodConfig):
 class R3F(Method):
     config: R3FConfig
     regularizer_name = "r3f_divergence"
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if self.config.sigma == 0 and self.config.lambda_ > 0:  # R-Drop: without dropout the divergence is 0
+            refuse_without_dropout(model, f"{self.config.name} with sigma=0", ", or set sigma > 0")
+        return model
 
     def noised_logits(self, model: nn.Module, inputs: dict[str, Any], rows: slice | None = None) -> torch.Tensor:
         config = self.config
@@ -249,6 +260,7 @@ class R4F(R3F):
     def prepare_model(self, model: nn.Module) -> nn.Module:
         from rxf.spectral import apply_spectral_norm
 
+        super().prepare_model(model)
         task_type = self.task_type(model)
         if task_type in ("seq2seq", "causal_lm"):
             raise RxfError(

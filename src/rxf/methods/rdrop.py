@@ -7,7 +7,8 @@ losses averaged, symmetric KL halved).
 The two passes run as one forward over the batch stacked on itself (dropout masks are drawn
 per element, so the copies get independent masks), which costs less than two passes. With
 dropout off (or in eval mode) both copies agree and the divergence is 0: R-Drop needs dropout, and
-``compute_loss`` refuses a model in eval mode or with every dropout rate 0 (RxfError).
+``compute_loss`` refuses a model in eval mode or with every dropout rate 0 (RxfError); ``prepare_model``
+(which RxfTrainer calls when it is built) refuses the latter already.
 The divergence follows the task type as for R3F (symmetric KL; squared error for regression),
 in fp32, over labels ≠ −100 for token-level tasks.
 
@@ -36,7 +37,7 @@ from rxf.methods.base import (
     register,
     task_loss,
 )
-from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, divergence_scale, doubled, require_dropout
+from rxf.methods.r3f import DIVERGENCE_REDUCTIONS, divergence_for, divergence_scale, doubled, refuse_without_dropout, require_dropout
 
 
 @register
@@ -65,6 +66,11 @@ class RDropConfig(MethodConfig):
 class RDrop(Method):
     config: RDropConfig
     regularizer_name = "rdrop_divergence"
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if self.config.alpha > 0:
+            refuse_without_dropout(model, "rdrop")
+        return model
 
     def compute_loss(
         self, model: nn.Module, batch: Batch, *, normalizer: int | float | torch.Tensor | None = None
