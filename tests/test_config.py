@@ -248,3 +248,13 @@ def test_dicts_of_other_classes_and_numpy_keys_are_stored_as_plain_dicts():
     config = TrainConfig.from_dict({"method_options": collections.defaultdict(float, {np.str_("sigma"): 1e-5})})
     assert type(config.method_options) is dict and [type(key) for key in config.method_options] == [str]
     assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["method_options"] == {"sigma": 1e-5}
+
+
+def test_two_keys_that_become_one_are_refused_not_merged():
+    """np.float32(0.1) and 0.1 are two keys; made plain they are one, and one value would be lost."""
+    import numpy as np
+
+    from rxf.train import TrainConfig
+
+    with pytest.raises(RxfError, match=r"^method_options: two keys are both 0.1 once numpy values are made plain$"):
+        TrainConfig.from_dict({"method_options": {np.float32(0.1): 1, 0.1: 2}})

@@ -272,12 +272,17 @@ def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars made Python's (``np.float32(1e-5)`` → 1e-05, as written rather than widened;
     ``np.int64(2)`` from ``np.arange`` → 2; ``np.bool_``, ``np.str_``), in plain lists, tuples and dicts too
     (keys too), and a dict of another class (``OrderedDict``, ``defaultdict``) made a plain dict: what the
-    rest of rxf, YAML (``safe_dump`` refuses those classes) and JSON take. Anything else is returned as it is."""
+    rest of rxf, YAML (``safe_dump`` refuses those classes) and JSON take. Anything else is returned as it is.
+    ValueError when two keys of a dict become one (``np.float32(0.1)`` and ``0.1``), rather than one silently lost."""
     if type(value) in (list, tuple):
         items = [plain_value(item) for item in value]
         return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     if isinstance(value, dict):
         pairs = [(plain_value(key), plain_value(item)) for key, item in value.items()]
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) < len(keys):  # np.float32(0.1) and 0.1: two keys that become one
+            repeated = next(key for key in keys if keys.count(key) > 1)
+            raise ValueError(f"two keys are both {repeated!r} once numpy values are made plain")
         unchanged = type(value) is dict and all(
             new_key is key and new_item is item for (new_key, new_item), (key, item) in zip(pairs, value.items())
         )
@@ -349,7 +354,10 @@ def check_fields(config: Any) -> None:
     Numpy scalars are stored as Python values first (:func:`plain_value`)."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        plain = plain_value(value)
+        try:
+            plain = plain_value(value)
+        except ValueError as error:
+            raise RxfError(f"{field.name}: {error}") from None
         if plain is not value:
             setattr(config, field.name, plain)
     declared = field_types(type(config))
