@@ -59,16 +59,18 @@ COMPILED_MODEL_HINT = (
 def refuse_compiled(model: nn.Module) -> None:
     """RxfError if ``model``, or a wrapper around it, is torch.compile'd.
 
-    A compiled model runs the graph it traced, without the hooks added to it since: the
-    perturbation would silently not be applied, or Dynamo would fail deep inside its tracing.
-    ``torch.compile`` wraps a module in an OptimizedModule, which keeps the original as ``_orig_mod``.
+    Dynamo does not guard on hooks added after compilation by default (``skip_nnmodule_hook_guards``), so a
+    compiled model may run the graph it traced without them: the perturbation would silently not be
+    applied. On torch 2.13 they were measured to run (``benchmarks/compile_hooks.py``), but rxf's methods and model
+    types are not verified compiled, so it stays refused. ``torch.compile`` wraps a module in an
+    OptimizedModule, which keeps the original as ``_orig_mod``.
     """
     wrapper: Any = model
     while isinstance(wrapper, nn.Module):
         if isinstance(getattr(wrapper, "_orig_mod", None), nn.Module):
             raise RxfError(
                 f"the model is torch.compile'd ({type(wrapper).__name__}), and rxf's embedding perturbations "
-                f"(r3f, r4f, smart, freelb, neftune) use hooks a compiled model does not run: {COMPILED_MODEL_HINT}"
+                f"(r3f, r4f, smart, freelb, neftune) use hooks not verified under compilation: {COMPILED_MODEL_HINT}"
             )
         wrapper = getattr(wrapper, "module", None)
 
@@ -147,7 +149,7 @@ class AppliedDelta:
             raise RxfError(
                 f"{method}: the model neither called its token embeddings nor received inputs_embeds, so the "
                 "perturbation was not applied; pass input_ids or inputs_embeds in the batch, or, if the model "
-                f"is torch.compile'd (which does not run hooks added after compilation), {COMPILED_MODEL_HINT}"
+                f"is torch.compile'd (which may not run hooks added after compilation), {COMPILED_MODEL_HINT}"
             )
 
 
