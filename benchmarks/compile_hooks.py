@@ -14,6 +14,12 @@ rxf adds R3F's noise with forward hooks (``rxf.noise``), and refuses a compiled 
    graphs Dynamo built.
 3. **Noise on ``inputs_embeds`` outside the compiled model** (a pre-hook on the compiled wrapper that
    replaces ``input_ids`` by noised embeddings): compiled loss against eager.
+4. **SMART, FreeLB and NEFTune on a compiled model** (refusal switched off): does their perturbation
+   reach the model in one training step?
+
+Cases 1–3 pass and case 4 fails on torch 2.13: whether a compiled model runs hooks depends on more
+than the torch version, which is why rxf refuses compiled models for every method that hooks the
+embeddings.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 import rxf.noise
-from rxf import method_config
+from rxf import RxfError, method_config
 
 
 def tiny_classifier() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -43,6 +49,19 @@ def tiny_classifier() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
         "labels": torch.tensor([0, 1, 2, 1]),
     }
     return model, batch
+
+
+def perturbation_reaches(name: str, options: dict) -> str:
+    """One training step of ``name`` on a compiled tiny classifier: what happened to the perturbation."""
+    model, batch = tiny_classifier()
+    method = method_config(name, **options).build()
+    try:
+        out = method.training_step(torch.compile(model), batch, backward=lambda loss: loss.backward())
+    except RxfError as error:
+        if "perturbation was not applied" in str(error):
+            return "not applied (rxf's check stopped the step)"
+        raise
+    return f"applied (regulariser {out.regularizer.item():.3g})"
 
 
 def r3f_divergences(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int) -> list[float]:
@@ -114,6 +133,13 @@ def main() -> None:
     lines.append(
         f"3. Noise on inputs_embeds outside the compiled model: compiled loss {outside:.7f}, eager {eager:.7f}."
     )
+    # 4. The other methods that hook the embeddings.
+    rxf.noise.refuse_compiled = lambda model: None
+    try:
+        for name, options in (("smart", {"epsilon": 1e-2}), ("freelb", {"adv_steps": 2}), ("neftune", {})):
+            lines.append(f"4. {name} on a compiled model: the perturbation was {perturbation_reaches(name, options)}.")
+    finally:
+        rxf.noise.refuse_compiled = refuse
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -61,9 +61,9 @@ def refuse_compiled(model: nn.Module) -> None:
 
     Dynamo does not guard on hooks added after compilation by default (``skip_nnmodule_hook_guards``), so a
     compiled model may run the graph it traced without them: the perturbation would silently not be
-    applied. On torch 2.13 they were measured to run (``benchmarks/compile_hooks.py``), but rxf's methods and model
-    types are not verified compiled, so it stays refused. ``torch.compile`` wraps a module in an
-    OptimizedModule, which keeps the original as ``_orig_mod``.
+    applied. On torch 2.13 R3F's hooks were measured to run and SMART's, FreeLB's and NEFTune's not
+    (``benchmarks/compile_hooks.py``). ``torch.compile`` wraps a module in an OptimizedModule, which keeps
+    the original as ``_orig_mod``.
     """
     wrapper: Any = model
     while isinstance(wrapper, nn.Module):
