@@ -70,7 +70,7 @@ def refuse_compiled(model: nn.Module) -> None:
         if isinstance(getattr(wrapper, "_orig_mod", None), nn.Module):
             raise RxfError(
                 f"the model is torch.compile'd ({type(wrapper).__name__}), and rxf's embedding perturbations "
-                f"(r3f, r4f, smart, freelb, neftune) use hooks not verified under compilation: {COMPILED_MODEL_HINT}"
+                f"(r3f, r4f, smart, freelb, neftune) use hooks a compiled model may not run: {COMPILED_MODEL_HINT}"
             )
         wrapper = getattr(wrapper, "module", None)
 

@@ -136,13 +136,13 @@ def refuse_neftune_argument(method: Method, args: Any) -> None:
 
 
 def refuse_torch_compile_argument(method: Method, args: Any) -> None:
-    """RxfError if ``torch_compile`` is set with a method that perturbs the embeddings: its hooks are not verified
-    under compilation (rxf.noise.refuse_compiled says so at the first step; this says it before any work)."""
+    """RxfError if ``torch_compile`` is set with a method that perturbs the embeddings: a compiled model may run
+    without its hooks (rxf.noise.refuse_compiled says so at the first step; this says it before any work)."""
     if getattr(args, "torch_compile", False) and perturbs_embeddings(method):
         raise RxfError(
             f"TrainingArguments(torch_compile=True) cannot be combined with method {method.config.name!r}: it perturbs "
-            "the token embeddings through hooks, which rxf has not verified under compilation (a compiled graph may run "
-            "without hooks added after compiling); leave torch_compile off (standard and rdrop compile)"
+            "the token embeddings through hooks, which a compiled model may run without (SMART's, FreeLB's and NEFTune's "
+            "do, on torch 2.13: benchmarks/compile_hooks.py); leave torch_compile off (standard and rdrop compile)"
         )
 
 
